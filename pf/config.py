@@ -1,0 +1,172 @@
+"""One validated configuration for every run, with named presets.
+
+Defaults are the paper's protocol (CIFAR-10, ResNet-56, SVP's budgets and schedule);
+a preset overrides some of them, and ``--set key=value`` (or a notebook's parameters
+cell, or a sweep axis) overrides those. An override must match its default's type, as
+in nanoGPT's configurator; anything else stops the run before any work with one line
+that names the parameter and what it allows.
+
+    config = make_config("demo", {"seed": 3, "budgets": [100, 300]})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+import yaml
+
+from pf.data import DATASETS, CIFAR_STATS
+from pf.models import MODELS
+from pf.train import Schedule
+
+__all__ = ["ConfigError", "Config", "PRESETS", "make_config", "parse_assignment",
+           "check_budgets"]
+
+SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
+SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
+FIXED_DATASETS = ("digits", "synthetic", "tinyimagenet", *CIFAR_STATS)
+CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16")}
+
+
+class ConfigError(ValueError):
+    """A parameter is unknown, of the wrong type or out of range; the text is one line."""
+
+
+@dataclass
+class Config:
+    """Everything that defines a run. Fields are plain JSON types (papermill-safe)."""
+
+    # --- data -------------------------------------------------------------------------
+    dataset: str = "cifar10"  # digits | cifar10 | cifar100 | tinyimagenet | imagefolder:<path> | synthetic
+    data_dir: str = ""  # dataset root and cache; "" means $PF_DATA or ~/.cache/pf/data
+    # --- model ------------------------------------------------------------------------
+    arch: str = "resnet56"  # target network, a name in pf.models.MODELS
+    # --- labeling ---------------------------------------------------------------------
+    budgets: list = field(default_factory=lambda: list(SVP_BUDGETS))  # TOTAL labeled counts, increasing
+    # --- training (SVP's protocol) ----------------------------------------------------
+    lr_schedule: list = field(default_factory=lambda: [list(s) for s in SVP_SCHEDULE])  # [epochs, lr] pieces
+    batch_size: int = 128  # SGD mini-batch
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 5e-4  # L2 on every parameter
+    kd_weight: float = 0.5  # distillation weight lambda (our choice: the papers give none)
+    kd_temperature: float = 4.0  # distillation temperature T (our choice: the papers give none)
+    # --- execution --------------------------------------------------------------------
+    seed: int = 0  # seeds the initial labeled set, initialisations and shuffles
+    device: str = "auto"  # auto (CUDA if present) | cpu | cuda
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False  # wrap the training forward in torch.compile
+    eval_batch_size: int = 1024  # batch for test evaluation and pool scoring
+
+    def schedule(self) -> Schedule:
+        """The training schedule these fields describe."""
+        segments = tuple((int(epochs), float(lr)) for epochs, lr in self.lr_schedule)
+        return Schedule(segments, self.batch_size, self.momentum, self.weight_decay)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready copy of every field."""
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    # pytest: a few seconds on one CPU core.
+    "smoke": dict(dataset="synthetic", arch="resnet8", budgets=[64, 128],
+                  lr_schedule=[[2, 0.05]], batch_size=32, eval_batch_size=256),
+    # the whole pipeline on real handwritten digits, minutes on 2 CPU cores.
+    "demo": dict(dataset="digits", arch="resnet20", budgets=[100, 300, 500, 700],
+                 lr_schedule=[[1, 0.01], [14, 0.1], [5, 0.01]], batch_size=64),
+    # the paper's protocol with a third of its epochs: one GPU, well under an hour.
+    "fast": dict(lr_schedule=[[1, 0.01], [30, 0.1], [15, 0.01], [15, 0.001]]),
+    # the paper's protocol: CIFAR-10, ResNet-56, SVP's budgets and 181-epoch schedule.
+    "paper": dict(),
+}
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """Split ``key=value`` and read the value as JSON, else YAML (``1e-3``, lists, true)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set: expected key=value, got {text!r}")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        pass
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key.strip(), raw
+    # A bare word that YAML reads as null or a date stays the string it was typed as.
+    return key.strip(), value if isinstance(value, (bool, int, float, str, list)) else raw
+
+
+def make_config(preset: str = "paper", overrides: dict | None = None) -> Config:
+    """The preset's config with ``overrides`` applied, validated; raises ``ConfigError``."""
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    config = Config()
+    for key, value in {**PRESETS[preset], **(overrides or {})}.items():
+        setattr(config, key, _coerce(key, value))
+    _validate(config)
+    return config
+
+
+def _coerce(key: str, value: object) -> object:
+    """``value`` as the type of ``key``'s default, or a ConfigError saying what is allowed."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    if key not in fields:
+        raise ConfigError(f"{key}: unknown parameter; known: {', '.join(fields)}")
+    default = getattr(Config(), key)
+    kind = type(default)
+    if isinstance(value, tuple):
+        value = list(value)
+    if kind is float and type(value) is int:
+        value = float(value)
+    if type(value) is not kind:
+        raise ConfigError(f"{key}: expected {kind.__name__} like {json.dumps(default)}, "
+                          f"got {json.dumps(value, default=str)}")
+    return value
+
+
+def _validate(config: Config) -> None:
+    name = config.dataset
+    if name not in FIXED_DATASETS and not (name.startswith("imagefolder:") and len(name) > 12):
+        raise ConfigError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if config.arch not in MODELS:
+        raise ConfigError(f"arch: unknown model {config.arch!r}; choose one of {', '.join(MODELS)}")
+    for key, allowed in CHOICES.items():
+        if getattr(config, key) not in allowed:
+            raise ConfigError(f"{key}: {getattr(config, key)!r} is not one of {', '.join(allowed)}")
+    check_budgets(config.budgets)
+    pieces = config.lr_schedule
+    if not pieces or not all(
+        isinstance(p, list) and len(p) == 2 and type(p[0]) is int and p[0] > 0
+        and type(p[1]) in (int, float) and p[1] > 0 for p in pieces
+    ):
+        raise ConfigError(f"lr_schedule: expected [[epochs, lr], ...] with positive epochs "
+                          f"(whole numbers) and learning rates, got {json.dumps(pieces)}")
+    for key in ("batch_size", "eval_batch_size"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key}: must be a positive integer, got {getattr(config, key)}")
+    for key in ("momentum", "kd_weight"):
+        if not 0 <= getattr(config, key) <= 1:
+            raise ConfigError(f"{key}: must lie in [0, 1], got {getattr(config, key)}")
+    if config.weight_decay < 0:
+        raise ConfigError(f"weight_decay: must be >= 0, got {config.weight_decay}")
+    if config.kd_temperature <= 0:
+        raise ConfigError(f"kd_temperature: must be > 0, got {config.kd_temperature}")
+    if config.seed < 0:
+        raise ConfigError(f"seed: must be >= 0, got {config.seed}")
+
+
+def check_budgets(budgets: list, pool_size: int | None = None) -> None:
+    """Budgets are TOTAL labeled counts: positive whole numbers, strictly increasing, and
+    (once the dataset is known) at most the training-set size."""
+    if not budgets or not all(type(b) is int and b > 0 for b in budgets):
+        raise ConfigError(f"budgets: expected a non-empty list of positive integers, "
+                          f"got {json.dumps(budgets)}")
+    if any(a >= b for a, b in zip(budgets, budgets[1:])):
+        raise ConfigError(f"budgets: must be strictly increasing TOTAL labeled counts, "
+                          f"got {json.dumps(budgets)}")
+    if pool_size is not None and budgets[-1] > pool_size:
+        raise ConfigError(f"budgets: {budgets[-1]} exceeds the {pool_size} training samples")

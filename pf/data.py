@@ -1,0 +1,383 @@
+"""Datasets as uint8 tensors, decoded once and cached, and a batch iterator that stays on
+the training device.
+
+Every dataset loads as a ``Dataset``: train and test ``Split``s of uint8 images
+(N, C, H, W) with int64 labels, the class names, and the per-channel mean/std used to
+normalise. Decoding happens once; the tensors are cached under the data directory
+(``$PF_DATA``, default ``~/.cache/pf/data``) and later loads read that file.
+
+    dataset = load_dataset("digits")                      # 1,437 train / 360 test, 8x8
+    dataset = load_dataset("imagefolder:../shared/data/cifar10-jpeg.tar.gz")
+    for x, y in Batches(dataset.to("cuda").train, labeled_idx, 128, dataset, shuffle=True,
+                        augment=True, generator=g): ...
+
+Names: ``digits`` (scikit-learn's bundled handwritten digits; no download),
+``cifar10``/``cifar100`` (torchvision's archives), ``tinyimagenet`` (the
+tiny-imagenet-200 folder), ``imagefolder:<path>`` (any ``{train,test}/<class>/*`` tree,
+as a folder or a .tar/.tar.gz archive), ``synthetic`` (small, learnable, for tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DATASETS",
+    "DatasetNotFound",
+    "Split",
+    "Dataset",
+    "data_dir",
+    "load_dataset",
+    "augment_batch",
+    "Batches",
+]
+
+DATASETS = ("digits", "cifar10", "cifar100", "tinyimagenet", "imagefolder:<path>", "synthetic")
+CROP_PADDING = 4  # pixels of zero padding before the random crop (CIFAR convention)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Published CIFAR statistics (SVP and most peer code); other datasets use their own.
+CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+class DatasetNotFound(FileNotFoundError):
+    """A dataset is not where it was looked for; the message says where and how to get it."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images (uint8, N x C x H x W) and their int64 labels, on one device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> Split:
+        """This split on ``device`` (no copy when it is already there)."""
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test pair with what training needs to know about it.
+
+    ``augment`` says whether training uses random crop + horizontal flip: true for
+    natural images (CIFAR, Tiny-ImageNet, image folders), false for digits (a flipped
+    digit is another symbol) and the synthetic set.
+    """
+
+    name: str
+    train: Split
+    test: Split
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return self.train.images.shape[1]
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """The same dataset with both splits on ``device``."""
+        return replace(self, train=self.train.to(device), test=self.test.to(device))
+
+
+def data_dir() -> Path:
+    """Where datasets are looked for and cached: ``$PF_DATA`` or ``~/.cache/pf/data``."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pf" / "data"
+    return Path(os.environ.get("PF_DATA", default)).expanduser()
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = True) -> Dataset:
+    """Load a dataset by name (see the module docstring), decoding it only the first time.
+
+    ``root`` overrides the data directory; ``download`` lets torchvision fetch CIFAR when
+    it is missing. A missing dataset raises ``DatasetNotFound`` with a one-line message.
+    """
+    root = Path(root) if root is not None else data_dir()
+    if name == "synthetic":
+        return _synthetic()
+    if name == "digits":
+        return _from_cache(root, "digits", _digits)
+    if name in CIFAR_STATS:
+        return _from_cache(root, name, lambda: _cifar(name, root, download))
+    if name == "tinyimagenet":
+        return _from_cache(root, name, lambda: _tinyimagenet(root / "tiny-imagenet-200"))
+    if name.startswith("imagefolder:"):
+        path = Path(name.split(":", 1)[1]).expanduser().resolve()
+        if not path.exists():
+            raise DatasetNotFound(
+                f"imagefolder: nothing at {path}; give a folder (or .tar/.tar.gz) holding "
+                "train/<class>/* and test/<class>/*"
+            )
+        stamp = f"{path}:{path.stat().st_mtime_ns}:{path.stat().st_size}"
+        key = "imagefolder-" + hashlib.sha256(stamp.encode()).hexdigest()[:16]
+        return _from_cache(root, key, lambda: _imagefolder(path, name))
+    raise ValueError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+# ---------------------------------------------------------------------------------------
+# Decoding and caching
+# ---------------------------------------------------------------------------------------
+
+
+def _from_cache(root: Path, key: str, build) -> Dataset:
+    """Read ``root/cache/key.pt`` if present, else build the dataset and write that file."""
+    cache_file = root / "cache" / f"{key}.pt"
+    if cache_file.exists():
+        return Dataset(**_unpack(torch.load(cache_file, weights_only=True)))
+    dataset = build()
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache_file.with_suffix(f".tmp{os.getpid()}")
+    torch.save(_pack(dataset), partial)
+    partial.replace(cache_file)  # atomic: a killed run never leaves half a cache file
+    return dataset
+
+
+def _pack(dataset: Dataset) -> dict:
+    fields = dict(vars(dataset))
+    for split in ("train", "test"):
+        fields[split] = (fields[split].images, fields[split].labels)
+    return fields
+
+
+def _unpack(fields: dict) -> dict:
+    fields = dict(fields)
+    for split in ("train", "test"):
+        fields[split] = Split(*fields[split])
+    for key in ("classes", "mean", "std"):
+        fields[key] = tuple(fields[key])
+    return fields
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images on the 0..1 scale (over all pixels)."""
+    channels = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255
+    return tuple(channels.mean(1).tolist()), tuple(channels.std(1).tolist())
+
+
+def _make_dataset(name, train, test, classes, augment, stats=None) -> Dataset:
+    mean, std = stats or _channel_stats(train.images)
+    return Dataset(name, train, test, tuple(classes), mean, std, augment)
+
+
+def _digits() -> Dataset:
+    """scikit-learn's 1,797 handwritten digits, 8x8, values 0..16 scaled to 0..255.
+
+    The set has no official split; ours is a stratified 80/20 split with a fixed seed
+    (0): 1,437 train, 360 test. Our choice, fixed so that every run sees the same split.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.rint(digits.images * (255 / 16)).astype(np.uint8)[:, None]
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, digits.target, test_size=0.2, random_state=0, stratify=digits.target
+    )
+    to_split = lambda x, y: Split(torch.from_numpy(x), torch.from_numpy(y).long())
+    classes = [str(c) for c in digits.target_names]
+    return _make_dataset("digits", to_split(train_x, train_y), to_split(test_x, test_y),
+                         classes, augment=False)
+
+
+def _cifar(name: str, root: Path, download: bool) -> Dataset:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    folder = root / name
+    archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
+    try:
+        train, test = (cls(str(folder), train=t, download=download) for t in (True, False))
+    except Exception as error:  # torchvision raises RuntimeError or URLError/OSError
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DatasetNotFound(
+            f"{name}: not found in {folder} and not downloadable ({reason}); put {archive} "
+            f"there, or point PF_DATA at a folder holding {name}/"
+        ) from None
+    to_split = lambda d: Split(
+        torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(),
+        torch.tensor(d.targets, dtype=torch.long),
+    )
+    return _make_dataset(name, to_split(train), to_split(test), train.classes,
+                         augment=True, stats=CIFAR_STATS[name])
+
+
+def _decode(blobs: list[bytes], where: str) -> torch.Tensor:
+    """Decode encoded images to one uint8 (N, 3, H, W) tensor; all must share one size."""
+    from PIL import Image
+
+    arrays = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs]
+    sizes = {a.shape for a in arrays}
+    if len(sizes) > 1:
+        raise ValueError(f"{where}: images differ in size ({sorted(sizes)[:2]}); resize them first")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _read_tree(path: Path) -> dict[str, bytes]:
+    """Every image file below a folder or inside a tar archive, keyed by relative path."""
+    if path.is_dir():
+        return {
+            str(f.relative_to(path)): f.read_bytes()
+            for f in sorted(path.rglob("*"))
+            if f.suffix.lower() in IMAGE_SUFFIXES
+        }
+    with tarfile.open(path) as archive:
+        return {
+            m.name: archive.extractfile(m).read()
+            for m in archive.getmembers()
+            if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES
+        }
+
+
+def _imagefolder(path: Path, name: str) -> Dataset:
+    """``{train,test}/<class>/<file>`` below ``path`` (an optional top folder is allowed).
+
+    Classes are the sorted folder names of train/, as torchvision's ImageFolder has them.
+    """
+    files = _read_tree(path)
+    by_split: dict[str, dict[str, list[bytes]]] = {"train": {}, "test": {}}
+    for relative, blob in sorted(files.items()):
+        parts = Path(relative).parts
+        if len(parts) >= 3 and parts[-3] in by_split:
+            by_split[parts[-3]].setdefault(parts[-2], []).append(blob)
+    classes = sorted(by_split["train"])
+    if not classes or not by_split["test"]:
+        raise DatasetNotFound(
+            f"imagefolder: no train/<class>/<image> and test/<class>/<image> files in {path}"
+        )
+
+    def split(which: str) -> Split:
+        blobs, labels = [], []
+        for label, cls in enumerate(classes):
+            blobs += by_split[which].get(cls, [])
+            labels += [label] * len(by_split[which].get(cls, []))
+        return Split(_decode(blobs, f"imagefolder {path}"), torch.tensor(labels))
+
+    return _make_dataset(name, split("train"), split("test"), classes, augment=True)
+
+
+def _tinyimagenet(folder: Path) -> Dataset:
+    """Tiny-ImageNet-200: train/<wnid>/images/*.JPEG; the labelled val split is the test set."""
+    annotations = folder / "val" / "val_annotations.txt"
+    if not (folder / "wnids.txt").exists() or not annotations.exists():
+        raise DatasetNotFound(
+            f"tinyimagenet: no tiny-imagenet-200 (wnids.txt, val/val_annotations.txt) in "
+            f"{folder}; unzip tiny-imagenet-200.zip into {folder.parent}"
+        )
+    classes = sorted(folder.joinpath("wnids.txt").read_text().split())
+    index = {wnid: i for i, wnid in enumerate(classes)}
+    train_files = sorted((folder / "train").glob("*/images/*.JPEG"))
+    val_labels = dict(line.split("\t")[:2] for line in annotations.read_text().splitlines())
+    val_files = sorted(folder.joinpath("val", "images", f) for f in val_labels)
+
+    def split(files, labels) -> Split:
+        blobs = [f.read_bytes() for f in files]
+        return Split(_decode(blobs, f"tinyimagenet {folder}"), torch.tensor(labels))
+
+    train = split(train_files, [index[f.parent.parent.name] for f in train_files])
+    test = split(val_files, [index[val_labels[f.name]] for f in val_files])
+    return _make_dataset("tinyimagenet", train, test, classes, augment=True)
+
+
+def _synthetic(num_classes: int = 10, train_size: int = 512, test_size: int = 256,
+               size: int = 16, seed: int = 0) -> Dataset:
+    """Smooth random class templates plus pixel noise: learnable in a few epochs, for tests."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(num_classes, 3, 4, 4, generator=g) * 255
+    templates = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")
+
+    def split(n: int) -> Split:
+        labels = torch.randint(num_classes, (n,), generator=g)
+        noise = torch.randn(n, 3, size, size, generator=g) * 48
+        images = (templates[labels] + noise).clamp(0, 255).round().to(torch.uint8)
+        return Split(images, labels)
+
+    classes = [f"class{c}" for c in range(num_classes)]
+    return _make_dataset("synthetic", split(train_size), split(test_size), classes, augment=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Batches on the device
+# ---------------------------------------------------------------------------------------
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (after zero-padding by 4 pixels) and horizontal flip, per image.
+
+    Works on any device and dtype; the zero padding is applied before normalisation,
+    as torchvision's ``RandomCrop(padding=4)`` does on PIL images.
+    """
+    n, _, h, w = images.shape
+    device = images.device
+    padded = torch.nn.functional.pad(images, [CROP_PADDING] * 4)
+    shifts = torch.randint(0, 2 * CROP_PADDING + 1, (2, n, 1), generator=generator, device=device)
+    rows = (shifts[0] + torch.arange(h, device=device))[:, None, :, None]
+    # A flip reverses the column order inside the crop window.
+    columns = torch.arange(w, device=device).expand(n, w)
+    flip = torch.rand(n, 1, generator=generator, device=device) < 0.5
+    columns = torch.where(flip, w - 1 - columns, columns)
+    cols = (shifts[1] + columns)[:, None, None, :]
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channel = torch.arange(images.shape[1], device=device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+class Batches:
+    """Mini-batches of one split, indexed on the device, augmented and normalised there.
+
+    ``indices`` selects the subset (labeled set, pool) without copying the split; each
+    iteration gathers one batch, converts it to float, augments it when asked and
+    normalises it with the dataset's statistics. Shuffling draws from ``generator``
+    (which must live on the split's device), so the same seed gives the same batches.
+    """
+
+    def __init__(self, split: Split, indices: torch.Tensor | None, batch_size: int,
+                 dataset: Dataset, *, shuffle: bool = False, augment: bool = False,
+                 generator: torch.Generator | None = None,
+                 memory_format: torch.memory_format = torch.contiguous_format):
+        device = split.images.device
+        self.split = split
+        self.indices = (torch.arange(len(split), device=device) if indices is None
+                        else torch.as_tensor(indices, device=device))
+        self.batch_size = batch_size
+        self.shuffle, self.augment, self.generator = shuffle, augment, generator
+        self.memory_format = memory_format
+        std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1)
+        # (u8 / 255 - mean) / std as a single multiply-add.
+        self.scale, self.shift = 1 / (255 * std), -mean / std
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self.indices
+        if self.shuffle:
+            perm = torch.randperm(len(order), generator=self.generator, device=order.device)
+            order = order[perm]
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            images = self.split.images[idx]
+            if self.augment:
+                images = augment_batch(images, self.generator)
+            x = torch.addcmul(self.shift, images.float(), self.scale)
+            yield x.contiguous(memory_format=self.memory_format), self.split.labels[idx]

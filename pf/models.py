@@ -1,0 +1,206 @@
+"""CIFAR ResNets, built by registry name.
+
+Every network here follows He et al. (2016): a 3x3 stem, three stages of widths
+16/32/64 (x4 for bottlenecks) at strides 1/2/2, global average pooling and one linear
+classifier. Where a block changes the shape of the residual stream, the shortcut is a
+1x1 convolution (+ BatchNorm in post-activation nets) rather than the zero-padding
+"option A" shortcut: Torch-Pruning can only couple the channels of the residual stream
+when both branches of every addition are real layers, and PruneFuse prunes that stream.
+
+    build_model("resnet56", num_classes=10, in_channels=3)   # 0.856M parameters
+
+Each model exposes ``features(x)`` (the penultimate, pooled activations: the input of
+the final linear layer, used by k-centers) and ``fc`` (that layer); ``forward(x)`` is
+``fc(features(x))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["MODELS", "build_model", "init_weights", "CifarResNet"]
+
+STAGE_WIDTHS = (16, 32, 64)
+STAGE_STRIDES = (1, 2, 2)
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """A bias-free 3x3 convolution with 'same' padding (BatchNorm follows or precedes it)."""
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """A bias-free 1x1 convolution, used by bottlenecks and projection shortcuts."""
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    """Post-activation basic block: conv-BN-ReLU-conv-BN, add the shortcut, ReLU."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, channels, stride)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = conv3x3(channels, channels)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != channels:
+            self.shortcut = nn.Sequential(
+                conv1x1(in_channels, channels, stride), nn.BatchNorm2d(channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation basic block (He et al., ECCV 2016): BN-ReLU-conv twice, then add.
+
+    A projection shortcut reads the pre-activated input, as in the original; it is a
+    plain 1x1 convolution because the next block's BatchNorm normalises the sum.
+    """
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv3x3(in_channels, channels, stride)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv2 = conv3x3(channels, channels)
+        self.shortcut = None
+        if stride != 1 or in_channels != channels:
+            self.shortcut = conv1x1(in_channels, channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))
+        identity = x if self.shortcut is None else self.shortcut(pre)
+        out = self.conv1(pre)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + identity
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck: 1x1 reduce, 3x3, 1x1 expand (x4), each after BN-ReLU."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        out_channels = channels * self.expansion
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv1x1(in_channels, channels)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv2 = conv3x3(channels, channels, stride)
+        self.bn3 = nn.BatchNorm2d(channels)
+        self.conv3 = conv1x1(channels, out_channels)
+        self.shortcut = None
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = conv1x1(in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))
+        identity = x if self.shortcut is None else self.shortcut(pre)
+        out = self.conv1(pre)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        out = self.conv3(torch.relu(self.bn3(out)))
+        return out + identity
+
+
+# ---------------------------------------------------------------------------------------
+# The network
+# ---------------------------------------------------------------------------------------
+
+
+class CifarResNet(nn.Module):
+    """A three-stage CIFAR ResNet made of ``blocks_per_stage`` blocks of one kind."""
+
+    def __init__(
+        self,
+        block: type[nn.Module],
+        blocks_per_stage: int,
+        num_classes: int = 10,
+        in_channels: int = 3,
+    ):
+        super().__init__()
+        self.preact = block is not BasicBlock
+        self.conv1 = conv3x3(in_channels, STAGE_WIDTHS[0])
+        # Post-activation nets normalise the stem; pre-activation nets normalise at the end.
+        self.bn1 = nn.Identity() if self.preact else nn.BatchNorm2d(STAGE_WIDTHS[0])
+        stages, width_in = [], STAGE_WIDTHS[0]
+        for width, stride in zip(STAGE_WIDTHS, STAGE_STRIDES):
+            blocks = []
+            for i in range(blocks_per_stage):
+                blocks.append(block(width_in, width, stride if i == 0 else 1))
+                width_in = width * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.bn_final = nn.BatchNorm2d(width_in) if self.preact else nn.Identity()
+        self.fc = nn.Linear(width_in, num_classes)
+        self.apply(init_weights)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features: the pooled activations that the classifier reads."""
+        out = self.bn1(self.conv1(x))
+        if not self.preact:
+            out = torch.relu(out)
+        out = self.layer3(self.layer2(self.layer1(out)))
+        if self.preact:
+            out = torch.relu(self.bn_final(out))
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def init_weights(module: nn.Module) -> None:
+    """Draw a layer's initial weights: the one place that defines 'initialization'.
+
+    Convolutions: Kaiming-normal, fan-out, ReLU gain (He et al. 2015). BatchNorm: weight
+    1, bias 0, running statistics reset. Linear: PyTorch's default Kaiming-uniform
+    (a=sqrt(5)) for the weight and uniform bias, as the CIFAR ResNets of SVP and
+    torchvision keep. Fusion's ``rest="reinit"`` re-draws from this same function.
+    """
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        module.reset_parameters()
+    elif isinstance(module, nn.Linear):
+        module.reset_parameters()
+
+
+def _factory(block: type[nn.Module], depth: int) -> Callable[..., CifarResNet]:
+    layers_per_block = 3 if block is PreActBottleneck else 2
+    blocks_per_stage, remainder = divmod(depth - 2, 3 * layers_per_block)
+    assert remainder == 0, f"depth {depth} does not fit {block.__name__}"
+    return lambda num_classes=10, in_channels=3: CifarResNet(
+        block, blocks_per_stage, num_classes, in_channels
+    )
+
+
+MODELS: dict[str, Callable[..., CifarResNet]] = {
+    **{f"resnet{d}": _factory(BasicBlock, d) for d in (8, 14, 20, 32, 56, 110)},
+    **{f"preact{d}": _factory(PreActBlock, d) for d in (8, 14, 20, 32, 56, 110)},
+    "preact164": _factory(PreActBottleneck, 164),
+}
+
+
+def build_model(name: str, num_classes: int = 10, in_channels: int = 3) -> CifarResNet:
+    """Build a freshly initialised network from its registry name (see ``MODELS``)."""
+    if name not in MODELS:
+        raise ValueError(f"arch: unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels)

@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from pf.models import MODELS, build_model
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_forward_shape_features_and_gradients(name):
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=7, in_channels=3)
+    x = torch.randn(4, 3, 32, 32)
+    logits = model(x)
+    assert logits.shape == (4, 7)
+    features = model.features(x)
+    assert features.shape == (4, model.fc.in_features)
+    torch.testing.assert_close(model.fc(features), logits)
+    logits.logsumexp(1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+@pytest.mark.parametrize("name, millions", [
+    ("resnet8", 0.078), ("resnet20", 0.272), ("resnet56", 0.856), ("resnet110", 1.731),
+    ("preact164", 1.703),
+])
+def test_parameter_counts(name, millions):
+    count = sum(p.numel() for p in build_model(name).parameters())
+    assert count / 1e6 == pytest.approx(millions, abs=0.001)
+
+
+def test_small_grayscale_inputs_work():
+    model = build_model("resnet20", num_classes=10, in_channels=1)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_projection_shortcuts_only_where_the_shape_changes():
+    model = build_model("resnet56")
+    projections = [n for n, m in model.named_modules()
+                   if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
+    assert projections == ["layer2.0.shortcut.0", "layer3.0.shortcut.0"]
+
+
+def test_kaiming_init_and_seeded_construction():
+    torch.manual_seed(1)
+    a = build_model("resnet20")
+    torch.manual_seed(1)
+    b = build_model("resnet20")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    weight = a.layer3[0].conv2.weight  # fan_out = 64 * 9
+    assert weight.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)
+
+
+def test_unknown_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="arch: unknown model 'resnet7'"):
+        build_model("resnet7")
