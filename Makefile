@@ -1,0 +1,28 @@
+# pf: every command sets up what it needs first (a virtual environment in .venv).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+READY := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+# The environment is (re)built whenever pyproject.toml changes.
+$(READY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(READY)
+
+setup: $(READY)
+
+demo: setup  ## the main job: the demo experiment on real handwritten digits, on CPU
+	$(BIN)/pf run --preset demo --out runs/demo
+
+test: setup  ## the whole test suite (CPU, a few minutes)
+	$(BIN)/python -m pytest -q
+
+bench: setup  ## pf trainer and pool scoring vs a torchvision DataLoader reference
+	$(BIN)/python benchmarks/bench_train.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,83 @@
+import math
+
+import pytest
+import torch
+
+from pf.models import build_model
+from pf.train import PAPER_SCHEDULE, Schedule, evaluate, fit, kd_loss, predict
+
+SHORT = Schedule(((4, 0.05),), batch_size=32)
+
+
+def _fit(dataset, seed=0, schedule=SHORT, **kwargs):
+    torch.manual_seed(seed)
+    model = build_model("resnet8", dataset.num_classes, dataset.in_channels)
+    result = fit(model, dataset, torch.arange(256), schedule, device="cpu", seed=seed, **kwargs)
+    return model, result
+
+
+def test_paper_schedule_is_svps():
+    assert PAPER_SCHEDULE.epochs == 181
+    assert [PAPER_SCHEDULE.lr_at(e) for e in (0, 1, 90, 91, 135, 136, 180)] == \
+        [0.01, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    with pytest.raises(IndexError):
+        PAPER_SCHEDULE.lr_at(181)
+
+
+def test_loss_falls_and_accuracy_beats_chance(synthetic):
+    model, result = _fit(synthetic)
+    assert len(result.curve) == len(result.train_loss) == 4
+    assert result.train_loss[-1] < 0.7 * result.train_loss[0]
+    assert result.test_accuracy > 0.5  # ten classes: chance is 0.1
+    assert result.test_accuracy == result.curve[-1]
+    assert result.images_seen == 4 * 256
+    assert evaluate(model, synthetic.test, synthetic) == pytest.approx(result.test_accuracy)
+
+
+def test_same_seed_gives_identical_weights(synthetic):
+    a, result_a = _fit(synthetic, seed=3)
+    b, result_b = _fit(synthetic, seed=3)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert result_a.curve == result_b.curve
+    c, _ = _fit(synthetic, seed=4)
+    assert not torch.equal(a.fc.weight, c.fc.weight)
+
+
+def test_kd_loss_matches_hintons_formula_on_hand_made_logits():
+    student = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    teacher = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0]])
+    labels = torch.tensor([0, 2])
+    weight, t = 0.3, 2.0
+
+    def softmax(row, temp):
+        e = [math.exp(v / temp) for v in row]
+        return [v / sum(e) for v in e]
+
+    ce = kl = 0.0
+    for s, q, y in zip(student.tolist(), teacher.tolist(), labels.tolist()):
+        ce -= math.log(softmax(s, 1)[y]) / 2
+        ps, pt = softmax(s, t), softmax(q, t)
+        kl += sum(b * math.log(b / a) for a, b in zip(ps, pt)) / 2
+    expected = (1 - weight) * ce + weight * t * t * kl
+    assert kd_loss(student, teacher, labels, weight, t).item() == pytest.approx(expected, rel=1e-5)
+    assert kd_loss(student, teacher, labels, 0.0, t).item() == pytest.approx(ce, rel=1e-5)
+
+
+def test_distillation_from_a_teacher_trains(synthetic):
+    teacher, _ = _fit(synthetic, seed=1)
+    _, result = _fit(synthetic, seed=2, teacher=teacher, kd_weight=0.7)
+    assert result.test_accuracy > 0.5
+    assert not teacher.training  # the teacher is only ever evaluated
+
+
+def test_predict_returns_logits_and_penultimate_features(synthetic):
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, 3)
+    logits, features = predict(model, synthetic.train, synthetic, torch.arange(10, 50),
+                               batch_size=16, features=True)
+    assert logits.shape == (40, 10) and features.shape == (40, 64)
+    assert not model.training
+    torch.testing.assert_close(logits, predict(model, synthetic.train, synthetic,
+                                               torch.arange(10, 50)))
+    torch.testing.assert_close(model.fc(features), logits)
