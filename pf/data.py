@@ -346,14 +346,15 @@ class Batches:
 
     ``indices`` selects the subset (labeled set, pool) without copying the split; each
     iteration gathers one batch, converts it to float, augments it when asked and
-    normalises it with the dataset's statistics. Shuffling draws from ``generator``
+    normalises it with the dataset's statistics; batches come channels_last unless
+    another ``memory_format`` is asked for. Shuffling draws from ``generator``
     (which must live on the split's device), so the same seed gives the same batches.
     """
 
     def __init__(self, split: Split, indices: torch.Tensor | None, batch_size: int,
                  dataset: Dataset, *, shuffle: bool = False, augment: bool = False,
                  generator: torch.Generator | None = None,
-                 memory_format: torch.memory_format = torch.contiguous_format):
+                 memory_format: torch.memory_format = torch.channels_last):
         device = split.images.device
         self.split = split
         self.indices = (torch.arange(len(split), device=device) if indices is None

@@ -1,0 +1,222 @@
+"""Speed of the pf trainer and of pool scoring, as ratios against a plain reference.
+
+The reference is what peer code (SVP and most CIFAR repositories) does: a torchvision
+``DataLoader`` over PIL images with ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
+``ToTensor`` and ``Normalize``, and an fp32 training loop that reads the loss every step.
+pf keeps uint8 images on the device, augments and normalises there, and never waits for
+the host inside an epoch. Both train the same architecture from the same initial weights
+on the same images with the same batch size and evaluate on the same test images each
+epoch, in one process, one after the other: only the ratio is meant to travel between
+machines.
+
+    python benchmarks/bench_train.py                       # CPU: resnet20, 2 x 2,560 images
+    python benchmarks/bench_train.py --arch resnet56 --train-images 25000 --epochs 3  # GPU
+
+Data: the real CIFAR-10 in ../shared/data when it is there, else random CIFAR-shaped
+images (speed does not depend on content). Results: benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+from pf.data import Dataset, Split, load_dataset
+from pf.models import build_model
+from pf.results import environment
+from pf.train import Schedule, fit, predict, resolve_device
+
+SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+# ---------------------------------------------------------------------------------------
+# The reference: torchvision DataLoader + PIL transforms + fp32
+# ---------------------------------------------------------------------------------------
+
+
+class PilImages(torch.utils.data.Dataset):
+    """Images held as HWC uint8 arrays, turned into PIL images one at a time (as CIFAR10 does)."""
+
+    def __init__(self, split: Split, indices: torch.Tensor, transform):
+        self.images = split.images[indices].permute(0, 2, 3, 1).numpy()
+        self.labels = split.labels[indices].tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.images[i].squeeze())), self.labels[i]
+
+
+def reference_run(model, dataset: Dataset, indices, epochs: int, batch_size: int,
+                  device: torch.device, workers: int) -> float:
+    """Seconds for the peer-code loop: ``epochs`` of SGD on ``indices``, test after each."""
+    normalize = transforms.Normalize(dataset.mean, dataset.std)
+    train_tf = transforms.Compose([transforms.RandomCrop(dataset.train.images.shape[-1], padding=4),
+                                   transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                                   normalize])
+    loader = DataLoader(PilImages(dataset.train, indices, train_tf), batch_size, shuffle=True,
+                        num_workers=workers, pin_memory=device.type == "cuda")
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss.item()  # peer code logs the running loss every step
+        reference_score(model, dataset.test, dataset, None, device, workers, batch_size)
+    return time.perf_counter() - start
+
+
+def reference_score(model, split: Split, dataset: Dataset, indices, device: torch.device,
+                    workers: int, batch_size: int) -> float:
+    """Seconds to compute softmax outputs of ``split[indices]`` through a DataLoader, fp32."""
+    indices = torch.arange(len(split)) if indices is None else indices
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(dataset.mean, dataset.std)])
+    loader = DataLoader(PilImages(split, indices, tf), batch_size, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    model.to(device).eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        outputs = [torch.softmax(model(x.to(device)), 1).cpu() for x, _ in loader]
+    torch.cat(outputs)
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------
+# pf
+# ---------------------------------------------------------------------------------------
+
+
+def pf_run(model, dataset: Dataset, indices, epochs: int, batch_size: int, device, **options) -> float:
+    """Seconds for ``pf.train.fit`` doing the same work as ``reference_run``."""
+    schedule = Schedule(((epochs, 0.05),), batch_size=batch_size)
+    return fit(model, dataset, indices, schedule, device=device, progress=False, **options).seconds
+
+
+def pf_score(model, dataset: Dataset, indices, device, precision: str) -> float:
+    """Seconds for ``pf.train.predict`` (softmax included) over ``train[indices]``."""
+    _sync(device)
+    start = time.perf_counter()
+    torch.softmax(predict(model, dataset.train, dataset, indices, precision=precision), 1).cpu()
+    return time.perf_counter() - start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+
+def load_benchmark_data(test_images: int) -> Dataset:
+    """Real CIFAR-10 when available, else random uint8 images of CIFAR's shape."""
+    if SHARED_CIFAR10.exists():
+        dataset = load_dataset(f"imagefolder:{SHARED_CIFAR10}")
+    else:
+        g = torch.Generator().manual_seed(0)
+        make = lambda n: Split(torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),
+                               torch.randint(0, 10, (n,), generator=g))
+        dataset = Dataset("random-cifar-shaped", make(50000), make(10000),
+                          tuple(map(str, range(10))), (0.5,) * 3, (0.25,) * 3, augment=True)
+    return replace(dataset, test=Split(dataset.test.images[:test_images],
+                                       dataset.test.labels[:test_images]))
+
+
+def main(argv=None) -> dict:
+    """Run every variant, print a table of images/s and ratios, and return the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet20")
+    parser.add_argument("--train-images", type=int, default=2560)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--test-images", type=int, default=1000, help="evaluated after each epoch")
+    parser.add_argument("--pool-images", type=int, default=5000, help="scored by each scorer")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=0, help="reference DataLoader workers")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--variants", default="default,compile,bf16",
+                        help="pf variants: default, compile, bf16, bf16+compile")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    host = load_benchmark_data(args.test_images)
+    dataset = host.to(device)
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(host.train), generator=g)
+    train_idx, pool_idx = order[:args.train_images], order[-args.pool_images:]
+    torch.manual_seed(0)
+    initial = build_model(args.arch, host.num_classes, host.in_channels).state_dict()
+
+    def fresh_model():
+        model = build_model(args.arch, host.num_classes, host.in_channels)
+        model.load_state_dict(initial)
+        return model
+
+    images = args.train_images * args.epochs
+    rows = []
+    seconds = reference_run(fresh_model(), host, train_idx, args.epochs, args.batch_size, device,
+                            args.workers)
+    rows.append(("train", "reference (DataLoader + PIL, fp32)", images / seconds))
+    for variant in args.variants.split(","):
+        options = {"compile": "compile" in variant,
+                   "precision": "bf16" if "bf16" in variant else "auto"}
+        pf_run(fresh_model(), dataset, train_idx[:256].to(device), 1, args.batch_size, device,
+               **options)  # warm-up: compilation, allocator, kernel selection
+        seconds = pf_run(fresh_model(), dataset, train_idx.to(device), args.epochs,
+                         args.batch_size, device, **options)
+        rows.append(("train", f"pf {variant}", images / seconds))
+
+    model = fresh_model().to(device)
+    seconds = reference_score(model, host.train, host, pool_idx, device, args.workers,
+                              args.batch_size)
+    rows.append(("score", "reference (DataLoader + PIL, fp32)", args.pool_images / seconds))
+    for precision in ("auto", "bf16"):
+        pf_score(model, dataset, pool_idx[:1024].to(device), device, precision)  # warm-up
+        seconds = pf_score(model, dataset, pool_idx.to(device), device, precision)
+        rows.append(("score", f"pf {'default' if precision == 'auto' else precision}",
+                     args.pool_images / seconds))
+
+    env = environment(device)
+    print(f"# {args.arch}, batch {args.batch_size}, {host.name}, {args.train_images} images x "
+          f"{args.epochs} epochs (+{args.test_images} test images per epoch), "
+          f"{args.pool_images} pool images; {env['device_name']}, {env['cpu_threads']} threads, "
+          f"torch {env['torch']}")
+    print("| phase | variant | images/s | x reference |")
+    print("|---|---|---:|---:|")
+    reference = {}
+    for phase, variant, rate in rows:
+        reference.setdefault(phase, rate)
+        print(f"| {phase} | {variant} | {rate:,.0f} | {rate / reference[phase]:.2f} |")
+    result = {"args": {k: str(v) for k, v in vars(args).items()}, "environment": env,
+              "python": platform.python_version(), "dataset": host.name,
+              "rows": [dict(phase=p, variant=v, images_per_second=r, ratio=r / reference[p])
+                       for p, v, r in rows]}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
