@@ -1,0 +1,190 @@
+"""Structured pruning at initialization, and the channel map that fusion needs.
+
+``prune_at_init(model, p)`` removes the fraction ``p`` of channels from every prunable
+layer of an untrained network in ONE Torch-Pruning step (DepGraph couples the residual
+stream, BatchNorm and shortcuts so that they lose the same channels; the classifier
+keeps its outputs). Torch-Pruning keeps ``int(C * (1 - p))`` of a layer's C channels, so
+ResNet-56 at p = 0.5 has widths 8/16/32 and 0.215 M parameters.
+
+The **channel map** says, for every parameter and buffer of the pruned network, which
+indices along each dimension it occupies in the dense one. Torch-Pruning's history names
+only the root layer of each coupled group, so the map is read off a replay: a float64
+copy of the dense network whose every entry encodes its own (dim 0, dim 1) position is
+pruned with the same history, and what survives names its origin. The map is plain
+JSON, versioned, and validated against both networks on use.
+
+    pruned, channel_map = prune_at_init(build_model("resnet56"), 0.5)
+    save_channel_map(channel_map, "run/channel_map.json")
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+__all__ = [
+    "IMPORTANCES",
+    "MAP_FORMAT",
+    "MAP_VERSION",
+    "ChannelMapError",
+    "prune_at_init",
+    "gather",
+    "check_channel_map",
+    "save_channel_map",
+    "load_channel_map",
+]
+
+IMPORTANCES = ("l2", "group_l2", "random")
+MAP_FORMAT, MAP_VERSION = "pf-channel-map", 1
+_STRIDE = 1 << 20  # position code: dim0 * _STRIDE + dim1, exact in float64 for widths < 2**20
+
+
+class ChannelMapError(ValueError):
+    """A channel map does not fit the networks it is used with."""
+
+
+def _importance(name: str):
+    """Torch-Pruning's importance for our names.
+
+    ``l2``: the L2 norm of each filter of the group's root layer (``group_reduction="first"``,
+    no normalisation), i.e. classic per-filter magnitude pruning. ``group_l2``: Torch-
+    Pruning's default, squared weights summed over every layer of the coupled group, mean-
+    normalised. ``random``: uniform random ranking (an ablation), drawn from torch's
+    global generator, which ``prune_at_init`` seeds.
+    """
+    if name == "l2":
+        return tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None)
+    if name == "group_l2":
+        return tp.importance.MagnitudeImportance(p=2)
+    if name == "random":
+        return tp.importance.RandomImportance()
+    raise ValueError(f"importance: unknown importance {name!r}; choose one of {', '.join(IMPORTANCES)}")
+
+
+def prune_at_init(model: nn.Module, ratio: float, importance: str = "l2",
+                  input_shape: tuple[int, ...] = (3, 32, 32), seed: int = 0,
+                  ) -> tuple[nn.Module, dict]:
+    """Prune a copy of ``model`` (left untouched) at channel ratio ``ratio`` in one step.
+
+    Returns the pruned network and its channel map (see ``save_channel_map``). ``ratio``
+    is the fraction of channels removed in every prunable layer, 0 <= ratio < 1;
+    ``input_shape`` is one example's (C, H, W), used only to trace the graph; ``seed``
+    drives ``importance="random"``.
+    """
+    if not 0 <= ratio < 1:
+        raise ValueError(f"prune_ratio: must lie in [0, 1), got {ratio}")
+    dense = copy.deepcopy(model).cpu().float()
+    pruned = copy.deepcopy(dense)
+    example = torch.zeros(1, *input_shape)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        pruner = tp.pruner.BasePruner(pruned, example, importance=_importance(importance),
+                                      pruning_ratio=ratio, ignored_layers=[pruned.fc])
+        pruner.step()
+    history = pruner.pruning_history()
+    channel_map = {
+        "format": MAP_FORMAT,
+        "version": MAP_VERSION,
+        "prune_ratio": ratio,
+        "importance": importance,
+        "widths": _widths(pruned),
+        "tensors": _replay(dense, history, example),
+    }
+    check_channel_map(channel_map, dense, pruned)
+    return pruned, channel_map
+
+
+def _widths(model: nn.Module) -> dict[str, int]:
+    """Output channels of every convolution (the widths to report)."""
+    return {name: m.out_channels for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def _replay(dense: nn.Module, history: list, example: torch.Tensor) -> dict:
+    """Prune a position-coded float64 copy with ``history``; decode what survived."""
+    coded = copy.deepcopy(dense).double()
+    with torch.no_grad():
+        for tensor in coded.state_dict().values():
+            if tensor.dim() and tensor.is_floating_point():
+                tensor.copy_(_position_code(tensor.shape))
+    graph = tp.DependencyGraph().build_dependency(coded, example_inputs=example.double())
+    graph.load_pruning_history(history)
+    entries = {}
+    dense_state = dense.state_dict()
+    for name, tensor in coded.state_dict().items():
+        shape = list(dense_state[name].shape)
+        indices = [None] * len(shape)
+        if tensor.dim() and tensor.is_floating_point():
+            corner = tensor.reshape(*tensor.shape[:2], -1)[..., 0] if tensor.dim() > 1 else tensor
+            codes = corner.long()
+            for dim, kept in enumerate(_decode(codes)):
+                if kept is not None and len(kept) != shape[dim]:
+                    indices[dim] = kept
+        entries[name] = {"dense_shape": shape, "indices": indices}
+    return entries
+
+
+def _position_code(shape: torch.Size) -> torch.Tensor:
+    """A float64 tensor whose entry at (i, j, ...) is i * _STRIDE + j (j = 0 for 1-D)."""
+    rows = torch.arange(shape[0], dtype=torch.float64) * _STRIDE
+    if len(shape) == 1:
+        return rows
+    cols = torch.arange(shape[1], dtype=torch.float64)
+    code = rows[:, None] + cols[None, :]
+    return code.reshape(*code.shape, *[1] * (len(shape) - 2)).expand(shape)
+
+
+def _decode(codes: torch.Tensor) -> list[list[int] | None]:
+    """Dense indices along dim 0 (and dim 1) of a pruned, position-coded tensor."""
+    if codes.dim() == 1:
+        return [(codes // _STRIDE).tolist()]
+    return [(codes[:, 0] // _STRIDE).tolist(), (codes[0, :] % _STRIDE).tolist()]
+
+
+def gather(dense_tensor: torch.Tensor, indices: list) -> torch.Tensor:
+    """The sub-tensor of ``dense_tensor`` that a channel-map entry's ``indices`` select."""
+    for dim, kept in enumerate(indices):
+        if kept is not None:
+            dense_tensor = dense_tensor.index_select(dim, torch.tensor(kept, device=dense_tensor.device))
+    return dense_tensor
+
+
+def check_channel_map(channel_map: dict, dense: nn.Module, pruned: nn.Module) -> None:
+    """Raise ``ChannelMapError`` unless the map fits both networks, tensor by tensor."""
+    if channel_map.get("format") != MAP_FORMAT or channel_map.get("version") != MAP_VERSION:
+        raise ChannelMapError(f"channel map: expected format {MAP_FORMAT} version {MAP_VERSION}, "
+                              f"got {channel_map.get('format')} {channel_map.get('version')}")
+    dense_state, pruned_state = dense.state_dict(), pruned.state_dict()
+    entries = channel_map["tensors"]
+    if set(entries) != set(dense_state) or set(entries) != set(pruned_state):
+        odd = sorted(set(entries) ^ set(dense_state) | set(entries) ^ set(pruned_state))
+        raise ChannelMapError(f"channel map: tensors do not match the networks ({', '.join(odd[:3])} ...)")
+    for name, entry in entries.items():
+        dense_shape, pruned_shape = list(dense_state[name].shape), list(pruned_state[name].shape)
+        expected = [len(k) if k is not None else n for k, n in zip(entry["indices"], dense_shape)]
+        in_range = all(k is None or (k and max(k) < n and min(k) >= 0 and len(set(k)) == len(k))
+                       for k, n in zip(entry["indices"], dense_shape))
+        if entry["dense_shape"] != dense_shape or expected != pruned_shape or not in_range:
+            raise ChannelMapError(f"channel map: {name} maps {entry['dense_shape']} -> {expected} but "
+                                  f"the networks have {dense_shape} -> {pruned_shape}")
+
+
+def save_channel_map(channel_map: dict, path: str | Path) -> Path:
+    """Write a channel map as JSON (plain lists of ints)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(channel_map))
+    return path
+
+
+def load_channel_map(path: str | Path, dense: nn.Module | None = None,
+                     pruned: nn.Module | None = None) -> dict:
+    """Read a channel map; with both networks given, check that it fits them."""
+    channel_map = json.loads(Path(path).read_text())
+    if dense is not None and pruned is not None:
+        check_channel_map(channel_map, dense, pruned)
+    return channel_map

@@ -1,0 +1,139 @@
+import copy
+import json
+
+import pytest
+import torch
+
+from pf.fuse import fuse
+from pf.models import build_model
+from pf.prune import (ChannelMapError, gather, load_channel_map, prune_at_init,
+                      save_channel_map)
+
+
+def _dense(arch="resnet20", seed=0):
+    torch.manual_seed(seed)
+    return build_model(arch)
+
+
+def _pretend_trained(model, seed=1):
+    """Perturb every parameter and BN statistic, as training would."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
+            elif tensor.is_floating_point():
+                tensor.add_(0.1 * torch.randn(tensor.shape, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("ratio, widths", [(0.5, (8, 16, 32)), (0.7, (4, 9, 19)),
+                                           (0.8, (3, 6, 12))])
+def test_widths_round_as_torch_pruning_does(ratio, widths):
+    pruned, channel_map = prune_at_init(_dense("resnet56"), ratio)
+    assert (pruned.conv1.out_channels, pruned.layer2[0].conv1.out_channels,
+            pruned.layer3[-1].conv2.out_channels) == widths  # int(C * (1 - p))
+    assert pruned.fc.out_features == 10 and pruned.fc.in_features == widths[2]
+    assert channel_map["widths"]["layer3.8.conv2"] == widths[2]
+    assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_resnet56_at_half_width_has_about_0_215m_parameters():
+    pruned, _ = prune_at_init(_dense("resnet56"), 0.5)
+    assert sum(p.numel() for p in pruned.parameters()) / 1e6 == pytest.approx(0.215, abs=0.001)
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "preact20"])
+@pytest.mark.parametrize("importance", ["l2", "group_l2", "random"])
+def test_every_pruned_tensor_is_the_dense_init_indexed_by_the_map(arch, importance):
+    dense = _dense(arch)
+    before = copy.deepcopy(dense.state_dict())
+    pruned, channel_map = prune_at_init(dense, 0.5, importance=importance)
+    dense_state = dense.state_dict()
+    for name, tensor in pruned.state_dict().items():
+        assert torch.equal(gather(dense_state[name], channel_map["tensors"][name]["indices"]), tensor), name
+    for name, tensor in before.items():  # the input network is untouched
+        assert torch.equal(dense_state[name], tensor), name
+
+
+def test_l2_keeps_the_largest_filters_of_the_stem():
+    dense = _dense("resnet20")
+    _, channel_map = prune_at_init(dense, 0.5, importance="l2")
+    # conv1 roots the residual stream group; "l2" ranks by its own filter norms.
+    norms = dense.conv1.weight.flatten(1).norm(dim=1)
+    kept = channel_map["tensors"]["conv1.weight"]["indices"][0]
+    assert sorted(kept) == sorted(norms.argsort(descending=True)[:8].tolist())
+
+
+def test_random_importance_depends_on_the_seed():
+    dense = _dense()
+    maps = [prune_at_init(dense, 0.5, importance="random", seed=s)[1] for s in (0, 0, 1)]
+    kept = [m["tensors"]["layer1.0.conv1.weight"]["indices"][0] for m in maps]
+    assert kept[0] == kept[1] != kept[2]
+
+
+def test_channel_map_json_round_trip_and_mismatch_errors(tmp_path):
+    dense = _dense()
+    pruned, channel_map = prune_at_init(dense, 0.5)
+    path = save_channel_map(channel_map, tmp_path / "map.json")
+    assert load_channel_map(path, dense, pruned) == json.loads(json.dumps(channel_map))
+    other, _ = prune_at_init(dense, 0.7)
+    with pytest.raises(ChannelMapError, match="channel map: .* maps"):
+        load_channel_map(path, dense, other)
+    with pytest.raises(ChannelMapError, match="tensors do not match"):
+        load_channel_map(path, _dense("resnet8"), pruned)
+    broken = dict(channel_map, version=99)
+    with pytest.raises(ChannelMapError, match="expected format pf-channel-map version 1"):
+        fuse(dense, pruned, broken)
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "resnet56", "preact164"])
+def test_zero_rest_fusion_computes_exactly_the_trained_pruned_network(arch):
+    dense = _dense(arch)
+    pruned, channel_map = prune_at_init(dense, 0.5)
+    _pretend_trained(pruned)
+    fused = fuse(dense, pruned, channel_map, rest="zero")
+    x = torch.randn(8, 3, 32, 32)
+    pruned.eval(), fused.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), pruned(x), rtol=1e-4, atol=1e-4)
+
+
+def test_keep_rest_fusion_keeps_dense_init_outside_the_map_and_mutates_nothing():
+    dense = _dense()
+    pruned, channel_map = prune_at_init(dense, 0.5)
+    _pretend_trained(pruned)
+    dense_before = copy.deepcopy(dense.state_dict())
+    pruned_before = copy.deepcopy(pruned.state_dict())
+    fused = fuse(dense, pruned, channel_map, rest="keep").state_dict()
+    for name, tensor in dense_before.items():
+        indices = channel_map["tensors"][name]["indices"]
+        assert torch.equal(gather(fused[name], indices), pruned_before[name]), name
+        outside = torch.ones_like(tensor, dtype=torch.bool)
+        outside[tuple(torch.meshgrid(*[torch.arange(n) if k is None else torch.tensor(k)
+                                       for k, n in zip(indices, tensor.shape)], indexing="ij"))
+                if tensor.dim() else ...] = False
+        assert torch.equal(fused[name][outside], tensor[outside]), name
+    for before, module in ((dense_before, dense), (pruned_before, pruned)):
+        for name, tensor in module.state_dict().items():
+            assert torch.equal(tensor, before[name]), name
+
+
+def test_reinit_rest_redraws_the_rest_reproducibly():
+    dense = _dense()
+    pruned, channel_map = prune_at_init(dense, 0.5)
+    a = fuse(dense, pruned, channel_map, rest="reinit", seed=5).layer1[0].conv1.weight
+    b = fuse(dense, pruned, channel_map, rest="reinit", seed=5).layer1[0].conv1.weight
+    c = fuse(dense, pruned, channel_map, rest="reinit", seed=6).layer1[0].conv1.weight
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a, dense.layer1[0].conv1.weight)
+    kept = channel_map["tensors"]["layer1.0.conv1.weight"]["indices"]
+    assert torch.equal(gather(a, kept), pruned.layer1[0].conv1.weight)
+
+
+def test_bad_ratio_and_rest_are_clear_errors():
+    with pytest.raises(ValueError, match=r"prune_ratio: must lie in \[0, 1\)"):
+        prune_at_init(_dense(), 1.0)
+    pruned, channel_map = prune_at_init(_dense(), 0.5)
+    with pytest.raises(ValueError, match="rest: unknown mode 'ones'"):
+        fuse(_dense(), pruned, channel_map, rest="ones")
