@@ -1,0 +1,192 @@
+"""Selection strategies: direction, tie-breaking, k-centers against a brute-force reference."""
+
+import pytest
+import torch
+
+from pf.select import (METRICS, entropy, k_centers, least_confidence, margin, random_selection,
+                       select)
+
+UNIFORM = [1 / 3, 1 / 3, 1 / 3]
+CONFIDENT = [0.98, 0.01, 0.01]
+
+
+def _distinct(picked, count):
+    assert picked.dtype == torch.long and picked.shape == (count,)
+    assert len(set(picked.tolist())) == count
+
+
+def test_least_confidence_picks_the_smallest_top_probability():
+    probs = torch.tensor([CONFIDENT, UNIFORM, [0.6, 0.3, 0.1], [0.8, 0.1, 0.1]])
+    assert least_confidence(probs, 1).tolist() == [1]
+    picked = least_confidence(probs, 3)
+    _distinct(picked, 3)
+    assert picked.tolist() == [1, 2, 3]  # max p: 1/3 < 0.6 < 0.8 < 0.98
+
+
+def test_entropy_picks_the_largest_entropy_and_treats_0_log_0_as_0():
+    probs = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], UNIFORM, CONFIDENT])
+    assert entropy(probs, 1).tolist() == [2]
+    picked = entropy(probs, 4)
+    _distinct(picked, 4)
+    # Entropies: 0, log 2, log 3, ~0.11; a NaN from 0 log 0 would sort first.
+    assert picked.tolist() == [2, 1, 3, 0]
+
+
+def test_margin_picks_the_smallest_gap_between_the_top_two():
+    probs = torch.tensor([[0.6, 0.1, 0.3], [0.5, 0.5, 0.0], [0.7, 0.2, 0.1], CONFIDENT])
+    assert margin(probs, 1).tolist() == [1]
+    picked = margin(probs, 3)
+    _distinct(picked, 3)
+    assert picked.tolist() == [1, 0, 2]  # margins 0, 0.3, 0.5, 0.97
+
+
+@pytest.mark.parametrize("strategy", [least_confidence, entropy, margin])
+def test_a_mixed_pool_gives_exactly_the_unconfident_rows(strategy):
+    g = torch.Generator().manual_seed(0)
+    unconfident = torch.randperm(200, generator=g)[:30]
+    logits = torch.randn(200, 10, generator=g)
+    logits[:, 0] += 8  # confident in class 0 ...
+    logits[unconfident] = torch.randn(30, 10, generator=g) * 0.1  # ... except these rows
+    picked = strategy(logits.softmax(1), 30)
+    _distinct(picked, 30)
+    assert set(picked.tolist()) == set(unconfident.tolist())
+
+
+@pytest.mark.parametrize("strategy", [least_confidence, entropy, margin])
+def test_equal_scores_go_to_the_lowest_positions(strategy):
+    probs = torch.tensor([CONFIDENT] * 3 + [UNIFORM] * 5 + [CONFIDENT] * 2 + [UNIFORM] * 4)
+    assert strategy(probs, 7).tolist() == [3, 4, 5, 6, 7, 10, 11]
+    # All equal: the first positions, in order.
+    assert strategy(torch.tensor([UNIFORM] * 6), 4).tolist() == [0, 1, 2, 3]
+
+
+def test_scores_accept_bf16_and_float64():
+    probs = torch.tensor([CONFIDENT, UNIFORM, [0.6, 0.3, 0.1]])
+    for dtype in (torch.bfloat16, torch.float64):
+        assert least_confidence(probs.to(dtype), 2).tolist() == [1, 2]
+
+
+def test_k_centers_picks_the_farthest_point_first():
+    labeled = torch.tensor([[0.0, 0.0]])
+    pool = torch.tensor([[1.0, 0.0], [10.0, 10.0], [0.0, 3.0], [-5.0, 0.0], [9.0, 10.0]])
+    # Nearest-center distances: 1, 200, 9, 25, 181; then (10, 10) takes (9, 10) away.
+    assert k_centers(pool, labeled, 1).tolist() == [1]
+    assert k_centers(pool, labeled, 5).tolist() == [1, 3, 2, 0, 4]
+
+
+def test_k_centers_never_repicks_labeled_points_or_repeats():
+    labeled = torch.tensor([[0.0, 0.0], [4.0, 4.0]])
+    pool = torch.tensor([[0.0, 0.0], [1.0, 1.0], [4.0, 4.0], [2.0, 2.0], [0.0, 0.0]])
+    picked = k_centers(pool, labeled, 5)
+    _distinct(picked, 5)
+    # The copies of labeled points (distance 0) come last, lowest position first.
+    assert picked[:2].tolist() == [3, 1] and picked[2:].tolist() == [0, 2, 4]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+def test_k_centers_sees_every_labeled_point_whatever_the_chunking(chunk_size):
+    # The pool holds a copy of every labeled point plus 10 new ones: a labeled point that
+    # a chunk skipped would leave its copy at a positive distance, picked among the first.
+    g = torch.Generator().manual_seed(2)
+    labeled = torch.randn(50, 4, generator=g)
+    pool = torch.cat([labeled, torch.randn(10, 4, generator=g)])
+    picked = k_centers(pool, labeled, 10, chunk_size=chunk_size)
+    assert sorted(picked.tolist()) == list(range(50, 60))
+
+
+def test_k_centers_without_labeled_points_starts_at_position_0():
+    pool = torch.tensor([[5.0], [0.0], [100.0], [1.0]])
+    assert k_centers(pool, None, 3).tolist() == [0, 2, 1]
+    assert k_centers(pool, torch.empty(0, 1), 3).tolist() == [0, 2, 1]
+
+
+def _brute_force_k_centers(pool, labeled, count):
+    """The plainest greedy k-centers: the full nearest-center distance at every step."""
+    chosen = []
+    for _ in range(count):
+        centers = torch.cat([labeled, pool[chosen]])
+        nearest = torch.cdist(pool, centers).amin(1)
+        nearest[chosen] = -1
+        chosen.append(int(nearest.argmax()))
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def features():
+    g = torch.Generator().manual_seed(0)
+    pool, labeled = torch.randn(20_000, 64, generator=g), torch.randn(500, 64, generator=g)
+    return pool, labeled, _brute_force_k_centers(pool.double(), labeled.double(), 50)
+
+
+@pytest.mark.parametrize("chunk_size", [256, 7, 10_000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_k_centers_matches_brute_force(features, chunk_size, dtype):
+    pool, labeled, expected = features
+    assert k_centers(pool, labeled, 50, chunk_size=chunk_size, dtype=dtype).tolist() == expected
+
+
+def test_k_centers_ignores_a_common_offset():
+    # Non-negative features far from the origin, like post-ReLU penultimate features.
+    g = torch.Generator().manual_seed(1)
+    pool, labeled = torch.rand(2_000, 32, generator=g), torch.rand(100, 32, generator=g)
+    expected = k_centers(pool, labeled, 20, dtype=torch.float64).tolist()
+    assert k_centers(pool + 100, labeled + 100, 20).tolist() == expected
+
+
+def test_random_selection_is_reproducible_per_seed():
+    draw = lambda seed: random_selection(1000, 50, torch.Generator().manual_seed(seed))
+    first = draw(0)
+    _distinct(first, 50)
+    assert first.min() >= 0 and first.max() < 1000
+    assert torch.equal(first, draw(0))
+    assert not torch.equal(first, draw(1))
+
+
+def test_select_dispatches_by_name():
+    probs = torch.tensor([CONFIDENT, [0.4, 0.35, 0.25], [0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
+    points = torch.tensor([[0.0], [1.0], [7.0], [3.0]])
+    assert METRICS == ("random", "least_confidence", "entropy", "margin", "kcenters")
+    assert select("least_confidence", 1, probs=probs).tolist() == [1]
+    assert select("entropy", 1, probs=probs).tolist() == [1]
+    assert select("margin", 1, probs=probs).tolist() == [2]
+    assert select("kcenters", 2, pool_features=points, labeled_features=points[:1]).tolist() == [2, 3]
+    g = lambda: torch.Generator().manual_seed(3)
+    expected = random_selection(4, 2, g())
+    assert torch.equal(select("random", 2, probs=probs, generator=g()), expected)
+    assert torch.equal(select("random", 2, pool_size=4, generator=g()), expected)
+    assert select("random", 0, pool_size=4, generator=g()).shape == (0,)
+
+
+@pytest.mark.parametrize("metric, kwargs, message", [
+    ("badge", {}, "metric: unknown metric 'badge'; choose one of random, least_confidence, "
+                  "entropy, margin, kcenters"),
+    ("entropy", {"count": 5}, "count: cannot select 5 samples from a pool of 4"),
+    ("margin", {"count": -1}, "count: cannot select -1 samples from a pool of 4"),
+    ("kcenters", {"count": 5, "pool_features": torch.zeros(4, 2)}, "count: cannot select 5"),
+    ("random", {"count": 5, "generator": torch.Generator()}, "count: cannot select 5"),
+    ("random", {"probs": None, "generator": torch.Generator()}, "select: random needs pool_size"),
+    ("random", {}, "metric: random needs generator"),
+    ("kcenters", {}, "metric: kcenters needs pool_features"),
+    ("least_confidence", {"probs": None}, "metric: least_confidence needs probs"),
+])
+def test_select_rejects_bad_requests_in_one_line(metric, kwargs, message):
+    kwargs = {"count": 1, "probs": torch.full((4, 3), 1 / 3), **kwargs}
+    with pytest.raises(ValueError) as error:
+        select(metric, **kwargs)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_margin_needs_two_classes():
+    with pytest.raises(ValueError, match="margin: needs at least 2 classes"):
+        margin(torch.ones(3, 1), 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(features):
+    pool, labeled, expected = features
+    picked = k_centers(pool.cuda(), labeled.cuda(), 50)
+    assert picked.device.type == "cuda" and picked.tolist() == expected
+    probs = torch.randn(1000, 10, generator=torch.Generator().manual_seed(0)).softmax(1)
+    for strategy in (least_confidence, entropy, margin):
+        assert strategy(probs.cuda(), 100).tolist() == strategy(probs, 100).tolist()
