@@ -4,8 +4,14 @@ fvcore counts one multiply-add as one "flop", so its numbers are MACs; FLOPs are
 as many. We count convolutions and linear layers only (BatchNorm, ReLU, pooling and
 additions excluded), the convention of the PruneFuse and SVP papers: ResNet-56 with 1x1
 shortcuts costs 125.75 M MACs per 32x32 image. fvcore's own default total (which adds
-BatchNorm) is available as ``fvcore_default_macs``. fvcore traces with torch.jit, so
-counting happens on an uncompiled copy in eval mode, on the CPU.
+BatchNorm) is available as ``fvcore_default_macs``, and PyTorch's own FlopCounterMode
+(which counts 2 per MAC) as the cross-check ``flop_counter_macs``. fvcore traces with
+torch.jit, so counting happens on an uncompiled copy in eval mode, on the CPU.
+
+Costs of a run's phases follow from the per-image forward cost: training one image costs
+3 forwards (forward + backward's two products), scoring one pool image costs 1. "Data
+selection", as the paper's Fig. 3 counts it, is everything spent to choose the labeled
+set: the selector's training and pool scoring in every round before the budget.
 """
 
 from __future__ import annotations
@@ -23,15 +29,20 @@ with warnings.catch_warnings():
     from fvcore.nn.jit_analysis import JitModelAnalysis
     from fvcore.nn.jit_handles import addmm_flop_jit, conv_flop_jit, linear_flop_jit
 
-__all__ = ["UNIT", "forward_macs", "fvcore_default_macs"]
+__all__ = ["UNIT", "forward_macs", "fvcore_default_macs", "flop_counter_macs",
+           "parameter_count", "training_macs", "selection_macs"]
 
 UNIT = "MACs (1 multiply-add = 1; FLOPs = 2 x MACs)"
 
 
+def _counting_copy(model: nn.Module) -> nn.Module:
+    """An uncompiled fp32 CPU copy in eval mode: what every count runs on."""
+    return copy.deepcopy(getattr(model, "_orig_mod", model)).float().cpu().eval()
+
+
 def _traced(model: nn.Module, input_shape: tuple[int, ...], analysis_class, handles=None):
-    """Run an fvcore analysis of one (1, *input_shape) input on an eval-mode CPU copy."""
-    model = copy.deepcopy(getattr(model, "_orig_mod", model)).float().cpu().eval()
-    analysis = analysis_class(model, (torch.zeros(1, *input_shape),))
+    """Run an fvcore analysis of one (1, *input_shape) input."""
+    analysis = analysis_class(_counting_copy(model), (torch.zeros(1, *input_shape),))
     if handles:
         analysis.set_op_handle(*handles)
     analysis.unsupported_ops_warnings(False)
@@ -56,3 +67,38 @@ def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 def fvcore_default_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """fvcore's default per-image total (convolutions, linear layers and BatchNorm)."""
     return int(_traced(model, tuple(input_shape), FlopCountAnalysis))
+
+
+def flop_counter_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """PyTorch's ``FlopCounterMode`` count of one forward pass, halved to MACs (cross-check)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        _counting_copy(model)(torch.zeros(1, *input_shape))
+    return counter.get_total_flops() // 2
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def training_macs(forward: int, images_seen: int) -> int:
+    """MACs of training on ``images_seen`` images (epochs x set size): 3 forwards each."""
+    return 3 * forward * images_seen
+
+
+def selection_macs(selector_forward: int, budgets: list[int], train_size: int,
+                   epochs: int) -> list[int]:
+    """Cumulative data-selection MACs at each budget, from the protocol alone.
+
+    Round k trains the selector for ``epochs`` on ``budgets[k]`` images and scores the
+    other ``train_size - budgets[k]``; the labeled set at ``budgets[r]`` cost rounds
+    0..r-1 (the first set is random and free). A run records the same sums measured.
+    """
+    totals, spent = [], 0
+    for budget in budgets:
+        totals.append(spent)
+        spent += training_macs(selector_forward, budget * epochs)
+        spent += selector_forward * (train_size - budget)
+    return totals

@@ -71,7 +71,7 @@ PAPER_SCHEDULE = Schedule(((1, 0.01), (90, 0.1), (45, 0.01), (45, 0.001)))
 class FitResult:
     """What one training run produced; accuracies are fractions in [0, 1]."""
 
-    curve: list[float] = field(default_factory=list)  # test accuracy after each epoch
+    curve: list[float] = field(default_factory=list)  # test accuracy after each evaluated epoch
     train_loss: list[float] = field(default_factory=list)  # mean loss of each epoch
     seconds: float = 0.0  # wall-clock of the whole fit, evaluation included
     images_seen: int = 0  # training images processed (epochs x subset size)
@@ -126,15 +126,16 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
 def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Schedule, *,
         device: str | torch.device = "auto", seed: int = 0, teacher: nn.Module | None = None,
         kd_weight: float = 0.5, kd_temperature: float = 4.0, precision: str = "auto",
-        compile: bool = False, eval_batch_size: int = 0, progress: bool | None = None,
-        desc: str = "train") -> FitResult:
+        compile: bool = False, eval_batch_size: int = 0, record_curve: bool = True,
+        progress: bool | None = None, desc: str = "train") -> FitResult:
     """Train ``model`` in place on ``dataset.train[indices]``; evaluate on the test split.
 
     Every epoch sets the schedule's learning rate, runs SGD (momentum, weight decay on
     every parameter, as SVP's code does) over a fresh seeded shuffle with on-device
     augmentation, then records the test accuracy in eval mode on un-augmented images.
     With a ``teacher`` the loss is ``kd_loss``; its defaults (weight 0.5, temperature 4)
-    are our choice, since the PruneFuse papers do not state theirs.
+    are our choice, since the PruneFuse papers do not state theirs. With
+    ``record_curve=False`` only the last epoch is evaluated (selectors need no curve).
     ``progress=None`` shows a bar only on a terminal.
     """
     device = resolve_device(device)
@@ -172,10 +173,11 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
             optimizer.step()
             loss_sum += loss.detach() * len(y)
         result.train_loss.append(loss_sum.item() / len(batches.indices))
-        result.curve.append(evaluate(forward, dataset.test, dataset, eval_batch_size,
-                                     precision=precision))
         result.images_seen += len(batches.indices)
-        epochs.set_postfix(acc=f"{result.curve[-1]:.3f}", loss=f"{result.train_loss[-1]:.3f}")
+        if record_curve or epoch == schedule.epochs - 1:
+            result.curve.append(evaluate(forward, dataset.test, dataset, eval_batch_size,
+                                         precision=precision))
+            epochs.set_postfix(acc=f"{result.curve[-1]:.3f}", loss=f"{result.train_loss[-1]:.3f}")
     result.seconds = time.perf_counter() - start
     return result
 

@@ -1,23 +1,45 @@
+"""MAC counting: the published ResNet-56 figure, fvcore vs PyTorch, phase costs."""
+
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from pf.flops import forward_macs, fvcore_default_macs
+from pf.flops import (flop_counter_macs, forward_macs, fvcore_default_macs, selection_macs,
+                      training_macs)
 from pf.models import build_model
+from pf.prune import prune_at_init
 
 
 def test_resnet56_conv_and_linear_macs_match_the_published_count():
     assert forward_macs(build_model("resnet56"), (3, 32, 32)) == pytest.approx(125.75e6, rel=1e-3)
 
 
-@pytest.mark.parametrize("name, shape", [("resnet20", (3, 32, 32)), ("preact20", (1, 8, 8))])
-def test_fvcore_macs_are_half_of_pytorchs_flops(name, shape):
-    model = build_model(name, in_channels=shape[0]).eval()
-    with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *shape))
-    assert forward_macs(model, shape) == counter.get_total_flops() / 2
+@pytest.mark.parametrize("name, shape", [("resnet20", (3, 32, 32)), ("preact20", (1, 8, 8)),
+                                         ("preact164", (3, 8, 8))])
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 0.7])
+def test_fvcore_macs_are_half_of_pytorchs_flops_dense_and_pruned(name, shape, ratio):
+    model = build_model(name, in_channels=shape[0])
+    if ratio:
+        model, _ = prune_at_init(model, ratio, input_shape=shape)
+    assert forward_macs(model, shape) == flop_counter_macs(model, shape)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.8])
+def test_pruned_resnet56_costs_about_the_square_of_the_kept_width(ratio):
+    dense = build_model("resnet56")
+    pruned, _ = prune_at_init(dense, ratio)
+    share = forward_macs(pruned, (3, 32, 32)) / forward_macs(dense, (3, 32, 32))
+    # Widths are rounded down to whole channels, so the share sits a little below (1-p)^2.
+    assert 0.75 * (1 - ratio) ** 2 < share <= (1 - ratio) ** 2 + 1e-3
 
 
 def test_fvcores_default_also_counts_batchnorm():
     model = build_model("resnet20")
     assert fvcore_default_macs(model, (3, 32, 32)) > forward_macs(model, (3, 32, 32))
+
+
+def test_phase_costs_follow_the_protocol():
+    assert training_macs(10, 7) == 210  # forward + two backward products per image
+    # Budgets 100, 300, 500 of 1000, 2 epochs: round 0 trains 200 images and scores 900,
+    # round 1 trains 600 and scores 700; the first set is free.
+    assert selection_macs(10, [100, 300, 500], 1000, 2) == [0, 10 * (600 + 900),
+                                                           10 * (600 + 900 + 1800 + 700)]
