@@ -19,7 +19,7 @@ demo: setup  ## the main job: the demo experiment on real handwritten digits, on
 	$(BIN)/pf run --preset demo --out runs/demo
 
 test: setup  ## the whole test suite (CPU, a few minutes)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 bench: setup  ## pf trainer and pool scoring vs a torchvision DataLoader reference
 	$(BIN)/python benchmarks/bench_train.py

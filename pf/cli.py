@@ -3,6 +3,7 @@
     pf run --preset demo --out runs/demo            # one experiment -> runs/demo/metrics.json
     pf run --preset paper --set seed=1 --set dataset=imagefolder:/data/cifar10-jpeg.tar.gz
     pf config --preset fast --set budgets=[1000,5000]   # print the resolved config
+    pf flops --arch resnet56 --prune 0.5 0.7            # parameters and MACs per image
 
 A bad parameter stops before any work with one line naming it and what is allowed,
 exit status 2, and nothing written.
@@ -44,7 +45,49 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bars (default: only on a terminal)")
     with_config_options(commands.add_parser("config", help="print the resolved configuration"))
+    flops = commands.add_parser("flops", help="parameters and per-image MACs of a network, "
+                                "dense and pruned at init")
+    flops.add_argument("--arch", default="resnet56", help="a model name (default: resnet56)")
+    flops.add_argument("--prune", type=float, nargs="*", default=[], metavar="P",
+                       help="pruning ratios to count too, each in [0, 1)")
+    flops.add_argument("--importance", default="l2", help="channel importance for pruning")
+    flops.add_argument("--input", default="3x32x32", help="one image's CxHxW (default: 3x32x32)")
+    flops.add_argument("--classes", type=int, default=10, help="classifier outputs (default: 10)")
     return parser
+
+
+def _flops_table(args) -> str:
+    """The ``pf flops`` report: one line per network, unit stated."""
+    from pf.flops import UNIT, flop_counter_macs, forward_macs, fvcore_default_macs, parameter_count
+    from pf.models import MODELS, build_model
+    from pf.prune import IMPORTANCES, prune_at_init
+
+    if args.arch not in MODELS:
+        raise ConfigError(f"arch: unknown model {args.arch!r}; choose one of {', '.join(MODELS)}")
+    if args.importance not in IMPORTANCES:
+        raise ConfigError(f"importance: {args.importance!r} is not one of {', '.join(IMPORTANCES)}")
+    if bad := [p for p in args.prune if not 0 <= p < 1]:
+        raise ConfigError(f"prune: each ratio must lie in [0, 1), got {bad[0]}")
+    try:
+        shape = tuple(int(n) for n in args.input.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1 or args.classes < 1:
+        raise ConfigError(f"input/classes: expected --input CxHxW like 3x32x32 and --classes >= 1, "
+                          f"got {args.input} and {args.classes}")
+    dense = build_model(args.arch, args.classes, shape[0])
+    networks = [(args.arch, dense)]
+    networks += [(f"{args.arch} p={p}", prune_at_init(dense, p, args.importance, shape)[0])
+                 for p in args.prune]
+    dense_macs = forward_macs(dense, shape)
+    lines = [f"per {args.input} image, {UNIT}; conv+linear is the papers' count",
+             f"{'network':<18}{'params':>10}{'conv+linear':>14}{'x dense':>9}"
+             f"{'fvcore default':>16}{'FlopCounterMode/2':>19}"]
+    for name, model in networks:
+        macs = forward_macs(model, shape)
+        lines.append(f"{name:<18}{parameter_count(model):>10,}{macs:>14,}{macs / dense_macs:>9.3f}"
+                     f"{fvcore_default_macs(model, shape):>16,}{flop_counter_macs(model, shape):>19,}")
+    return "\n".join(lines)
 
 
 def _summary(metrics: dict) -> str:
@@ -59,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pf`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "flops":
+            print(_flops_table(args))
+            return 0
         overrides = dict(parse_assignment(text) for text in args.assignments)
         config = make_config(args.preset, overrides)
         if args.command == "config":

@@ -18,16 +18,27 @@ from dataclasses import dataclass, field
 import yaml
 
 from pf.data import DATASETS, CIFAR_STATS
+from pf.fuse import REST_MODES
 from pf.models import MODELS
+from pf.prune import IMPORTANCES
+from pf.select import METRICS
 from pf.train import Schedule
 
-__all__ = ["ConfigError", "Config", "PRESETS", "make_config", "parse_assignment",
+__all__ = ["METHODS", "ConfigError", "Config", "PRESETS", "make_config", "parse_assignment",
            "check_budgets"]
 
 SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
 SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
 FIXED_DATASETS = ("digits", "synthetic", "tinyimagenet", *CIFAR_STATS)
-CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16")}
+METHODS = ("baseline", "svp", "prunefuse")  # who selects: the target, a proxy, the pruned target
+CHOICES = {
+    "method": METHODS,
+    "metric": METRICS,
+    "importance": IMPORTANCES,
+    "rest": REST_MODES,
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("auto", "fp32", "bf16"),
+}
 
 
 class ConfigError(ValueError):
@@ -43,6 +54,16 @@ class Config:
     data_dir: str = ""  # dataset root and cache; "" means $PF_DATA or ~/.cache/pf/data
     # --- model ------------------------------------------------------------------------
     arch: str = "resnet56"  # target network, a name in pf.models.MODELS
+    # --- method -----------------------------------------------------------------------
+    method: str = "prunefuse"  # baseline (the target selects) | svp (a proxy selects) | prunefuse
+    metric: str = "least_confidence"  # random | least_confidence | entropy | margin | kcenters
+    prune_ratio: float = 0.5  # prunefuse: fraction of channels removed per layer, in [0, 1)
+    importance: str = "l2"  # prunefuse: l2 (per filter) | group_l2 | random
+    proxy_arch: str = "resnet20"  # svp: the selector architecture
+    fusion: bool = True  # prunefuse: start the target from the fused network (else from theta)
+    kd: bool = True  # prunefuse: distil the trained selector into the target
+    rest: str = "keep"  # prunefuse: weights outside the selector's slots: keep | reinit | zero
+    selector_lr_schedule: list = field(default_factory=list)  # [] = lr_schedule; SVP's fast proxy: [[1,0.01],[45,0.1],[4,0.01]]
     # --- labeling ---------------------------------------------------------------------
     budgets: list = field(default_factory=lambda: list(SVP_BUDGETS))  # TOTAL labeled counts, increasing
     # --- training (SVP's protocol) ----------------------------------------------------
@@ -60,8 +81,14 @@ class Config:
     eval_batch_size: int = 0  # test evaluation and pool scoring batch; 0 = 1024 on CUDA, 128 on CPU
 
     def schedule(self) -> Schedule:
-        """The training schedule these fields describe."""
+        """The target's training schedule."""
         segments = tuple((int(epochs), float(lr)) for epochs, lr in self.lr_schedule)
+        return Schedule(segments, self.batch_size, self.momentum, self.weight_decay)
+
+    def selector_schedule(self) -> Schedule:
+        """The selector's schedule: ``selector_lr_schedule``, or the target's when empty."""
+        pieces = self.selector_lr_schedule or self.lr_schedule
+        segments = tuple((int(epochs), float(lr)) for epochs, lr in pieces)
         return Schedule(segments, self.batch_size, self.momentum, self.weight_decay)
 
     def to_dict(self) -> dict:
@@ -74,8 +101,9 @@ PRESETS: dict[str, dict] = {
     "smoke": dict(dataset="synthetic", arch="resnet8", budgets=[64, 128],
                   lr_schedule=[[2, 0.05]], batch_size=32),
     # the whole pipeline on real handwritten digits, minutes on 2 CPU cores.
-    "demo": dict(dataset="digits", arch="resnet20", budgets=[100, 300, 500, 700],
-                 lr_schedule=[[1, 0.01], [19, 0.1], [10, 0.01]], batch_size=64),
+    "demo": dict(dataset="digits", arch="resnet20", proxy_arch="resnet8",
+                 budgets=[100, 300, 500, 700], lr_schedule=[[1, 0.01], [19, 0.1], [10, 0.01]],
+                 batch_size=64),
     # the paper's protocol with a third of its epochs: one GPU, well under an hour.
     "fast": dict(lr_schedule=[[1, 0.01], [30, 0.1], [15, 0.01], [15, 0.001]]),
     # the paper's protocol: CIFAR-10, ResNet-56, SVP's budgets and 181-epoch schedule.
@@ -132,19 +160,18 @@ def _validate(config: Config) -> None:
     name = config.dataset
     if name not in FIXED_DATASETS and not (name.startswith("imagefolder:") and len(name) > 12):
         raise ConfigError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if config.arch not in MODELS:
-        raise ConfigError(f"arch: unknown model {config.arch!r}; choose one of {', '.join(MODELS)}")
+    for key in ("arch", "proxy_arch"):
+        if getattr(config, key) not in MODELS:
+            raise ConfigError(f"{key}: unknown model {getattr(config, key)!r}; "
+                              f"choose one of {', '.join(MODELS)}")
+    if not 0 <= config.prune_ratio < 1:
+        raise ConfigError(f"prune_ratio: must lie in [0, 1), got {config.prune_ratio}")
     for key, allowed in CHOICES.items():
         if getattr(config, key) not in allowed:
             raise ConfigError(f"{key}: {getattr(config, key)!r} is not one of {', '.join(allowed)}")
     check_budgets(config.budgets)
-    pieces = config.lr_schedule
-    if not pieces or not all(
-        isinstance(p, list) and len(p) == 2 and type(p[0]) is int and p[0] > 0
-        and type(p[1]) in (int, float) and p[1] > 0 for p in pieces
-    ):
-        raise ConfigError(f"lr_schedule: expected [[epochs, lr], ...] with positive epochs "
-                          f"(whole numbers) and learning rates, got {json.dumps(pieces)}")
+    _check_schedule("lr_schedule", config.lr_schedule, allow_empty=False)
+    _check_schedule("selector_lr_schedule", config.selector_lr_schedule, allow_empty=True)
     if config.batch_size < 1:
         raise ConfigError(f"batch_size: must be a positive integer, got {config.batch_size}")
     if config.eval_batch_size < 0:
@@ -158,6 +185,14 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"kd_temperature: must be > 0, got {config.kd_temperature}")
     if config.seed < 0:
         raise ConfigError(f"seed: must be >= 0, got {config.seed}")
+
+
+def _check_schedule(key: str, pieces: list, allow_empty: bool) -> None:
+    valid = all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int and p[0] > 0
+                and type(p[1]) in (int, float) and p[1] > 0 for p in pieces)
+    if not valid or (not pieces and not allow_empty):
+        raise ConfigError(f"{key}: expected [[epochs, lr], ...] with positive epochs "
+                          f"(whole numbers) and learning rates, got {json.dumps(pieces)}")
 
 
 def check_budgets(budgets: list, pool_size: int | None = None) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pf.prune import load_channel_map
+
 # The console script installed beside this interpreter (the venv's bin/).
 PF = str(Path(sys.executable).with_name("pf"))
 
@@ -22,28 +24,51 @@ def _pf(*args, cwd=None):
 def test_help_lists_every_command():
     result = _pf("--help")
     assert result.returncode == 0
-    for command in ("run", "config"):
+    for command in ("run", "config", "flops"):
         assert command in result.stdout
 
 
-def test_smoke_run_writes_the_metrics_contract(tmp_path):
+PHASES = {"selector_training", "target_training", "pool_scoring", "data_selection"}
+
+
+@pytest.mark.parametrize("method", ["baseline", "svp", "prunefuse"])
+def test_smoke_run_of_each_method_writes_the_metrics_contract(tmp_path, method):
     out = tmp_path / "run"
-    result = _pf("run", "--preset", "smoke", "--set", "seed=1", "--out", str(out))
+    result = _pf("run", "--preset", "smoke", "--set", "seed=1", "--set", f"method={method}",
+                 "--out", str(out))
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["config"]["seed"] == metrics["seed"] == 1
-    assert [r["labeled"] for r in metrics["rounds"]] == metrics["config"]["budgets"]
+    assert metrics["config"]["seed"] == metrics["seed"] == 1 and metrics["method"] == method
+    budgets = metrics["config"]["budgets"]
+    assert [r["labeled"] for r in metrics["rounds"]] == budgets
     for round_ in metrics["rounds"]:
         target = round_["target"]
         assert len(target["curve"]) == 2 and target["test_accuracy"] == target["curve"][-1]
-        assert set(round_["seconds"]) == {"selection", "target_training"}
+        assert set(round_["seconds"]) == set(round_["macs"]) == PHASES
         assert round_["macs"]["target_training"] > 0
+    assert metrics["rounds"][0]["selector"]["test_accuracy"] >= 0
     assert "MACs" in metrics["macs_unit"]
+    assert metrics["networks"]["target"]["forward_macs"] > 0
     env = metrics["environment"]
     assert env["device"] == "cpu" and env["torch"] and env["git_commit"]
-    labeled = json.loads((out / "labeled.json").read_text())
-    assert len(set(labeled["order"])) == len(labeled["order"]) == metrics["config"]["budgets"][-1]
+    selected = json.loads((out / metrics["selected_file"]).read_text())
+    labeled = [i for added in selected["added"] for i in added]
+    assert selected["budgets"] == budgets and len(set(labeled)) == len(labeled) == budgets[-1]
+    has_map = (out / "channel_map.json").exists()
+    assert has_map == (method == "prunefuse") == (metrics["channel_map_file"] is not None)
+    if has_map:
+        assert load_channel_map(out / "channel_map.json")["widths"] == metrics["pruned_widths"]
     assert not list(out.glob(".*tmp"))
+
+
+def test_flops_prints_params_and_macs_with_the_unit():
+    result = _pf("flops", "--arch", "resnet20", "--prune", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert "MACs" in result.stdout.splitlines()[0]
+    dense, pruned = result.stdout.splitlines()[2:4]
+    # 3x3 convs 40,550,400 + fc 640 + the two 1x1 projection shortcuts 2 x 131,072.
+    assert dense.split()[:3] == ["resnet20", "272,474", "40,813,184"]
+    assert pruned.startswith("resnet20 p=0.5")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -56,6 +81,10 @@ def test_smoke_run_writes_the_metrics_contract(tmp_path):
     (["--set", "noequals"], "pf: error: --set: expected key=value"),
     (["--preset", "huge"], "pf: error: preset: unknown preset 'huge'"),
     (["--bogus"], "pf: error: unrecognized arguments: --bogus"),
+    (["--set", "method=al"], "pf: error: method: 'al' is not one of baseline, svp, prunefuse"),
+    (["--set", "prune_ratio=1.0"], "pf: error: prune_ratio: must lie in [0, 1)"),
+    (["--set", "metric=badge"], "pf: error: metric: 'badge' is not one of random"),
+    (["--set", "selector_lr_schedule=[[0,1]]"], "pf: error: selector_lr_schedule: expected"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "run"
