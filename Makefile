@@ -15,8 +15,9 @@ $(READY): pyproject.toml
 
 setup: $(READY)
 
-demo: setup  ## the main job: the demo experiment on real handwritten digits, on CPU
-	$(BIN)/pf run --preset demo --out runs/demo
+demo: setup  ## the main job: the demo sweep on real handwritten digits (CPU), then its figures
+	$(BIN)/pf sweep notebooks/sweeps/demo.yaml --results runs
+	$(BIN)/pf figures runs/demo
 
 test: setup  ## the whole test suite (CPU, a few minutes)
 	$(BIN)/python -m pytest -q -n auto

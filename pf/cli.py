@@ -4,6 +4,8 @@
     pf run --preset paper --set seed=1 --set dataset=imagefolder:/data/cifar10-jpeg.tar.gz
     pf config --preset fast --set budgets=[1000,5000]   # print the resolved config
     pf flops --arch resnet56 --prune 0.5 0.7            # parameters and MACs per image
+    pf sweep notebooks/sweeps/demo.yaml                 # a grid of notebook runs, resumable
+    pf figures results/demo                             # every figure and table from runs
 
 A bad parameter stops before any work with one line naming it and what is allowed,
 exit status 2, and nothing written.
@@ -53,7 +55,62 @@ def _parser() -> argparse.ArgumentParser:
     flops.add_argument("--importance", default="l2", help="channel importance for pruning")
     flops.add_argument("--input", default="3x32x32", help="one image's CxHxW (default: 3x32x32)")
     flops.add_argument("--classes", type=int, default=10, help="classifier outputs (default: 10)")
+
+    sweep = commands.add_parser("sweep", help="run a YAML grid of experiments with papermill "
+                                "(finished runs are skipped)")
+    sweep.add_argument("file", help="sweep file, e.g. notebooks/sweeps/demo.yaml")
+    sweep.add_argument("--results", default="results", help="results root (default: results); "
+                       "runs go to RESULTS/<sweep>/<run id>/")
+    sweep.add_argument("--executor", choices=("local", "slurm"), default="local",
+                       help="local process pool (default) or a Slurm job array via submitit")
+    sweep.add_argument("--jobs", type=int, default=None, help="local workers (default: one per "
+                       "visible GPU, else 1)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and their state")
+    sweep.add_argument("--partition", default=None, help="slurm: partition")
+    sweep.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: minutes per run")
+    sweep.add_argument("--cpus-per-task", type=int, default=8, help="slurm: CPUs per run")
+    sweep.add_argument("--parallel", type=int, default=32, help="slurm: runs at once (array limit)")
+
+    figures = commands.add_parser("figures", help="every figure and the main table from stored runs")
+    figures.add_argument("results", nargs="?", default="results",
+                         help="folder holding runs (metrics.json files); default: results")
+    figures.add_argument("--out", default=None, help="output folder (default: RESULTS/figures)")
     return parser
+
+
+def _figures(args) -> int:
+    """``pf figures``: the main table, then each figure's files or why it was not drawn."""
+    from pathlib import Path
+
+    from pf.figures import make_figures
+
+    if not Path(args.results).is_dir():
+        raise ConfigError(f"results: no folder {args.results}; run pf sweep or pf run first")
+    made = make_figures(args.results, args.out or Path(args.results) / "figures")
+    if isinstance(made["main_table"], list):
+        print(made["main_table"][1].read_text())
+    for name, files in made.items():
+        print(f"{name}: {files if isinstance(files, str) else ', '.join(map(str, files))}")
+    return 0
+
+
+def _sweep(args) -> int:
+    """``pf sweep``: exit status 1 when a run failed (each failure is listed and kept)."""
+    from pf.sweep import run_sweep
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"jobs: must be a positive integer, got {args.jobs}")
+    slurm = {"timeout_min": args.timeout_min, "cpus_per_task": args.cpus_per_task,
+             "gpus_per_node": 1, "tasks_per_node": 1, "slurm_array_parallelism": args.parallel}
+    if args.partition:
+        slurm["slurm_partition"] = args.partition
+    records = run_sweep(args.file, args.results, args.executor, args.jobs, args.dry_run,
+                        slurm=slurm)
+    failed = [r for r in records if r["status"] == "failed"]
+    if not args.dry_run:
+        done = sum(r["status"] in ("done", "skipped") for r in records)
+        print(f"{done} of {len(records)} runs finished, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 def _flops_table(args) -> str:
@@ -105,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "flops":
             print(_flops_table(args))
             return 0
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "figures":
+            return _figures(args)
         overrides = dict(parse_assignment(text) for text in args.assignments)
         config = make_config(args.preset, overrides)
         if args.command == "config":

@@ -24,8 +24,8 @@ from pf.prune import IMPORTANCES
 from pf.select import METRICS
 from pf.train import Schedule
 
-__all__ = ["METHODS", "ConfigError", "Config", "PRESETS", "make_config", "parse_assignment",
-           "check_budgets"]
+__all__ = ["METHODS", "ConfigError", "Config", "PRESETS", "make_config", "from_parameters",
+           "parse_assignment", "check_budgets"]
 
 SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
 SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
@@ -137,6 +137,17 @@ def make_config(preset: str = "paper", overrides: dict | None = None) -> Config:
         setattr(config, key, _coerce(key, value))
     _validate(config)
     return config
+
+
+def from_parameters(namespace: dict) -> Config:
+    """The Config whose fields are the same-named variables in ``namespace``.
+
+    A notebook calls ``from_parameters(globals())`` after its ``parameters`` cell (which
+    papermill may have overridden); fields the namespace lacks keep the paper's default.
+    Validated exactly as ``pf run --set`` is, with the same one-line errors.
+    """
+    names = [f.name for f in dataclasses.fields(Config)]
+    return make_config("paper", {name: namespace[name] for name in names if name in namespace})
 
 
 def _coerce(key: str, value: object) -> object:

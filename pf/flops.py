@@ -30,7 +30,7 @@ with warnings.catch_warnings():
     from fvcore.nn.jit_handles import addmm_flop_jit, conv_flop_jit, linear_flop_jit
 
 __all__ = ["UNIT", "forward_macs", "fvcore_default_macs", "flop_counter_macs",
-           "parameter_count", "training_macs", "selection_macs"]
+           "parameter_count", "training_macs", "selection_macs", "protocol_selection_costs"]
 
 UNIT = "MACs (1 multiply-add = 1; FLOPs = 2 x MACs)"
 
@@ -102,3 +102,34 @@ def selection_macs(selector_forward: int, budgets: list[int], train_size: int,
         spent += training_macs(selector_forward, budget * epochs)
         spent += selector_forward * (train_size - budget)
     return totals
+
+
+def protocol_selection_costs(arch: str, prune_ratios: list[float], budgets: list[int],
+                             train_size: int, epochs: int, input_shape=(3, 32, 32),
+                             num_classes: int = 10, dataset: str = "cifar10") -> list[dict]:
+    """Data-selection MACs of the AL baseline and of PruneFuse at each ratio, no training.
+
+    The baseline's selector is the dense ``arch``; PruneFuse's is ``arch`` pruned at init
+    (``pf.prune``). Both train ``epochs`` per round and score the rest of the pool, as in
+    ``selection_macs`` (an uncertainty metric; k-centers also embeds the labeled set).
+    One record per (method, ratio, budget), ready for a DataFrame, with the column names
+    of ``pf.results.collect`` (``dataset`` only labels it; ``seed`` is 0: no randomness).
+    """
+    from pf.models import build_model
+    from pf.prune import prune_at_init
+
+    dense = build_model(arch, num_classes, input_shape[0])
+    selectors = [("baseline", float("nan"), dense)]
+    selectors += [("prunefuse", ratio, prune_at_init(dense, ratio, input_shape=input_shape)[0])
+                  for ratio in prune_ratios]
+    records = []
+    for method, ratio, selector in selectors:
+        forward = forward_macs(selector, input_shape)
+        costs = selection_macs(forward, budgets, train_size, epochs)
+        records += [{"dataset": dataset, "method": method, "prune_ratio": ratio, "arch": arch,
+                     "metric": "least_confidence", "seed": 0, "round": index,
+                     "selector_params": parameter_count(selector), "selector_forward_macs": forward,
+                     "labeled": budget, "budget_fraction": budget / train_size,
+                     "data_selection_macs": cost}
+                    for index, (budget, cost) in enumerate(zip(budgets, costs))]
+    return records

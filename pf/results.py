@@ -1,8 +1,16 @@
-"""Recording runs: metrics.json written atomically, with the environment that produced it.
+"""Recording runs and reading them back: metrics.json, and the table made from many.
 
 A run directory is complete exactly when its ``metrics.json`` exists: the file is
 written to a temporary name and renamed into place at the end of the run, so a killed
 run never leaves a half-written one behind.
+
+``run_table`` and ``round_table`` show one run; ``collect`` turns a tree of run
+directories into one pandas table, a row per (run, round); ``summarize`` gives mean, std
+and seed count per group, and ``mean_std`` the text the tables print ("93.40 ± 0.11
+(n=3)").
+
+    table = collect("results")
+    summarize(table, ["method", "prune_ratio", "labeled"])
 """
 
 from __future__ import annotations
@@ -12,13 +20,17 @@ import os
 import platform
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 import pf
+from pf.config import Config
 
-__all__ = ["METRICS_FILE", "write_json", "read_metrics", "environment"]
+__all__ = ["METRICS_FILE", "COLUMNS", "write_json", "read_metrics", "environment", "run_label",
+           "run_table", "round_table", "collect", "summarize", "mean_std"]
 
 METRICS_FILE = "metrics.json"
 REQUIRED_KEYS = ("schema", "config", "rounds", "environment")
@@ -86,3 +98,153 @@ def environment(device: torch.device) -> dict:
         "cpu_threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }
+
+
+# ---------------------------------------------------------------------------------------
+# Reading many runs back
+# ---------------------------------------------------------------------------------------
+
+# The phases a round records MACs and seconds for; collect() names its columns after them.
+PHASES = ("data_selection", "selector_training", "pool_scoring", "target_training")
+COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
+    "run_dir", "sweep", "method", "label", "dataset", "arch", "selector_arch",
+    "selector_params", "target_params", "prune_ratio", "proxy_arch", "metric", "fusion", "kd",
+    "rest", "importance", "seed", "round", "labeled", "train_size", "budget_fraction",
+    "target_accuracy", "selector_accuracy", "epochs", "curve",
+    *(f"{phase}_macs" for phase in PHASES), *(f"{phase}_seconds" for phase in PHASES),
+    "device", "git_commit",
+]
+_DEFAULTS = Config()
+NAN = float("nan")
+
+
+def run_label(method: str, prune_ratio: float = NAN, proxy_arch: str = "", fusion: bool = True,
+              kd: bool = True, rest: str = _DEFAULTS.rest,
+              importance: str = _DEFAULTS.importance) -> str:
+    """The name a run goes by in legends and tables: "AL baseline", "SVP resnet20",
+    "PruneFuse p=0.5", with PruneFuse's departures from the default recipe in brackets,
+    e.g. "PruneFuse p=0.5 (no fusion, no KD)"."""
+    if method == "baseline":
+        return "AL baseline"
+    if method == "svp":
+        return f"SVP {proxy_arch}"
+    changes = [text for text, changed in (
+        ("no fusion", not fusion), ("no KD", not kd), (f"rest={rest}", rest != _DEFAULTS.rest),
+        (f"importance={importance}", importance != _DEFAULTS.importance)) if changed]
+    return f"PruneFuse p={prune_ratio:g}" + (f" ({', '.join(changes)})" if changes else "")
+
+
+def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
+    """One row per round of one run's metrics (see ``collect`` for the columns)."""
+    config, networks, environment_ = metrics["config"], metrics["networks"], metrics["environment"]
+    method = metrics["method"]
+    pruned = method == "prunefuse"
+    train_size = metrics["dataset"]["train_size"]
+    rows = []
+    for record in metrics["rounds"]:
+        target, selector = record["target"], record["selector"]
+        # What the target's training did, from the round itself: baseline and SVP targets
+        # are never fused nor distilled, whatever their config's (unused) flags say.
+        fusion, kd = target["init"] == "fused", bool(target["kd"])
+        rows.append({
+            "run_dir": run_dir, "sweep": sweep, "method": method,
+            "label": run_label(method, config["prune_ratio"], config["proxy_arch"], fusion, kd,
+                               config["rest"], config["importance"]),
+            "dataset": metrics["dataset"]["name"], "arch": config["arch"],
+            "selector_arch": networks["selector"]["arch"],
+            "selector_params": networks["selector"]["params"],
+            "target_params": networks["target"]["params"],
+            "prune_ratio": config["prune_ratio"] if pruned else NAN,
+            "proxy_arch": config["proxy_arch"] if method == "svp" else NAN,
+            "metric": config["metric"], "fusion": fusion, "kd": kd,
+            "rest": config["rest"] if pruned else NAN,
+            "importance": config["importance"] if pruned else NAN,
+            "seed": metrics["seed"], "round": record["round"], "labeled": record["labeled"],
+            "train_size": train_size, "budget_fraction": record["labeled"] / train_size,
+            "target_accuracy": target["test_accuracy"],
+            "selector_accuracy": NAN if selector is None else selector["test_accuracy"],
+            "epochs": len(target["curve"]), "curve": list(target["curve"]),
+            **{f"{phase}_macs": record["macs"][phase] for phase in PHASES},
+            **{f"{phase}_seconds": record["seconds"][phase] for phase in PHASES},
+            "device": environment_["device_name"], "git_commit": environment_["git_commit"],
+        })
+    return rows
+
+
+def run_table(metrics: dict | str | Path) -> pd.DataFrame:
+    """One run's rows of the ``collect`` table (same columns; ``run_dir`` is ".").
+
+    ``metrics`` is what ``run_experiment`` returns, or a run folder holding metrics.json.
+    """
+    if not isinstance(metrics, dict):
+        metrics = read_metrics(metrics)
+    return pd.DataFrame(_rows(metrics, ".", ""), columns=COLUMNS)
+
+
+def round_table(metrics: dict | str | Path) -> pd.DataFrame:
+    """One run's rounds, indexed by round: budget, selector and target accuracy (final
+    epoch, fraction in [0, 1]) and the data-selection cost that chose each labeled set;
+    ``metrics`` as for ``run_table``."""
+    columns = ["round", "labeled", "budget_fraction", "selector_accuracy", "target_accuracy",
+               "data_selection_macs", "data_selection_seconds", "target_training_seconds"]
+    return run_table(metrics)[columns].set_index("round")
+
+
+def collect(results_dir: str | Path) -> pd.DataFrame:
+    """Every finished run under ``results_dir`` as a table with one row per (run, round).
+
+    Walks ``results_dir`` for ``metrics.json`` files, skipping hidden folders (e.g.
+    ``.ipynb_checkpoints``) and hidden temp files; a file that ``read_metrics`` rejects or
+    whose rounds lack a field is skipped with a warning. Columns (``COLUMNS``, in order):
+
+    - ``run_dir``: the run folder relative to ``results_dir`` ("." for ``results_dir``
+      itself); ``sweep``: its first path component, "" when the run sits directly there;
+    - ``method`` (baseline | svp | prunefuse), ``label`` (``run_label``), ``dataset``,
+      ``arch`` (the target), ``selector_arch``, ``selector_params``, ``target_params``;
+    - ``prune_ratio``, ``rest``, ``importance``: NaN unless PruneFuse; ``proxy_arch``: NaN
+      unless SVP; ``metric``; ``fusion``/``kd``: whether the target was fused/distilled;
+    - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``train_size``,
+      ``budget_fraction`` (= labeled / train_size);
+    - ``target_accuracy``, ``selector_accuracy`` (NaN in rounds without a selector),
+      test split, final epoch, fraction in [0, 1]; ``epochs`` and ``curve`` (the target's
+      per-epoch test accuracy);
+    - ``{data_selection,selector_training,pool_scoring,target_training}_macs`` (MACs,
+      1 multiply-add = 1) and the matching ``*_seconds``;
+    - ``device`` (the hardware's name) and ``git_commit``.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such results folder")
+    rows = []
+    for path in sorted(root.rglob(METRICS_FILE)):
+        relative = path.parent.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        try:
+            rows += _rows(read_metrics(path.parent), relative.as_posix(),
+                          relative.parts[0] if len(relative.parts) > 1 else "")
+        except (ValueError, KeyError, TypeError) as error:
+            warnings.warn(f"skipping {path}: {error!r}", stacklevel=2)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def summarize(table: pd.DataFrame, by: str | list[str],
+              value: str = "target_accuracy") -> pd.DataFrame:
+    """Mean, std (over seeds, ddof=1; NaN when n == 1) and n of ``value`` per group of ``by``.
+
+    Returns the ``by`` columns followed by ``mean``, ``std`` and ``n`` (non-missing
+    values), one row per group, sorted; NaN keys (e.g. ``prune_ratio`` of a baseline)
+    form groups of their own. Every row is one sample, so ``by`` should name everything
+    that distinguishes runs except the seed.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    stats = table.groupby(by, dropna=False)[value].agg(["mean", "std", "count"])
+    return stats.rename(columns={"count": "n"}).reset_index()
+
+
+def mean_std(mean: float, std: float, n: int, scale: float = 100, digits: int = 2) -> str:
+    """Format a summary as "93.40 ± 0.11 (n=3)", or "93.40 (n=1)" when there is no std;
+    ``scale`` turns fractions into percent."""
+    if n < 2 or pd.isna(std):
+        return f"{mean * scale:.{digits}f} (n={n})"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f} (n={n})"

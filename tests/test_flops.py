@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from pf.flops import (flop_counter_macs, forward_macs, fvcore_default_macs, selection_macs,
-                      training_macs)
+from pf.flops import (flop_counter_macs, forward_macs, fvcore_default_macs,
+                      protocol_selection_costs, selection_macs, training_macs)
 from pf.models import build_model
 from pf.prune import prune_at_init
 
@@ -43,3 +43,15 @@ def test_phase_costs_follow_the_protocol():
     # round 1 trains 600 and scores 700; the first set is free.
     assert selection_macs(10, [100, 300, 500], 1000, 2) == [0, 10 * (600 + 900),
                                                            10 * (600 + 900 + 1800 + 700)]
+
+
+def test_protocol_costs_compare_prunefuse_with_the_baseline_without_training():
+    records = protocol_selection_costs("resnet20", [0.5], [100, 300], 1000, 2, (3, 8, 8))
+    baseline, prunefuse = records[:2], records[2:]
+    dense_forward = forward_macs(build_model("resnet20"), (3, 8, 8))
+    assert [r["data_selection_macs"] for r in baseline] == selection_macs(dense_forward, [100, 300],
+                                                                          1000, 2)
+    assert prunefuse[0]["data_selection_macs"] == 0 and prunefuse[1]["prune_ratio"] == 0.5
+    share = prunefuse[1]["data_selection_macs"] / baseline[1]["data_selection_macs"]
+    assert share == prunefuse[1]["selector_forward_macs"] / dense_forward
+    assert share == pytest.approx(0.25, abs=0.01)  # about (1-p)^2: the input and classifier are not pruned

@@ -1,0 +1,424 @@
+"""The paper's figures and main table, regenerated from stored runs.
+
+    make_figures("results", "results/figures")
+
+reads every run under the results folder (``pf.results.collect``) and writes, each
+figure as PNG and PDF:
+
+- ``accuracy_vs_budget``: the target's final test accuracy against the labeled budget
+  (% of the training set), mean ± std over seeds, for PruneFuse at each p, the AL
+  baseline and SVP; one panel per (target arch, selection metric). With it
+  ``main_table.csv`` and ``main_table.md``: a row per (dataset, arch, metric, method), a
+  column per budget, cells "mean ± std (n=seeds)" in %.
+- ``fig3_selection_flops`` (paper Fig. 3): data-selection MACs of PruneFuse and of the
+  AL baseline at the budgets nearest 10, 30 and 50 %, one panel per p, with the ratio.
+- ``fig4_fused_vs_scratch`` (Fig. 4): the target's test accuracy per epoch, fused
+  (fusion=True) vs trained from theta's initialisation (fusion=False), p = 0.5 and 0.6.
+- ``fig5_prunefuse_vs_svp`` (Fig. 5): final accuracy at the budget nearest 50 % against
+  the selector's parameter count, one panel per target arch.
+
+``plot_run(metrics)`` draws a single run for the experiment notebook.
+
+Every function returns the files it wrote or, when the results hold nothing to draw, a
+one-line reason, and then writes nothing: no empty axes, no exception. A figure's PNG
+and PDF files left in ``out_dir`` by an earlier build are removed first. Results with
+several datasets give one figure per dataset, named with the dataset appended
+(``accuracy_vs_budget_cifar10.png``); a single dataset keeps the plain name. Panels
+split further by target arch and metric where the results hold several. Figures are
+matplotlib ``Figure`` objects on the Agg canvas, never pyplot, so a notebook that uses
+this module keeps its own backend and style.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib.style
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from pf.flops import UNIT
+from pf.results import collect, mean_std, run_table, summarize
+
+__all__ = ["make_figures", "accuracy_vs_budget", "main_table", "fig3_selection_flops",
+           "fig4_fused_vs_scratch", "fig5_prunefuse_vs_svp", "plot_run", "show_images",
+           "plot_curves"]
+
+STYLE = "seaborn-v0_8-whitegrid"  # seaborn's look, applied per figure, never globally
+PANEL_SIZE = (4.4, 3.4)  # inches per panel
+SELECTION_FRACTIONS = (0.1, 0.3, 0.5)  # Fig. 3's budgets
+FUSION_RATIOS = (0.5, 0.6)  # Fig. 4's pruning ratios
+SVP_FRACTION = 0.5  # Fig. 5's budget
+COLORS = {"baseline": "0.45", "svp": "tab:orange", "prunefuse": "tab:blue"}
+# One colour per pruning ratio, none of them the baseline's grey or SVP's orange.
+RATIO_COLORS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+                "tab:olive", "tab:cyan")
+NAMES = {"baseline": "AL baseline (target selects)", "svp": "SVP (proxy selects)",
+         "prunefuse": "PruneFuse (pruned target selects)"}
+ACCURACY = "target test accuracy (%)"
+BUDGET = "labeled budget (% of training set)"
+Drawing = Figure | str  # a figure, or the reason there is none
+
+
+# ---------------------------------------------------------------------------------------
+# Shared plumbing
+# ---------------------------------------------------------------------------------------
+
+def _panels(count: int) -> tuple[Figure, list]:
+    """A figure with exactly ``count`` axes, up to three per row."""
+    columns = min(count, 3)
+    rows = math.ceil(count / columns)
+    fig = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows))
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(rows, columns, squeeze=False).ravel())
+    for spare in axes[count:]:
+        spare.remove()  # a last row that is not full would otherwise show empty axes
+    return fig, axes[:count]
+
+
+def _footer(fig: Figure, runs: pd.DataFrame, counts, extra: str = "") -> None:
+    """Caption the figure (dataset, target, seeds per point, ``extra``) and lay it out."""
+    low, high = int(min(counts)), int(max(counts))
+    text = (f"Dataset {', '.join(sorted(runs.dataset.unique()))}; target "
+            f"{', '.join(sorted(runs.arch.unique()))}; seeds per point: n="
+            f"{low if low == high else f'{low}-{high}'}. {extra}")
+    lines = textwrap.wrap(text, int(fig.get_figwidth() * 19))  # ~19 characters per inch at 7 pt
+    height = 0.1 + 0.14 * len(lines)
+    fig.set_figheight(fig.get_figheight() + height)
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, ha="left", va="bottom", color="0.25")
+    fig.tight_layout(rect=(0, height / fig.get_figheight(), 1, 1))
+
+
+def _save(fig: Figure, stem: Path) -> list[Path]:
+    """Write ``stem``.png and ``stem``.pdf."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"
+    fig.savefig(png, dpi=200)
+    fig.savefig(pdf, metadata={"CreationDate": None})  # no timestamp: rebuilds diff cleanly
+    return [png, pdf]
+
+
+def _per_dataset(table: pd.DataFrame, name: str, out_dir: str | Path,
+                 draw: Callable[[pd.DataFrame], Drawing]) -> list[Path] | str:
+    """Run ``draw`` on each dataset's rows; save what it draws, or say why nothing was."""
+    # A figure the results no longer support must not survive from an earlier build.
+    for pattern in (f"{name}.p[nd][gf]", f"{name}_*.p[nd][gf]"):
+        for stale in Path(out_dir).glob(pattern):
+            stale.unlink()
+    if table.empty:
+        return f"{name} not drawn: no runs found"
+    datasets = sorted(table.dataset.unique())
+    written, reasons = [], []
+    for dataset in datasets:
+        with matplotlib.style.context(STYLE):
+            drawing = draw(table[table.dataset == dataset])
+            if isinstance(drawing, str):
+                reasons.append(drawing if len(datasets) == 1 else f"{dataset}: {drawing}")
+                continue
+            suffix = "" if len(datasets) == 1 else "_" + re.sub(r"[^A-Za-z0-9_-]+", "-", dataset)
+            written += _save(drawing, Path(out_dir) / f"{name}{suffix}")
+    return written or f"{name} not drawn: {'; '.join(reasons)}"
+
+
+def _spread(stats: pd.DataFrame, scale: float):
+    """Error-bar lengths for ``stats`` (a ``summarize`` result), None when every std is 0
+    or missing: zero-length bars would still draw their caps."""
+    spread = stats["std"].fillna(0) * scale
+    return spread if spread.any() else None
+
+
+def _nearest(rows: pd.DataFrame, fractions) -> list[int]:
+    """The labeled counts in ``rows`` whose budget fraction is nearest each of ``fractions``
+    (ties go to the smaller budget), sorted, without repeats."""
+    budgets = rows.drop_duplicates("labeled").sort_values("labeled")
+    return sorted({int(budgets.labeled.iloc[(budgets.budget_fraction - f).abs().argmin()])
+                   for f in fractions})
+
+
+# ---------------------------------------------------------------------------------------
+# Accuracy against budget, and the main table
+# ---------------------------------------------------------------------------------------
+
+def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
+    stats = summarize(runs, ["arch", "metric", "method", "prune_ratio", "label", "labeled",
+                             "budget_fraction"])
+    ratios = sorted(runs.prune_ratio.dropna().unique())
+    panels = list(stats.groupby(["arch", "metric"]))
+    fig, axes = _panels(len(panels))
+    for ax, ((arch, metric), panel) in zip(axes, panels):
+        for (method, ratio, label), line in panel.groupby(["method", "prune_ratio", "label"],
+                                                          dropna=False):
+            # PruneFuse: a colour per p; departures from the recipe (no fusion, ...) dashed.
+            style = ({"color": COLORS[method]} if method != "prunefuse" else
+                     {"color": RATIO_COLORS[ratios.index(ratio) % len(RATIO_COLORS)],
+                      "linestyle": "--" if "(" in label else "-"})
+            ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, marker="o", ms=4,
+                        yerr=_spread(line, 100), capsize=3, label=label, **style)
+        ax.set(title=f"{arch} · {metric}", xlabel=BUDGET, ylabel=ACCURACY)
+        ax.legend(fontsize=7)
+    _footer(fig, runs, stats.n, "Test split, final epoch; error bars: ± std over seeds.")
+    return fig
+
+
+def accuracy_vs_budget(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """Final target accuracy (mean ± std over seeds) against the labeled budget, one line
+    per method (PruneFuse per p, AL baseline, SVP per proxy), one panel per (arch, metric)."""
+    return _per_dataset(table, "accuracy_vs_budget", out_dir, _accuracy_vs_budget)
+
+
+def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """``main_table.csv`` and ``main_table.md``: a row per (dataset, arch, metric, method),
+    a column per budget ("25000 (50.0 %)": TOTAL labeled count and its share of the
+    training set), cells "mean ± std (n=seeds)" of the final target accuracy in %."""
+    if table.empty:
+        return "main_table not written: no runs found"
+    stats = summarize(table, ["dataset", "arch", "metric", "label", "labeled", "budget_fraction"])
+    stats["cell"] = [mean_std(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats.n)]
+    stats["budget"] = [f"{count} ({100 * fraction:.1f} %)"
+                       for count, fraction in zip(stats.labeled, stats.budget_fraction)]
+    order = stats.sort_values(["budget_fraction", "labeled"]).budget.unique()
+    wide = (stats.pivot_table(index=["dataset", "arch", "metric", "label"], columns="budget",
+                              values="cell", aggfunc="first")
+            .reindex(columns=order).fillna("").rename_axis(index={"label": "method"}, columns=None))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv, markdown = out_dir / "main_table.csv", out_dir / "main_table.md"
+    wide.to_csv(csv)
+    header = [*wide.index.names, *wide.columns]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows += ["| " + " | ".join(map(str, (*key, *cells))) + " |"
+             for key, cells in zip(wide.index, wide.to_numpy())]
+    caption = ("Target test accuracy (%, test split, final epoch), mean ± std over seeds "
+               "(n = seeds); columns: TOTAL labeled count (% of the training set).")
+    markdown.write_text(caption + "\n\n" + "\n".join(rows) + "\n")
+    return [csv, markdown]
+
+
+# ---------------------------------------------------------------------------------------
+# Fig. 3: data-selection cost
+# ---------------------------------------------------------------------------------------
+
+def _selection_flops(runs: pd.DataFrame) -> Drawing:
+    baseline, pruned = runs[runs.method == "baseline"], runs[runs.method == "prunefuse"]
+    panels = []
+    for (arch, metric, ratio), ours in pruned.groupby(["arch", "metric", "prune_ratio"]):
+        # Fusion, KD and the rest mode change only the target's training, not what selection
+        # cost, so runs differing only in them count once per seed.
+        ours = ours.drop_duplicates(["seed", "labeled"])
+        theirs = baseline[(baseline.arch == arch) & (baseline.metric == metric)]
+        # The initial random set costs nothing to choose; comparisons start after it.
+        shared = ours[(ours["round"] > 0) & ours.labeled.isin(theirs.labeled)]
+        if shared.empty:
+            continue
+        budgets = _nearest(shared, SELECTION_FRACTIONS)
+        bars = [summarize(rows[rows.labeled.isin(budgets)], ["labeled", "budget_fraction"],
+                          "data_selection_macs") for rows in (theirs, ours)]
+        if bars[0]["mean"].min() > 0:  # a random pick spends nothing, leaving no ratio to show
+            panels.append((f"{arch} · {metric} · p={ratio:g}", *bars))
+    if not panels:
+        return ("no PruneFuse and AL-baseline runs with the same target and metric share a "
+                "budget after the random initial set with a selection cost above 0")
+    exponent = 3 * max(0, int(math.log10(max(b["mean"].max() for _, b, _ in panels)) // 3))
+    fig, axes = _panels(len(panels))
+    for ax, (title, theirs, ours) in zip(axes, panels):
+        x = np.arange(len(theirs))
+        for offset, bars, method in ((-0.2, theirs, "baseline"), (0.2, ours, "prunefuse")):
+            ax.bar(x + offset, bars["mean"] / 10**exponent, width=0.4, color=COLORS[method],
+                   yerr=_spread(bars, 10.0**-exponent), capsize=3, label=NAMES[method])
+        for position, cost, base_cost in zip(x, ours["mean"], theirs["mean"]):
+            ax.annotate(f"{cost / base_cost:.2f}×", (position + 0.2, cost / 10**exponent),
+                        xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
+        ax.set_xticks(x, [f"{100 * f:.1f} %" for f in theirs.budget_fraction])
+        ax.set(title=title, xlabel=BUDGET, ylabel=f"data-selection cost ($10^{{{exponent}}}$ MACs)")
+        ax.legend(fontsize=7)
+    counts = pd.concat([bars.n for _, *pair in panels for bars in pair])
+    _footer(fig, pd.concat([baseline, pruned]), counts,
+            f"Unit: {UNIT}. Above the bars: PruneFuse / AL baseline.")
+    return fig
+
+
+def fig3_selection_flops(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """Paper Fig. 3: MACs spent choosing the labeled set (``data_selection_macs``),
+    PruneFuse vs the AL baseline, grouped bars at the budgets nearest 10, 30 and 50 %
+    (after the free random initial set), one panel per p, PruneFuse/baseline ratio on top."""
+    return _per_dataset(table, "fig3_selection_flops", out_dir, _selection_flops)
+
+
+# ---------------------------------------------------------------------------------------
+# Fig. 4: fused vs from-scratch training curves
+# ---------------------------------------------------------------------------------------
+
+def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
+    pruned = runs[(runs.method == "prunefuse") & runs.prune_ratio.round(6).isin(FUSION_RATIOS)]
+    panels = []
+    for (arch, metric, ratio), group in pruned.groupby(["arch", "metric", "prune_ratio"]):
+        shared = set(group[group.fusion].labeled) & set(group[~group.fusion].labeled)
+        chosen = budget if budget is not None else max(shared, default=None)
+        if chosen in shared:
+            panels.append((f"{arch} · {metric} · p={ratio:g}", group[group.labeled == chosen]))
+    if not panels:
+        at = "" if budget is None else f" at budget {budget}"
+        return f"no PruneFuse runs with both fusion=True and fusion=False at p=0.5 or 0.6{at}"
+    fig, axes = _panels(len(panels))
+    counts = []
+    for ax, (title, at) in zip(axes, panels):
+        several_schedules = at.epochs.nunique() > 1
+        for (label, epochs), lines in at.groupby(["label", "epochs"]):
+            curves = np.array(lines.curve.tolist(), dtype=float) * 100
+            mean = curves.mean(axis=0)
+            std = curves.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+            epoch = np.arange(1, epochs + 1)
+            name = label + (f", {epochs} epochs" if several_schedules else "")
+            (line,) = ax.plot(epoch, mean, label=f"{name} (n={len(curves)})")
+            ax.fill_between(epoch, mean - std, mean + std, alpha=0.2, color=line.get_color())
+            counts.append(len(curves))
+        ax.set(title=f"{title} · b={100 * at.budget_fraction.iloc[0]:.1f} %", xlabel="epoch",
+               ylabel=ACCURACY)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    _footer(fig, pruned, counts, "Test accuracy after each epoch; band: ± std over seeds.")
+    return fig
+
+
+def fig4_fused_vs_scratch(table: pd.DataFrame, out_dir: str | Path,
+                          budget: int | None = None) -> list[Path] | str:
+    """Paper Fig. 4: the target's test accuracy per epoch, PruneFuse with fusion=True vs
+    fusion=False (trained from theta's initialisation), mean over seeds with a ± std band,
+    one panel per p in {0.5, 0.6} that has both; at ``budget`` (a TOTAL labeled count) or
+    else the largest budget both have."""
+    return _per_dataset(table, "fig4_fused_vs_scratch", out_dir,
+                        lambda runs: _fused_vs_scratch(runs, budget))
+
+
+# ---------------------------------------------------------------------------------------
+# Fig. 5: PruneFuse vs SVP against selector size
+# ---------------------------------------------------------------------------------------
+
+def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
+    # Fig. 5 compares selectors; ablations of the target's training belong to Fig. 4.
+    runs = runs[(runs.method != "prunefuse") | (runs.fusion & runs.kd)]
+    panels = []
+    for (arch, metric), group in runs.groupby(["arch", "metric"]):
+        svp = group[group.method == "svp"]
+        shared = group[(group.method == "prunefuse") & group.labeled.isin(svp.labeled)]
+        if shared.empty:
+            continue
+        [chosen] = _nearest(shared, [SVP_FRACTION])
+        stats = summarize(group[group.labeled == chosen],
+                          ["method", "label", "selector_params", "budget_fraction"])
+        panels.append((f"target {arch} · {metric}", stats))
+    if not panels:
+        return "no PruneFuse and SVP runs with the same target, metric and budget"
+    fig, axes = _panels(len(panels))
+    for ax, (title, stats) in zip(axes, panels):
+        for method, points in stats.groupby("method"):
+            ax.errorbar(points.selector_params, points["mean"] * 100, fmt="o", capsize=3,
+                        yerr=_spread(points, 100), color=COLORS[method], label=NAMES[method])
+            for label, x, y in zip(points.label, points.selector_params, points["mean"] * 100):
+                ax.annotate(label.removeprefix("PruneFuse ").removeprefix("SVP "), (x, y),
+                            xytext=(4, 4), textcoords="offset points", fontsize=7)
+        ax.set_xscale("log")
+        ax.margins(x=0.2)  # room for the point labels at both ends
+        ax.set(title=f"{title} · b={100 * stats.budget_fraction.iloc[0]:.1f} %",
+               xlabel="selector parameters", ylabel=ACCURACY)
+        ax.legend(fontsize=7)
+    counts = pd.concat([stats.n for _, stats in panels])
+    _footer(fig, runs, counts, "Test split, final epoch; error bars: ± std over seeds; "
+                               "PruneFuse points are labelled with p, SVP points with the proxy.")
+    return fig
+
+
+def fig5_prunefuse_vs_svp(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """Paper Fig. 5: final target accuracy at the budget nearest 50 % against the selector's
+    parameter count (log axis): PruneFuse per p, SVP per proxy, and the AL baseline (the
+    target itself selects) where present; one panel per (target arch, metric)."""
+    return _per_dataset(table, "fig5_prunefuse_vs_svp", out_dir, _prunefuse_vs_svp)
+
+
+# ---------------------------------------------------------------------------------------
+# One run, for the experiment notebook
+# ---------------------------------------------------------------------------------------
+
+def plot_run(metrics: dict | str | Path) -> Figure:
+    """One run at a glance: final test accuracy of the target and the selector against the
+    budget, the target's per-epoch test accuracy at each budget, and the data-selection MACs.
+
+    ``metrics`` is what ``run_experiment`` returns, or a run folder. Drawn with pyplot
+    (imported only here) so that a notebook shows it inline; returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    rounds = run_table(metrics)
+    budget = rounds.budget_fraction * 100
+    with matplotlib.style.context(STYLE):
+        fig, (final, curves, selection) = plt.subplots(1, 3, figsize=(3 * PANEL_SIZE[0],
+                                                                      PANEL_SIZE[1]))
+        final.plot(budget, rounds.target_accuracy * 100, "o-", label=f"target {rounds.arch[0]}")
+        final.plot(budget, rounds.selector_accuracy * 100, "s--",
+                   label=f"selector {rounds.selector_arch[0]}")
+        final.set(title=rounds.label[0], xlabel=BUDGET, ylabel="test accuracy (%), final epoch")
+        final.legend(fontsize=7)
+        for share, curve in zip(budget, rounds.curve):
+            curves.plot(range(1, len(curve) + 1), np.array(curve) * 100, label=f"{share:.1f} %")
+        curves.set(title="target during training", xlabel="epoch", ylabel=ACCURACY)
+        curves.legend(fontsize=7, title="budget", title_fontsize=7)
+        selection.bar([f"{share:.1f} %" for share in budget], rounds.data_selection_macs,
+                      color=COLORS[rounds.method[0]])
+        selection.set(title="spent choosing the labeled set", xlabel=BUDGET, ylabel="MACs")
+        _footer(fig, rounds, [1], f"Seed {rounds.seed[0]}. Unit: {UNIT}.")
+    return fig
+
+
+def show_images(split, indices, title: str = "", columns: int = 8) -> Figure:
+    """A grid of ``split``'s images at ``indices`` with their labels (pyplot, for notebooks)."""
+    import matplotlib.pyplot as plt
+
+    indices = list(map(int, indices))
+    rows = max(1, math.ceil(len(indices) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.0 + 0.3),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, index in zip(axes.ravel(), indices):
+        image = split.images[index].cpu()
+        ax.imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0),
+                  cmap="gray_r" if image.shape[0] == 1 else None)
+        ax.set_title(str(int(split.labels[index])), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(curves: dict[str, list[float]], title: str = "") -> Figure:
+    """Test accuracy per epoch of several trainings, one line each (pyplot, for notebooks)."""
+    import matplotlib.pyplot as plt
+
+    with matplotlib.style.context(STYLE):
+        fig, ax = plt.subplots(figsize=PANEL_SIZE)
+        for name, curve in curves.items():
+            ax.plot(range(1, len(curve) + 1), np.array(curve) * 100, label=name)
+        ax.set(title=title, xlabel="epoch", ylabel="test accuracy (%)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+    return fig
+
+
+def make_figures(results_dir: str | Path, out_dir: str | Path,
+                 fig4_budget: int | None = None) -> dict[str, list[Path] | str]:
+    """Collect the runs under ``results_dir`` and write every figure and table to
+    ``out_dir``; returns, per name, the files written or the one-line reason for none."""
+    table = collect(results_dir)
+    return {
+        "accuracy_vs_budget": accuracy_vs_budget(table, out_dir),
+        "main_table": main_table(table, out_dir),
+        "fig3_selection_flops": fig3_selection_flops(table, out_dir),
+        "fig4_fused_vs_scratch": fig4_fused_vs_scratch(table, out_dir, fig4_budget),
+        "fig5_prunefuse_vs_svp": fig5_prunefuse_vs_svp(table, out_dir),
+    }

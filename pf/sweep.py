@@ -1,0 +1,296 @@
+"""Sweeps: a YAML grid of experiments, each run as a papermill execution of a notebook.
+
+    pf sweep notebooks/sweeps/demo.yaml                 # local, one run at a time on CPU
+    pf sweep notebooks/sweeps/paper.yaml --jobs 4       # local, 4 workers (one per GPU if any)
+    pf sweep notebooks/sweeps/paper.yaml --executor slurm --partition gpu
+    pf sweep notebooks/sweeps/demo.yaml --dry-run       # list the runs and their state
+
+A sweep file names a notebook, a preset, fixed parameters, a grid and seeds::
+
+    notebook: prunefuse.ipynb          # relative to the sweep file's parent folder
+    preset: demo                       # pf.config preset the runs start from
+    parameters: {metric: least_confidence}   # the same for every run
+    grid:                              # a list of sub-grids; the runs are their union
+      - {method: [baseline, svp]}      # each key maps to the list of its values ...
+      - {method: [prunefuse], prune_ratio: [0.5, 0.6, 0.7, 0.8]}   # ... crossed with the rest
+    seeds: [0, 1, 2]                   # crossed with every sub-grid
+
+Each run gets an id made of its grid values and seed plus a hash of all its explicit
+parameters (so editing the sweep's fixed parameters makes new runs rather than reusing
+stale ones), and a folder ``<results>/<sweep>/<id>/`` holding ``params.json``, the
+executed ``notebook.ipynb`` and the notebook's ``metrics.json``. The notebook receives
+the run's fully resolved config (JSON types only: papermill turns a tuple into a string
+and cannot pass a Path) and writes into its own folder (papermill's ``cwd``).
+
+Every run's config is validated before any work. A run whose ``metrics.json`` is valid is
+skipped; a run that raises leaves ``error.json`` and the sweep goes on; a killed sweep
+loses nothing finished, and its half-done run is simply run again next time. The
+executors share ``execute_run``: ``local`` is a process pool with one worker per visible
+GPU (``CUDA_VISIBLE_DEVICES`` per worker) or ``--jobs`` workers on CPU; ``slurm`` is a
+submitit job array (tests use submitit's ``local`` cluster).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import re
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pf.config import ConfigError, make_config
+from pf.results import METRICS_FILE, read_metrics, write_json
+
+__all__ = ["RunSpec", "load_sweep", "run_status", "execute_run", "run_sweep"]
+
+SWEEP_KEYS = {"notebook", "preset", "parameters", "grid", "seeds", "name"}
+KERNEL = "python3"  # the kernel of the environment pf is installed in
+PARAMS_FILE, ERROR_FILE, NOTEBOOK_FILE, SUMMARY_FILE = ("params.json", "error.json",
+                                                        "notebook.ipynb", "sweep.json")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: where it goes and what the notebook receives."""
+
+    run_id: str
+    run_dir: str  # absolute path of the run's folder
+    notebook: str  # absolute path of the source notebook
+    explicit: dict  # what the sweep set: preset, fixed parameters, grid values, seed
+    parameters: dict  # the notebook's parameters: the resolved config and the output folder
+
+
+# ---------------------------------------------------------------------------------------
+# Reading a sweep file
+# ---------------------------------------------------------------------------------------
+
+
+def _fail(path: Path, message: str):
+    raise ConfigError(f"{path.name}: {message}")
+
+
+def _expand(subgrid: dict, path: Path) -> list[dict]:
+    """The cartesian product of one sub-grid: every key maps to a list of values."""
+    if not isinstance(subgrid, dict) or not subgrid:
+        _fail(path, f"each grid entry must be a non-empty mapping of key: [values], got {subgrid!r}")
+    for key, values in subgrid.items():
+        if not isinstance(values, list) or not values:
+            _fail(path, f"grid key {key!r} needs a non-empty list of values, got {values!r}")
+    keys = list(subgrid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*subgrid.values())]
+
+
+def _slug(values: dict) -> str:
+    """A readable, filesystem-safe rendering of the grid values, e.g. method=svp,seed=0."""
+    text = ",".join(f"{key}={json.dumps(value, separators=(',', ':'))}".replace('"', "")
+                    for key, value in values.items())
+    return re.sub(r"[^A-Za-z0-9=,._+-]", "_", text)
+
+
+def load_sweep(path: str | Path, results_dir: str | Path = "results") -> tuple[str, list[RunSpec]]:
+    """Read a sweep file and return its name and every run, each config validated.
+
+    Raises ``ConfigError`` (one line naming the file, and the run and parameter when one
+    is at fault) before anything runs.
+    """
+    path = Path(path).resolve()
+    try:
+        sweep = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path.name}: cannot read sweep file ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0]})") from None
+    if not isinstance(sweep, dict) or (unknown := set(sweep) - SWEEP_KEYS):
+        _fail(path, f"unknown keys {sorted(unknown) if isinstance(sweep, dict) else sweep!r}; "
+                    f"a sweep has {', '.join(sorted(SWEEP_KEYS))}")
+    name = str(sweep.get("name", path.stem))
+    notebook = (path.parent.parent / sweep.get("notebook", "prunefuse.ipynb")).resolve()
+    if not notebook.is_file():
+        _fail(path, f"notebook {notebook} does not exist")
+    fixed = sweep.get("parameters") or {}
+    seeds = sweep.get("seeds", [0])
+    grid = sweep.get("grid") or [{}]
+    if not isinstance(fixed, dict) or not isinstance(grid, list):
+        _fail(path, "parameters must be a mapping and grid a list of mappings")
+    if not isinstance(seeds, list) or not seeds:
+        _fail(path, f"seeds must be a non-empty list, got {seeds!r}")
+    combos = [combo for subgrid in grid for combo in (_expand(subgrid, path) if subgrid else [{}])]
+
+    preset = sweep.get("preset", "paper")
+    sweep_dir = Path(results_dir).resolve() / name
+    runs, seen = [], set()
+    for combo, seed in itertools.product(combos, seeds):
+        varying = {**combo, "seed": seed}
+        explicit = {"preset": preset, **fixed, **varying}
+        digest = hashlib.sha1(json.dumps(explicit, sort_keys=True).encode()).hexdigest()[:8]
+        run_id = f"{_slug(varying)}-{digest}"
+        if run_id in seen:
+            continue  # the same run listed by two sub-grids
+        seen.add(run_id)
+        try:
+            config = make_config(preset, {**fixed, **varying})
+        except ConfigError as error:
+            _fail(path, f"run {_slug(varying)}: {error}")
+        parameters = {**config.to_dict(), "out_dir": ".", "progress": False}
+        runs.append(RunSpec(run_id, str(sweep_dir / run_id), str(notebook), explicit, parameters))
+    return name, runs
+
+
+# ---------------------------------------------------------------------------------------
+# Running one run (the same function under every executor)
+# ---------------------------------------------------------------------------------------
+
+
+def run_status(run: RunSpec) -> str:
+    """``done`` (a valid metrics.json), ``failed`` (error.json) or ``pending``."""
+    run_dir = Path(run.run_dir)
+    if (run_dir / METRICS_FILE).exists():
+        try:
+            read_metrics(run_dir)
+            return "done"
+        except ValueError:
+            return "pending"
+    return "failed" if (run_dir / ERROR_FILE).exists() else "pending"
+
+
+def execute_run(run: RunSpec) -> dict:
+    """Execute ``run``'s notebook with papermill unless it is already done; never raises
+    for a failing run (its error goes to ``error.json``). Returns id, status, error."""
+    import papermill
+
+    if run_status(run) == "done":
+        return {"run_id": run.run_id, "status": "skipped", "error": None}
+    run_dir = Path(run.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    (run_dir / METRICS_FILE).unlink(missing_ok=True)  # an invalid one from an older run
+    write_json(run_dir / PARAMS_FILE, {"run_id": run.run_id, "explicit": run.explicit,
+                                       "parameters": run.parameters, "notebook": run.notebook})
+    try:
+        papermill.execute_notebook(run.notebook, str(run_dir / NOTEBOOK_FILE),
+                                   parameters=run.parameters, kernel_name=KERNEL,
+                                   cwd=str(run_dir), progress_bar=False, log_output=False)
+        read_metrics(run_dir)
+    except Exception as error:  # noqa: BLE001 -- a failed run is recorded, the sweep goes on
+        message = _one_line(error)
+        write_json(run_dir / ERROR_FILE, {"run_id": run.run_id, "error": message,
+                                          "traceback": traceback.format_exc()})
+        return {"run_id": run.run_id, "status": "failed", "error": message}
+    return {"run_id": run.run_id, "status": "done", "error": None}
+
+
+def _one_line(error: Exception) -> str:
+    """The error a notebook cell raised, as one line (papermill wraps it in a long text)."""
+    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    text = f"{ename}: {evalue}" if ename else f"{type(error).__name__}: {error}"
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------------------------
+
+
+def _visible_gpus() -> list[str]:
+    """The GPU ids this process may use, as CUDA_VISIBLE_DEVICES would name them."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu for gpu in listed.split(",") if gpu.strip()]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 -- no usable CUDA means CPU workers
+        return []
+
+
+def _claim_device(slots) -> None:
+    """Pool-worker initializer: take one GPU (or a share of the CPU threads) for life."""
+    kind, value = slots.get()
+    if kind == "gpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = value
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["OMP_NUM_THREADS"] = value  # the notebook's kernel inherits it
+
+
+def _run_local(runs: list[RunSpec], jobs: int | None):
+    gpus = _visible_gpus()
+    jobs = jobs or max(1, len(gpus))
+    if jobs == 1 and len(gpus) <= 1:
+        yield from map(execute_run, runs)  # in this process: Ctrl-C stops at once
+        return
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    for worker in range(jobs):
+        slots.put(("gpu", gpus[worker % len(gpus)]) if gpus else ("cpu", threads))
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_claim_device,
+                             initargs=(slots,)) as pool:
+        try:
+            yield from pool.map(execute_run, runs)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _run_slurm(runs: list[RunSpec], folder: Path, cluster: str | None, slurm: dict):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder / "submitit", cluster=cluster)
+    executor.update_parameters(**slurm)
+    jobs = executor.map_array(execute_run, runs)
+    for job in jobs:
+        yield job.result()
+
+
+def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: str = "local",
+              jobs: int | None = None, dry_run: bool = False, cluster: str | None = None,
+              slurm: dict | None = None, echo=print) -> list[dict]:
+    """Run every pending or failed run of the sweep at ``path``; return one record per run.
+
+    ``executor`` is ``local`` (``jobs`` workers, default one per visible GPU, else 1) or
+    ``slurm`` (submitit; ``cluster="local"`` runs the array as local processes and
+    ``slurm`` holds submitit parameters such as ``timeout_min`` or ``slurm_partition``).
+    ``dry_run`` lists the runs and their state without running anything. The summary is
+    also written to ``<results>/<sweep>/sweep.json``.
+    """
+    if executor not in ("local", "slurm"):
+        raise ConfigError(f"executor: {executor!r} is not one of local, slurm")
+    name, runs = load_sweep(path, results_dir)
+    states = {run.run_id: run_status(run) for run in runs}
+    todo = [run for run in runs if states[run.run_id] != "done"]
+    echo(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run "
+         f"-> {Path(results_dir) / name}")
+    if dry_run:
+        for run in runs:
+            echo(f"  {states[run.run_id]:>8}  {run.run_id}")
+        return [{"run_id": run.run_id, "status": states[run.run_id], "error": None} for run in runs]
+
+    sweep_dir = Path(results_dir).resolve() / name
+    records = {run.run_id: {"run_id": run.run_id, "status": "skipped", "error": None}
+               for run in runs if states[run.run_id] == "done"}
+    if not todo:
+        outcomes = []
+    elif executor == "slurm":
+        outcomes = _run_slurm(todo, sweep_dir, cluster, slurm or {})
+    else:
+        outcomes = _run_local(todo, jobs)
+    try:
+        for outcome in outcomes:
+            records[outcome["run_id"]] = outcome
+            echo(f"  {outcome['status']:>8}  {outcome['run_id']}"
+                 + (f"  ({outcome['error']})" if outcome["error"] else ""))
+    finally:
+        ordered = [records.get(run.run_id, {"run_id": run.run_id, "status": "pending",
+                                            "error": None}) | {"explicit": run.explicit}
+                   for run in runs]
+        write_json(sweep_dir / SUMMARY_FILE, {"sweep": name, "source": str(path),
+                                              "runs": ordered})
+    return ordered

@@ -1,0 +1,154 @@
+"""Figures and the main table from a synthetic results tree: what is drawn, what is not
+(and says why), and the table's cells. No training; a few seconds on CPU."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from pf.figures import (fig3_selection_flops, fig4_fused_vs_scratch, fig5_prunefuse_vs_svp,
+                        main_table, make_figures, plot_run)
+from pf.results import collect, mean_std
+from test_results import fake_metrics, write_run
+
+FIGURES = ("accuracy_vs_budget", "fig3_selection_flops", "fig4_fused_vs_scratch",
+           "fig5_prunefuse_vs_svp")
+BASELINE_FINAL = (0.90, 0.91, 0.93)  # the baseline's accuracy at 50 %, seeds 0..2
+
+
+def _paper_tree(root: Path, with_scratch: bool = True, dataset: str = "cifar10") -> Path:
+    """Baseline and SVP over three seeds; PruneFuse at p = 0.5, 0.6, 0.7, fused and not."""
+    for seed, final in enumerate(BASELINE_FINAL):
+        write_run(root, f"{dataset}/baseline_s{seed}", method="baseline", seed=seed,
+                  dataset=dataset, accuracies=(0.78, 0.86, final))
+        write_run(root, f"{dataset}/svp_s{seed}", method="svp", seed=seed, dataset=dataset,
+                  accuracies=(0.77, 0.85, final - 0.01))
+        for ratio in (0.5, 0.6, 0.7):
+            write_run(root, f"{dataset}/pf{ratio}_s{seed}", prune_ratio=ratio, seed=seed,
+                      dataset=dataset, accuracies=(0.80, 0.88, final + 0.01))
+            if with_scratch and ratio != 0.7:
+                write_run(root, f"{dataset}/pf{ratio}_scratch_s{seed}", prune_ratio=ratio,
+                          seed=seed, fusion=False, dataset=dataset,
+                          accuracies=(0.79, 0.87, final))
+    return root
+
+
+def _written(out: Path) -> set[str]:
+    return {p.name for p in out.iterdir()} if out.exists() else set()
+
+
+def test_every_figure_is_written_as_png_and_pdf(tmp_path):
+    out = tmp_path / "figures"
+    made = make_figures(_paper_tree(tmp_path / "results"), out)
+    assert set(made) == {*FIGURES, "main_table"}
+    for name in FIGURES:
+        assert [p.name for p in made[name]] == [f"{name}.png", f"{name}.pdf"], made[name]
+        assert all(p.stat().st_size > 1000 for p in made[name])
+    assert [p.name for p in made["main_table"]] == ["main_table.csv", "main_table.md"]
+    assert _written(out) == {p.name for files in made.values() for p in files}
+
+
+def test_an_empty_results_folder_draws_nothing_and_says_so(tmp_path):
+    out = tmp_path / "figures"
+    made = make_figures(tmp_path, out)
+    assert all(isinstance(reason, str) and "no runs" in reason for reason in made.values())
+    assert _written(out) == set()
+
+
+def test_a_missing_comparison_gives_its_reason_and_no_file(tmp_path):
+    out = tmp_path / "figures"
+    made = make_figures(_paper_tree(tmp_path / "results", with_scratch=False), out)
+    reason = made["fig4_fused_vs_scratch"]
+    assert isinstance(reason, str) and "fusion=False" in reason and "\n" not in reason
+    assert not any(name.startswith("fig4") for name in _written(out))
+    assert all(isinstance(made[name], list) for name in FIGURES if name != "fig4_fused_vs_scratch")
+
+
+def test_figures_without_their_methods_are_skipped(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "figures"
+    write_run(results, "pf_s0", prune_ratio=0.7)
+    made = make_figures(results, out)
+    assert isinstance(made["accuracy_vs_budget"], list)
+    for name in ("fig3_selection_flops", "fig4_fused_vs_scratch", "fig5_prunefuse_vs_svp"):
+        assert isinstance(made[name], str), name
+    assert "baseline" in made["fig3_selection_flops"] and "SVP" in made["fig5_prunefuse_vs_svp"]
+    assert _written(out) == {"accuracy_vs_budget.png", "accuracy_vs_budget.pdf",
+                             "main_table.csv", "main_table.md"}
+
+
+def test_random_selection_costs_nothing_so_fig3_is_not_drawn(tmp_path):
+    results = tmp_path / "results"
+    for method in ("baseline", "prunefuse"):
+        write_run(results, method, method=method, metric="random")
+    table = collect(results)
+    table["data_selection_macs"] = 0  # what a random pick spends choosing the labeled set
+    assert isinstance(fig3_selection_flops(table, tmp_path / "figures"), str)
+    assert _written(tmp_path / "figures") == set()
+
+
+def test_fig4_at_a_budget_the_runs_lack_says_so(tmp_path):
+    table = collect(_paper_tree(tmp_path / "results"))
+    reason = fig4_fused_vs_scratch(table, tmp_path / "figures", budget=12345)
+    assert isinstance(reason, str) and "12345" in reason
+    drawn = fig4_fused_vs_scratch(table, tmp_path / "figures", budget=15000)
+    assert [p.name for p in drawn] == ["fig4_fused_vs_scratch.png", "fig4_fused_vs_scratch.pdf"]
+
+
+def test_several_datasets_give_one_figure_each(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "figures"
+    _paper_tree(results, dataset="cifar10")
+    _paper_tree(results, dataset="cifar100", with_scratch=False)
+    made = make_figures(results, out)
+    assert [p.name for p in made["accuracy_vs_budget"]] == [
+        "accuracy_vs_budget_cifar10.png", "accuracy_vs_budget_cifar10.pdf",
+        "accuracy_vs_budget_cifar100.png", "accuracy_vs_budget_cifar100.pdf"]
+    assert [p.name for p in made["fig4_fused_vs_scratch"]] == [
+        "fig4_fused_vs_scratch_cifar10.png", "fig4_fused_vs_scratch_cifar10.pdf"]
+
+
+def test_main_table_cells_are_mean_std_over_seeds(tmp_path):
+    csv, markdown = main_table(collect(_paper_tree(tmp_path / "results")), tmp_path / "figures")
+    table = pd.read_csv(csv, index_col=["dataset", "arch", "metric", "method"], dtype=str)
+    assert list(table.columns) == ["5000 (10.0 %)", "15000 (30.0 %)", "25000 (50.0 %)"]
+    assert table.index.get_level_values("method").tolist() == [
+        "AL baseline", "PruneFuse p=0.5", "PruneFuse p=0.5 (no fusion)", "PruneFuse p=0.6",
+        "PruneFuse p=0.6 (no fusion)", "PruneFuse p=0.7", "SVP resnet20"]
+    row = ("cifar10", "resnet56", "least_confidence")
+    assert table.loc[(*row, "AL baseline"), "25000 (50.0 %)"] == "91.33 ± 1.53 (n=3)"
+    assert table.loc[(*row, "AL baseline"), "5000 (10.0 %)"] == "78.00 ± 0.00 (n=3)"
+    assert table.loc[(*row, "PruneFuse p=0.7"), "25000 (50.0 %)"] == mean_std(
+        sum(BASELINE_FINAL) / 3 + 0.01, pd.Series(BASELINE_FINAL).std(), 3)
+    text = markdown.read_text()
+    assert "| cifar10 | resnet56 | least_confidence | AL baseline | 78.00" in text
+    assert "mean ± std over seeds" in text
+
+
+def test_fig5_leaves_out_ablations_of_the_target_training(tmp_path):
+    results = tmp_path / "results"
+    write_run(results, "svp", method="svp")
+    write_run(results, "pf_no_kd", kd=False)
+    assert isinstance(fig5_prunefuse_vs_svp(collect(results), tmp_path / "figures"), str)
+    write_run(results, "pf", kd=True)
+    drawn = fig5_prunefuse_vs_svp(collect(results), tmp_path / "figures")
+    assert [p.name for p in drawn] == ["fig5_prunefuse_vs_svp.png", "fig5_prunefuse_vs_svp.pdf"]
+
+
+def test_plot_run_draws_one_run_for_the_notebook(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig = plot_run(fake_metrics(method="baseline"))
+    try:
+        assert len(fig.axes) == 3 and all(ax.has_data() for ax in fig.axes)
+    finally:
+        plt.close(fig)
+
+
+def test_a_figure_the_results_no_longer_support_is_removed(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "figures"
+    _paper_tree(results)
+    assert isinstance(fig4_fused_vs_scratch(collect(results), out), list)
+    for scratch in results.glob("cifar10/*scratch*"):
+        (scratch / "metrics.json").unlink()
+    (out / "notes.png").write_bytes(b"mine")
+    assert isinstance(fig4_fused_vs_scratch(collect(results), out), str)
+    assert not any(name.startswith("fig4") for name in _written(out))
+    assert "notes.png" in _written(out)

@@ -1,0 +1,152 @@
+"""Sweeps: grid expansion and ids, resuming, failures, a killed sweep, the Slurm path."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pf.config import ConfigError
+from pf.sweep import load_sweep, run_status, run_sweep
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+PF = str(Path(sys.executable).with_name("pf"))
+
+
+def _sweep_file(tmp_path, body: str, name="smoke") -> Path:
+    """A sweep file in tmp_path/sweeps/ whose notebook is the real prunefuse.ipynb."""
+    folder = tmp_path / "sweeps"
+    folder.mkdir(exist_ok=True)
+    (tmp_path / "prunefuse.ipynb").write_bytes((NOTEBOOKS / "prunefuse.ipynb").read_bytes())
+    path = folder / f"{name}.yaml"
+    path.write_text("notebook: prunefuse.ipynb\npreset: smoke\n" + body)
+    return path
+
+
+GRID = """
+parameters: {lr_schedule: [[1, 0.05]]}
+grid:
+  - {method: [baseline, svp]}
+  - {method: [prunefuse], prune_ratio: [0.5, 0.7]}
+  - {method: [baseline]}
+seeds: [0, 1]
+"""
+
+
+def test_grid_expands_to_the_union_of_subgrids_with_stable_ids(tmp_path):
+    path = _sweep_file(tmp_path, GRID)
+    name, runs = load_sweep(path, tmp_path / "results")
+    assert name == "smoke" and len(runs) == 8  # (2 + 2 + 1 duplicate) x 2 seeds
+    ids = [run.run_id for run in runs]
+    assert len(set(ids)) == 8
+    assert ids == [run.run_id for run in load_sweep(path, tmp_path / "elsewhere")[1]]
+    assert ids[0].startswith("method=baseline,seed=0-")
+    prunefuse = next(run for run in runs if run.explicit.get("prune_ratio") == 0.7)
+    assert prunefuse.parameters["prune_ratio"] == 0.7 and prunefuse.parameters["method"] == "prunefuse"
+    assert prunefuse.parameters["dataset"] == "synthetic"  # from the preset
+    assert prunefuse.parameters["out_dir"] == "."
+    assert Path(prunefuse.run_dir) == (tmp_path / "results" / "smoke" / prunefuse.run_id).resolve()
+    json.dumps(prunefuse.parameters)  # papermill passes JSON types only
+    # Changing a fixed parameter gives new ids: stale results are never reused.
+    changed = _sweep_file(tmp_path, GRID.replace("0.05", "0.1"))
+    assert not set(ids) & {run.run_id for run in load_sweep(changed, tmp_path)[1]}
+
+
+@pytest.mark.parametrize("body, message", [
+    ("grid:\n  - {method: [lasso]}\n", "smoke.yaml: run method=lasso,seed=0: method: 'lasso' is not"),
+    ("grid:\n  - {method: baseline}\n", "smoke.yaml: grid key 'method' needs a non-empty list"),
+    ("grids: []\n", "smoke.yaml: unknown keys ['grids']"),
+    ("seeds: []\n", "smoke.yaml: seeds must be a non-empty list"),
+    ("grid:\n  - {budgets: [64, 600]}\n", "smoke.yaml: run budgets=64,seed=0: budgets: expected"),
+    ("notebook: missing.ipynb\n", "smoke.yaml: notebook"),
+])
+def test_a_bad_sweep_fails_before_anything_runs(tmp_path, body, message):
+    path = _sweep_file(tmp_path, body)  # a second notebook: key overrides the first
+    with pytest.raises(ConfigError) as error:
+        run_sweep(path, tmp_path / "results", echo=lambda *_: None)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+    assert not (tmp_path / "results").exists()
+
+
+def test_sweep_runs_records_failures_and_resumes(tmp_path):
+    path = _sweep_file(tmp_path, """
+parameters: {lr_schedule: [[1, 0.05]]}
+grid:
+  - {method: [prunefuse, baseline]}
+  - {dataset: ["imagefolder:/nowhere"]}
+""")
+    results = tmp_path / "results"
+    records = run_sweep(path, results, echo=lambda *_: None)
+    assert [r["status"] for r in records] == ["done", "done", "failed"]
+    assert records[2]["error"].startswith("DatasetNotFound: imagefolder: nothing at /nowhere")
+    _, runs = load_sweep(path, results)
+    for run in runs[:2]:
+        run_dir = Path(run.run_dir)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["config"] == {k: v for k, v in run.parameters.items()
+                                     if k not in ("out_dir", "progress")}
+        assert (run_dir / "notebook.ipynb").exists() and (run_dir / "selected.json").exists()
+    assert json.loads((Path(runs[2].run_dir) / "error.json").read_text())["traceback"]
+    summary = json.loads((results / "smoke" / "sweep.json").read_text())
+    assert [r["status"] for r in summary["runs"]] == ["done", "done", "failed"]
+
+    stamps = [(Path(run.run_dir) / "metrics.json").stat().st_mtime_ns for run in runs[:2]]
+    again = run_sweep(path, results, echo=lambda *_: None)
+    assert [r["status"] for r in again] == ["skipped", "skipped", "failed"]
+    assert stamps == [(Path(run.run_dir) / "metrics.json").stat().st_mtime_ns for run in runs[:2]]
+
+
+def test_a_killed_sweep_restarts_and_finishes_every_run_exactly_once(tmp_path):
+    path = _sweep_file(tmp_path, """
+parameters: {lr_schedule: [[1, 0.05]]}
+grid:
+  - {method: [baseline, svp, prunefuse]}
+""")
+    results = tmp_path / "results"
+    _, runs = load_sweep(path, results)
+    first = Path(runs[0].run_dir) / "metrics.json"
+    sweep = subprocess.Popen([PF, "sweep", str(path), "--results", str(results)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not first.exists() and time.monotonic() < deadline and sweep.poll() is None:
+        time.sleep(0.2)
+    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and the kernel of the run under way
+    sweep.wait()
+    assert first.exists() and run_status(runs[0]) == "done"
+    assert run_status(runs[-1]) != "done"
+
+    finished = subprocess.run([PF, "sweep", str(path), "--results", str(results)],
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert "3 of 3 runs finished, 0 failed" in finished.stdout
+    assert all(run_status(run) == "done" for run in runs)
+    run_dirs = sorted(p.parent.name for p in (results / "smoke").rglob("metrics.json"))
+    assert run_dirs == sorted(run.run_id for run in runs)
+
+
+def test_slurm_executor_runs_the_array_through_submitit(tmp_path):
+    path = _sweep_file(tmp_path, """
+parameters: {lr_schedule: [[1, 0.05]], budgets: [64, 96]}
+seeds: [0, 1]
+""")
+    results = tmp_path / "results"
+    records = run_sweep(path, results, executor="slurm", cluster="local",
+                        slurm={"timeout_min": 10}, echo=lambda *_: None)
+    assert [r["status"] for r in records] == ["done", "done"]
+    assert (results / "smoke" / "submitit").is_dir()
+    assert run_sweep(path, results, executor="slurm", cluster="local",
+                     echo=lambda *_: None)[0]["status"] == "skipped"
+
+
+def test_dry_run_lists_runs_and_runs_nothing(tmp_path):
+    path = _sweep_file(tmp_path, GRID)
+    lines = []
+    records = run_sweep(path, tmp_path / "results", dry_run=True, echo=lines.append)
+    assert len(records) == 8 and {r["status"] for r in records} == {"pending"}
+    assert lines[0].startswith("sweep smoke: 8 runs, 0 done, 8 to run")
+    assert not (tmp_path / "results").exists()
