@@ -1,5 +1,6 @@
 """Shared fixtures. Tests run on CPU with a private data directory unless stated."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,17 @@ from pf.data import load_dataset
 SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
+# Under pytest-xdist every core already runs a worker: more threads per worker (or per
+# pf/kernel subprocess, which inherit OMP_NUM_THREADS) only make them fight over cores.
+THREADS = 1 if "PYTEST_XDIST_WORKER" in os.environ else 2
+
+
 @pytest.fixture(autouse=True)
 def _private_data_dir(tmp_path_factory, monkeypatch):
-    """Point PF_DATA at a per-session folder so tests never touch the user's cache."""
+    """Point PF_DATA at a per-session folder (tests never touch the user's cache); set threads."""
     monkeypatch.setenv("PF_DATA", str(tmp_path_factory.getbasetemp() / "pf-data"))
-    torch.set_num_threads(2)
+    monkeypatch.setenv("OMP_NUM_THREADS", str(THREADS))
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,89 @@
+"""Every notebook runs under papermill with small parameters; bad ones fail like the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from pf.config import make_config
+from pf.results import read_metrics
+from test_results import write_run
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+PF = str(Path(sys.executable).with_name("pf"))
+SMOKE = {**make_config("smoke", {"lr_schedule": [[1, 0.05]]}).to_dict(), "progress": False}
+
+
+def _execute(name: str, tmp_path: Path, **parameters) -> nbformat.NotebookNode:
+    output = tmp_path / f"executed-{name}"
+    papermill.execute_notebook(str(NOTEBOOKS / name), str(output), parameters=parameters,
+                               kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
+    return nbformat.read(output, as_version=4)
+
+
+def _images(notebook) -> int:
+    return sum("image/png" in output.get("data", {})
+               for cell in notebook.cells for output in cell.get("outputs", []))
+
+
+def test_notebooks_are_committed_without_outputs():
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        assert sum("parameters" in cell.metadata.get("tags", []) for cell in notebook.cells) == 1
+        for cell in notebook.cells:
+            assert not cell.get("outputs") and not cell.get("execution_count"), path.name
+
+
+def test_prunefuse_notebook_matches_pf_run(tmp_path):
+    notebook = _execute("prunefuse.ipynb", tmp_path, **SMOKE, out_dir="nb")
+    from_notebook = read_metrics(tmp_path / "nb")
+    assert _images(notebook) == 1
+    cli = subprocess.run([PF, "run", "--preset", "smoke", "--set", "lr_schedule=[[1,0.05]]",
+                          "--out", str(tmp_path / "cli")], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    from_cli = read_metrics(tmp_path / "cli")
+    assert from_notebook["config"] == from_cli["config"]
+    for ours, theirs in zip(from_notebook["rounds"], from_cli["rounds"]):
+        assert ours["target"] == theirs["target"] and ours["macs"] == theirs["macs"]
+    selected = [json.loads((tmp_path / d / "selected.json").read_text()) for d in ("nb", "cli")]
+    assert selected[0] == selected[1]
+
+
+@pytest.mark.parametrize("key, value", [("arch", "resnet7"), ("budgets", [128, 64])])
+def test_a_bad_parameter_fails_with_the_clis_message(tmp_path, key, value):
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        _execute("prunefuse.ipynb", tmp_path, **{**SMOKE, key: value}, out_dir="nb")
+    cli = subprocess.run([PF, "run", "--preset", "smoke", "--set", f"{key}={json.dumps(value)}",
+                          "--out", str(tmp_path / "cli")], capture_output=True, text=True)
+    assert cli.returncode == 2
+    assert f"pf: error: {error.value.evalue}\n" == cli.stderr
+    assert error.value.ename == "ConfigError"
+    assert not (tmp_path / "nb").exists() and not (tmp_path / "cli").exists()
+
+
+def test_quickstart_walks_through_prune_select_fuse(tmp_path):
+    notebook = _execute("quickstart.ipynb", tmp_path, initial=60, added=20, epochs=2)
+    assert _images(notebook) == 3
+    text = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
+    assert "theta_p (p=0.5)" in text and "labeled now 80" in text
+
+
+def test_flops_and_figures_notebooks_draw_from_protocol_and_runs(tmp_path):
+    for method in ("baseline", "prunefuse"):
+        write_run(tmp_path / "runs", method, method=method)
+    flops = _execute("flops.ipynb", tmp_path, arch="resnet8", budgets=[64, 128, 192],
+                     train_size=512, epochs=2, input_shape=[3, 16, 16], results_dir="runs",
+                     out_dir="flops", dataset="synthetic")
+    assert _images(flops) == 2
+    assert (tmp_path / "flops" / "protocol" / "fig3_selection_flops.png").stat().st_size > 0
+    assert (tmp_path / "flops" / "runs" / "fig3_selection_flops.png").stat().st_size > 0
+    figures = _execute("figures.ipynb", tmp_path, results_dir="runs", out_dir="figures")
+    assert (tmp_path / "figures" / "main_table.md").exists()
+    assert (tmp_path / "figures" / "accuracy_vs_budget.pdf").stat().st_size > 0
+    text = "".join(out.get("text", "") for cell in figures.cells for out in cell.get("outputs", []))
+    assert "fig4_fused_vs_scratch not drawn" in text  # no fusion=False runs: said, not drawn
+    assert _images(figures) >= 2
