@@ -66,18 +66,30 @@ def _train(model, dataset, labeled, schedule, config, seed, desc, progress, **op
 
 def _choose(config: Config, selector, dataset: Dataset, labeled_mask: torch.Tensor, count: int,
             round_index: int) -> tuple[torch.Tensor, int]:
-    """Indices of the next ``count`` samples to label, and how many images were scored."""
+    """Indices of the next ``count`` samples to label, and how many images were scored.
+
+    Feature metrics (k-centers, the norm-based ones) use the selector's penultimate
+    features; k-centers and ``norm_gs`` also score the labeled set, which they measure
+    the pool against. The sampling metrics draw from a generator seeded per round.
+    """
     pool = (~labeled_mask).nonzero().squeeze(1)
+    seed = config.seed * 1000 + round_index
     if config.metric == "random":
-        generator = torch.Generator().manual_seed(config.seed * 1000 + round_index)
+        generator = torch.Generator().manual_seed(seed)
         positions = select("random", count, pool_size=len(pool), generator=generator)
         return pool[positions.to(pool.device)], 0
-    if config.metric == "kcenters":
-        logits, features = predict(selector, dataset.train, dataset, batch_size=config.eval_batch_size,
-                                   precision=config.precision, features=True)
-        positions = select("kcenters", count, pool_features=features[pool],
-                           labeled_features=features[labeled_mask])
-        return pool[positions], len(dataset.train)
+    if config.metric in ("kcenters", "norm_gs", "norm_top", "norm_sample"):
+        with_labeled = config.metric in ("kcenters", "norm_gs")
+        _, features = predict(selector, dataset.train, dataset, None if with_labeled else pool,
+                              batch_size=config.eval_batch_size, precision=config.precision,
+                              features=True)
+        pool_features, labeled_features = ((features[pool], features[labeled_mask])
+                                           if with_labeled else (features, None))
+        # On the features' device: torch.multinomial draws there.
+        generator = torch.Generator(device=features.device).manual_seed(seed)
+        positions = select(config.metric, count, pool_features=pool_features,
+                           labeled_features=labeled_features, generator=generator)
+        return pool[positions], len(features)
     logits = predict(selector, dataset.train, dataset, pool, batch_size=config.eval_batch_size,
                      precision=config.precision)
     positions = select(config.metric, count, probs=torch.softmax(logits, dim=1))

@@ -8,9 +8,18 @@ position wins, so a run is reproducible on any device.
     probs = predict(selector, dataset.train, dataset, pool).softmax(1)
     picked = pool[select("least_confidence", 1000, probs=probs)]
     picked = pool[select("kcenters", 1000, pool_features=f_pool, labeled_features=f_lab)]
+    picked = pool[select("norm_gs", 1000, pool_features=f_pool, generator=g)]
 
 The uncertainty scores (least confidence, entropy, margin) take softmax outputs, one row
 per pool sample, each summing to 1; they are computed in at least float32.
+
+The norm-based strategies (Bar & Giryes, arXiv 2406.01086) read the L2 norm of a
+sample's UN-normalized features as its informativeness, as magnitude pruning reads a
+weight's: ``norm_gs`` samples in proportion to the norm and removes each chosen
+direction from the rest (Gram-Schmidt), so later norms measure only what is new;
+``norm_sample`` (no orthogonalization) and ``norm_top`` (the largest norms, no
+sampling) are its ablations. The sampling ones draw from a ``torch.Generator`` on the
+features' device: the same generator state gives the same positions.
 """
 
 from __future__ import annotations
@@ -24,10 +33,14 @@ __all__ = [
     "margin",
     "random_selection",
     "k_centers",
+    "norm_gs",
+    "norm_sample",
+    "norm_top",
     "select",
 ]
 
-METRICS = ("random", "least_confidence", "entropy", "margin", "kcenters")
+METRICS = ("random", "least_confidence", "entropy", "margin", "kcenters",
+           "norm_gs", "norm_top", "norm_sample")
 
 
 def _check_count(count: int, pool_size: int) -> None:
@@ -138,6 +151,145 @@ def k_centers(pool_features: torch.Tensor, labeled_features: torch.Tensor | None
     return chosen
 
 
+# --- norm-based diverse selection (Bar & Giryes) -------------------------------------
+
+
+def norm_top(features: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` samples whose feature L2 norm is LARGEST (lower position on ties).
+
+    ``features`` is (pool, dim), un-normalized. The deterministic ablation of
+    ``norm_gs``: no sampling, no orthogonalization.
+    """
+    return _pick(_at_least_float32(features).norm(dim=1), count, largest=True)
+
+
+def _random_order(positions: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` of ``positions`` in a uniformly random order: for samples no norm can rank."""
+    order = torch.randperm(len(positions), generator=generator, device=generator.device)[:count]
+    return positions[order.to(positions.device)]
+
+
+def norm_sample(features: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` samples drawn without replacement with probability proportional to the
+    feature L2 norm, p_i = ||F_i|| / sum_j ||F_j|| over the samples not yet drawn.
+
+    ``features`` is (pool, dim), un-normalized; ``generator`` lives on its device. The
+    ablation of ``norm_gs`` without orthogonalization. Samples whose features are all
+    zero have probability 0: they come last, in a uniformly random order.
+    """
+    _check_count(count, len(features))
+    norms = _at_least_float32(features).norm(dim=1)
+    drawable = min(count, int(torch.count_nonzero(norms)))
+    drawn = norms.new_empty(0, dtype=torch.long)
+    if drawable:
+        drawn = torch.multinomial(norms, drawable, replacement=False, generator=generator)
+    zero = (norms == 0).nonzero().squeeze(1)
+    return torch.cat([drawn, _random_order(zero, count - drawable, generator)])
+
+
+def _orthonormal_span(vectors: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Orthonormal rows spanning the rows of ``vectors``, without the directions whose
+    singular value is at most ``tolerance`` times the largest (numerically absent)."""
+    if len(vectors) == 0:
+        return vectors.new_zeros(0, vectors.shape[1])
+    _, values, directions = torch.linalg.svd(vectors, full_matrices=False)
+    return directions[values > tolerance * values[0]]
+
+
+def _remove_span(vectors: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """The rows of ``vectors`` minus their projection on the orthonormal rows of ``basis``.
+
+    Two passes of classical Gram-Schmidt: one pass leaves an error proportional to the
+    rounding of its own coefficients, which a second pass removes ("twice is enough").
+    """
+    for _ in range(2):
+        vectors = vectors - (vectors @ basis.T) @ basis
+    return vectors
+
+
+def _new_norms(residual: torch.Tensor, norms: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Residual norms, with those at most ``tolerance`` x the sample's own norm set to 0:
+    that much is rounding left by the projections, not a new direction."""
+    left = residual.norm(dim=1)
+    return left.masked_fill_(left <= tolerance * norms, 0)
+
+
+def norm_gs(features: torch.Tensor, count: int, generator: torch.Generator,
+            labeled_features: torch.Tensor | None = None, tolerance: float = 1e-3,
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Norm-based sampling with Gram-Schmidt orthogonalization (Bar & Giryes).
+
+    ``features`` is (pool, dim), UN-normalized (e.g. penultimate ReLU features).
+    Each of ``count`` steps draws one sample with probability proportional to the norm
+    of its residual (what its features hold outside the span covered so far), appends
+    the chosen residual's direction to an explicit orthonormal basis, and removes that
+    direction from every residual. At the start the residuals are the features
+    themselves, so the first draw is p_i = ||F_i|| / sum_j ||F_j||.
+
+    Numerics: a residual norm at most ``tolerance`` times the sample's own feature norm
+    counts as 0 (the sample lies in the covered span); each new direction is
+    re-orthogonalized against the basis in two classical Gram-Schmidt passes, so the
+    basis stays orthonormal to rounding; the chosen sample's residual is set to 0 so it
+    is never drawn again. Computed in ``dtype``.
+
+    Restart (our choice; the paper only says one is needed): when no unchosen sample
+    has a residual left, because the picks span the features (a budget above their
+    rank, at most ``dim``) or the basis has ``dim`` vectors, the basis is emptied and
+    the residuals are reset to the original features of the unchosen samples; sampling
+    goes on, each restart a fresh diverse sweep. Should only all-zero features remain,
+    they are taken in a uniformly random order.
+
+    ``labeled_features`` (our choice, as for k-centers): the span of the labeled set
+    is covered from the start, so a pool sample lying in it has residual 0 and is drawn
+    only after a restart. The span keeps the labeled set's singular directions above
+    ``tolerance`` times its largest singular value. A labeled set that spans all
+    ``dim`` dimensions (as soon as it has ``dim`` generic samples) leaves no residual:
+    the first step restarts, and the selection equals the one without it.
+
+    Cost: O(count x pool x dim) time, O(pool x dim) memory, no pool x pool matrix;
+    everything stays on the features' device (with ``generator`` there too), with one
+    host sync per step (the restart test).
+    """
+    _check_count(count, len(features))
+    device = features.device
+    original = features.to(dtype)
+    size, dim = original.shape
+    norms = original.norm(dim=1)
+    basis = original.new_zeros(dim, dim)  # rows [0, used) are orthonormal; the rest unused
+    used = 0
+    if labeled_features is not None:
+        if labeled_features.shape[1:] != (dim,):
+            raise ValueError(f"labeled_features: expected (n, {dim}) like the pool features, "
+                             f"got {tuple(labeled_features.shape)}")
+        span = _orthonormal_span(labeled_features.to(device, dtype), tolerance)
+        used = len(span)
+        basis[:used] = span
+    residual = _remove_span(original, basis[:used])
+    taken = torch.zeros(size, dtype=torch.bool, device=device)
+    chosen = torch.empty(count, dtype=torch.long, device=device)
+    for step in range(count):
+        weights = _new_norms(residual, norms, tolerance)
+        if used == dim or not weights.any():
+            # The covered span holds every unchosen sample: restart the sweep.
+            used = 0
+            residual = original.masked_fill(taken[:, None], 0)
+            weights = _new_norms(residual, norms, tolerance)
+            if not weights.any():  # only all-zero features are left: nothing ranks them
+                remaining = (~taken).nonzero().squeeze(1)
+                chosen[step:] = _random_order(remaining, count - step, generator)
+                break
+        index = torch.multinomial(weights, 1, generator=generator)
+        chosen[step] = index[0]
+        taken[index] = True
+        direction = _remove_span(residual[index], basis[:used])[0]
+        direction /= direction.norm()
+        basis[used] = direction
+        used += 1
+        residual.addr_(residual @ direction, direction, alpha=-1)
+        residual.index_fill_(0, index, 0)  # exactly 0, whatever the rounding: never drawn again
+    return chosen
+
+
 def _pool_size(pool_size: int | None, *tensors: torch.Tensor | None) -> int:
     """The pool size: ``pool_size`` or the length of the given tensors, which must agree."""
     sizes = {len(t) for t in tensors if t is not None}
@@ -159,19 +311,32 @@ def select(metric: str, count: int, *, probs: torch.Tensor | None = None,
     ``random`` needs ``generator`` and takes the pool size from ``pool_size``, ``probs``
     or ``pool_features``; ``least_confidence``, ``entropy`` and ``margin`` need ``probs``
     (softmax outputs); ``kcenters`` needs ``pool_features`` and takes
-    ``labeled_features`` as its initial centers (None: no labeled set yet).
+    ``labeled_features`` as its initial centers (None: no labeled set yet);
+    ``norm_gs`` needs ``pool_features`` (un-normalized) and ``generator`` (on their
+    device) and orthogonalizes against the span of ``labeled_features``; ``norm_sample``
+    needs the same two and ``norm_top`` only ``pool_features``, and both ignore
+    ``labeled_features`` (they do not orthogonalize).
     An unknown metric, a missing input, or a count outside 0..pool size raises
     ``ValueError`` with a one-line message.
     """
     if metric not in METRICS:
         raise ValueError(f"metric: unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    needs = {"random": ("generator", generator), "kcenters": ("pool_features", pool_features)}
-    name, value = needs.get(metric, ("probs", probs))
-    if value is None:
-        raise ValueError(f"metric: {metric} needs {name}")
+    given = {"probs": probs, "pool_features": pool_features, "generator": generator}
+    needs = {"random": ("generator",), "kcenters": ("pool_features",),
+             "norm_gs": ("pool_features", "generator"), "norm_top": ("pool_features",),
+             "norm_sample": ("pool_features", "generator")}
+    for name in needs.get(metric, ("probs",)):
+        if given[name] is None:
+            raise ValueError(f"metric: {metric} needs {name}")
     if metric == "random":
         return random_selection(_pool_size(pool_size, probs, pool_features), count, generator)
     if metric == "kcenters":
         return k_centers(pool_features, labeled_features, count)
+    if metric == "norm_gs":
+        return norm_gs(pool_features, count, generator, labeled_features)
+    if metric == "norm_sample":
+        return norm_sample(pool_features, count, generator)
+    if metric == "norm_top":
+        return norm_top(pool_features, count)
     strategy = {"least_confidence": least_confidence, "entropy": entropy, "margin": margin}
     return strategy[metric](probs, count)

@@ -61,6 +61,19 @@ def test_the_same_seed_selects_the_same_indices(synthetic, method, metric):
     assert other["selected"] != first["selected"]
 
 
+def test_norm_gs_labels_exact_budgets_without_repeats_and_reproducibly(synthetic):
+    budgets = [40, 100, 160]
+    first, second = (_run(synthetic, method="baseline", metric="norm_gs", budgets=budgets)
+                     for _ in range(2))
+    assert [len(added) for added in first["selected"]] == [40, 60, 60]
+    labeled = [i for added in first["selected"] for i in added]
+    assert len(set(labeled)) == len(labeled) == 160
+    assert first["selected"] == second["selected"]
+    # norm_gs scores the labeled set too (its span is removed from the pool first).
+    forward = first["networks"]["selector"]["forward_macs"]
+    assert first["rounds"][0]["macs"]["pool_scoring"] == forward * 512
+
+
 def test_records_carry_accuracies_curves_and_phases(runs):
     for method, run in runs.items():
         for index, round_ in enumerate(run["rounds"]):

@@ -1,10 +1,11 @@
-"""Selection strategies: direction, tie-breaking, k-centers against a brute-force reference."""
+"""Selection strategies: direction, tie-breaking, k-centers against a brute-force reference,
+norm-based sampling: its distribution, diversity, restarts and labeled span."""
 
 import pytest
 import torch
 
-from pf.select import (METRICS, entropy, k_centers, least_confidence, margin, random_selection,
-                       select)
+from pf.select import (METRICS, entropy, k_centers, least_confidence, margin, norm_gs, norm_sample,
+                       norm_top, random_selection, select)
 
 UNIFORM = [1 / 3, 1 / 3, 1 / 3]
 CONFIDENT = [0.98, 0.01, 0.01]
@@ -145,7 +146,8 @@ def test_random_selection_is_reproducible_per_seed():
 def test_select_dispatches_by_name():
     probs = torch.tensor([CONFIDENT, [0.4, 0.35, 0.25], [0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
     points = torch.tensor([[0.0], [1.0], [7.0], [3.0]])
-    assert METRICS == ("random", "least_confidence", "entropy", "margin", "kcenters")
+    assert METRICS == ("random", "least_confidence", "entropy", "margin", "kcenters",
+                       "norm_gs", "norm_top", "norm_sample")
     assert select("least_confidence", 1, probs=probs).tolist() == [1]
     assert select("entropy", 1, probs=probs).tolist() == [1]
     assert select("margin", 1, probs=probs).tolist() == [2]
@@ -155,11 +157,16 @@ def test_select_dispatches_by_name():
     assert torch.equal(select("random", 2, probs=probs, generator=g()), expected)
     assert torch.equal(select("random", 2, pool_size=4, generator=g()), expected)
     assert select("random", 0, pool_size=4, generator=g()).shape == (0,)
+    assert select("norm_top", 2, pool_features=points, labeled_features=points).tolist() == [2, 3]
+    assert torch.equal(select("norm_sample", 2, pool_features=points, generator=g()),
+                       norm_sample(points, 2, g()))
+    assert torch.equal(select("norm_gs", 2, pool_features=points, labeled_features=points[:1],
+                              generator=g()), norm_gs(points, 2, g(), labeled_features=points[:1]))
 
 
 @pytest.mark.parametrize("metric, kwargs, message", [
     ("badge", {}, "metric: unknown metric 'badge'; choose one of random, least_confidence, "
-                  "entropy, margin, kcenters"),
+                  "entropy, margin, kcenters, norm_gs, norm_top, norm_sample"),
     ("entropy", {"count": 5}, "count: cannot select 5 samples from a pool of 4"),
     ("margin", {"count": -1}, "count: cannot select -1 samples from a pool of 4"),
     ("kcenters", {"count": 5, "pool_features": torch.zeros(4, 2)}, "count: cannot select 5"),
@@ -167,6 +174,12 @@ def test_select_dispatches_by_name():
     ("random", {"probs": None, "generator": torch.Generator()}, "select: random needs pool_size"),
     ("random", {}, "metric: random needs generator"),
     ("kcenters", {}, "metric: kcenters needs pool_features"),
+    ("norm_gs", {"generator": torch.Generator()}, "metric: norm_gs needs pool_features"),
+    ("norm_gs", {"pool_features": torch.ones(4, 2)}, "metric: norm_gs needs generator"),
+    ("norm_sample", {"pool_features": torch.ones(4, 2)}, "metric: norm_sample needs generator"),
+    ("norm_top", {}, "metric: norm_top needs pool_features"),
+    ("norm_gs", {"count": 5, "pool_features": torch.ones(4, 2), "generator": torch.Generator()},
+     "count: cannot select 5"),
     ("least_confidence", {"probs": None}, "metric: least_confidence needs probs"),
 ])
 def test_select_rejects_bad_requests_in_one_line(metric, kwargs, message):
@@ -179,6 +192,154 @@ def test_select_rejects_bad_requests_in_one_line(metric, kwargs, message):
 def test_margin_needs_two_classes():
     with pytest.raises(ValueError, match="margin: needs at least 2 classes"):
         margin(torch.ones(3, 1), 1)
+
+
+def _seeded(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _rank(rows):
+    return int(torch.linalg.matrix_rank(rows.double()))
+
+
+def test_norm_top_picks_exactly_the_largest_norms():
+    points = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, -6.0], [5.0, 0.0], [0.0, 0.0],
+                           [-2.0, 2.0]])
+    # Norms 5, 1, 6, 5, 0, 2.8: the tie at 5 goes to the lower position.
+    assert norm_top(points, 4).tolist() == [2, 0, 3, 5]
+    assert norm_top(points.bfloat16(), 6).tolist() == [2, 0, 3, 5, 1, 4]
+
+
+def test_norm_sample_draws_in_proportion_to_the_norm():
+    points = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, -4.0]])
+    g = _seeded(0)
+    draws = torch.cat([norm_sample(points, 1, g) for _ in range(4000)])
+    frequency = torch.bincount(draws, minlength=4) / len(draws)
+    # p = norm / 10; the binomial std is at most 0.008 here, the bound is 0.03.
+    assert torch.allclose(frequency, torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.03)
+
+
+def test_norm_sample_draws_zero_features_last():
+    points = torch.cat([torch.zeros(5, 3), torch.randn(5, 3, generator=_seeded(1))])
+    picked = norm_sample(points, 10, _seeded(2))
+    _distinct(picked, 10)
+    assert sorted(picked[:5].tolist()) == [5, 6, 7, 8, 9]
+
+
+def test_norm_gs_draws_the_dominant_norm_first_far_more_often_than_chance():
+    g = _seeded(3)
+    points = torch.nn.functional.normalize(torch.randn(100, 8, generator=g), dim=1)
+    points[0] *= 100  # p(first pick = 0) = 100 / 199 ~ 0.50; chance is 1 / 100
+    firsts = [norm_gs(points, 1, _seeded(seed)).item() for seed in range(200)]
+    assert 80 <= firsts.count(0) <= 120  # binomial(200, 0.5): mean 100, std 7
+
+
+def test_norm_gs_picks_independent_features_up_to_the_dimension():
+    points = torch.randn(300, 16, generator=_seeded(4)).relu()  # non-negative, like ReLU features
+    for seed in range(5):
+        picked = norm_gs(points, 16, _seeded(seed))
+        _distinct(picked, 16)
+        assert _rank(points[picked]) == 16
+
+
+def _copies_of_directions(directions=10, copies=20, dim=16):
+    """``copies`` rescaled copies of each of ``directions`` random directions, and their labels."""
+    g = _seeded(5)
+    base = torch.randn(directions, dim, generator=g)
+    scale = 0.5 + 1.5 * torch.rand(directions * copies, 1, generator=g)
+    label = torch.arange(directions).repeat(copies)
+    return base[label] * scale, label
+
+
+def test_norm_gs_takes_one_sample_per_direction_then_restarts():
+    points, direction = _copies_of_directions()
+    for seed in range(5):
+        picked = norm_gs(points, 30, _seeded(seed))
+        _distinct(picked, 30)
+        # Rank 10 < dim 16: ten picks exhaust the span, then each restart sweeps it again.
+        for sweep in picked.view(3, 10):
+            assert sorted(direction[sweep].tolist()) == list(range(10))
+    # Without orthogonalization a copy of an already drawn direction is drawn again.
+    assert len(set(direction[norm_sample(points, 10, _seeded(0))].tolist())) < 10
+
+
+def test_norm_gs_restarts_beyond_the_dimension():
+    points = torch.randn(100, 4, generator=_seeded(6))
+    picked = norm_gs(points, 50, _seeded(7))
+    _distinct(picked, 50)
+    # Every restart starts a fresh sweep of 4 independent picks.
+    assert all(_rank(points[sweep]) == 4 for sweep in picked[:48].view(12, 4))
+    assert sorted(norm_gs(points, 100, _seeded(8)).tolist()) == list(range(100))
+
+
+def test_norm_gs_takes_zero_features_last_and_never_repeats():
+    points = torch.cat([torch.zeros(5, 3), torch.randn(5, 3, generator=_seeded(9)),
+                        torch.ones(4, 3)])  # duplicates: residual 0 after the first
+    picked = norm_gs(points, 14, _seeded(10))
+    _distinct(picked, 14)
+    assert sorted(picked[-5:].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_norm_gs_is_deterministic_per_seed():
+    points = torch.randn(500, 8, generator=_seeded(11))
+    first = norm_gs(points, 40, _seeded(0))
+    assert torch.equal(first, norm_gs(points, 40, _seeded(0)))
+    assert not torch.equal(first, norm_gs(points, 40, _seeded(1)))
+
+
+def test_norm_gs_draws_pool_points_in_the_labeled_span_only_after_a_restart():
+    e = torch.eye(4)
+    labeled = torch.stack([e[0] + e[1], e[0] - e[1]])  # spans e0, e1
+    pool = torch.stack([10 * e[0] + 7 * e[1], e[2], 0.5 * e[3], e[2] + e[3], 3 * e[0]])
+    in_span = {0, 4}
+    for seed in range(50):
+        picked = norm_gs(pool, 5, _seeded(seed), labeled_features=labeled).tolist()
+        # Residuals 0, 1, 0.5, 1.4, 0: two picks cover e2, e3; the rest come after the restart.
+        assert not in_span & set(picked[:2]) and sorted(picked) == [0, 1, 2, 3, 4]
+    # Without the labeled set the large in-span point usually comes first.
+    firsts = [norm_gs(pool, 1, _seeded(seed)).item() for seed in range(50)]
+    assert firsts.count(0) > 25
+
+
+def test_norm_gs_treats_rounding_in_the_labeled_span_as_zero():
+    g = _seeded(12)
+    labeled = torch.randn(3, 6, generator=g)
+    # Combinations of labeled rows (exact in the span but for float32 rounding), 10x larger.
+    in_span = 10 * torch.randn(20, 3, generator=g) @ labeled
+    pool = torch.cat([in_span, torch.randn(3, 6, generator=g)])
+    for seed in range(10):
+        picked = norm_gs(pool, 3, _seeded(seed), labeled_features=labeled)
+        assert sorted(picked.tolist()) == [20, 21, 22]
+
+
+def test_norm_gs_ignores_a_labeled_set_that_spans_every_dimension():
+    points = torch.randn(200, 4, generator=_seeded(13))
+    labeled = torch.randn(50, 4, generator=_seeded(14))
+    for seed in range(3):
+        assert torch.equal(norm_gs(points, 10, _seeded(seed), labeled_features=labeled),
+                           norm_gs(points, 10, _seeded(seed)))
+    assert torch.equal(norm_gs(points, 10, _seeded(0), labeled_features=torch.empty(0, 4)),
+                       norm_gs(points, 10, _seeded(0)))
+
+
+def test_norm_gs_rejects_labeled_features_of_another_width():
+    with pytest.raises(ValueError, match=r"labeled_features: expected \(n, 4\)"):
+        norm_gs(torch.ones(5, 4), 2, _seeded(0), labeled_features=torch.ones(3, 5))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_norm_selection_on_cuda():
+    points = torch.randn(2_000, 32, generator=_seeded(15))
+    assert norm_top(points.cuda(), 100).tolist() == norm_top(points, 100).tolist()
+    cuda = lambda seed: torch.Generator(device="cuda").manual_seed(seed)
+    for strategy in (norm_gs, norm_sample):
+        picked = strategy(points.cuda(), 100, cuda(0))
+        assert picked.device.type == "cuda"
+        _distinct(picked.cpu(), 100)
+        assert torch.equal(picked, strategy(points.cuda(), 100, cuda(0)))
+    picked = norm_gs(points.cuda(), 32, cuda(1), labeled_features=points[:8].cuda()).cpu()
+    assert _rank(points[torch.cat([torch.arange(8), picked[:24]])]) == 32
 
 
 @pytest.mark.gpu
