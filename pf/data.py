@@ -349,19 +349,22 @@ class Batches:
     normalises it with the dataset's statistics; batches come channels_last unless
     another ``memory_format`` is asked for. Shuffling draws from ``generator``
     (which must live on the split's device), so the same seed gives the same batches.
+    With ``with_indices=True`` each batch also carries the split indices of its images
+    (x, y, idx), for code that keeps per-sample state (``pf.scores``'s recorder).
     """
 
     def __init__(self, split: Split, indices: torch.Tensor | None, batch_size: int,
                  dataset: Dataset, *, shuffle: bool = False, augment: bool = False,
                  generator: torch.Generator | None = None,
-                 memory_format: torch.memory_format = torch.channels_last):
+                 memory_format: torch.memory_format = torch.channels_last,
+                 with_indices: bool = False):
         device = split.images.device
         self.split = split
         self.indices = (torch.arange(len(split), device=device) if indices is None
                         else torch.as_tensor(indices, device=device))
         self.batch_size = batch_size
         self.shuffle, self.augment, self.generator = shuffle, augment, generator
-        self.memory_format = memory_format
+        self.memory_format, self.with_indices = memory_format, with_indices
         std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
         mean = torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1)
         # (u8 / 255 - mean) / std as a single multiply-add.
@@ -370,7 +373,7 @@ class Batches:
     def __len__(self) -> int:
         return -(-len(self.indices) // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.indices
         if self.shuffle:
             perm = torch.randperm(len(order), generator=self.generator, device=order.device)
@@ -381,4 +384,5 @@ class Batches:
             if self.augment:
                 images = augment_batch(images, self.generator)
             x = torch.addcmul(self.shift, images.float(), self.scale)
-            yield x.contiguous(memory_format=self.memory_format), self.split.labels[idx]
+            batch = x.contiguous(memory_format=self.memory_format), self.split.labels[idx]
+            yield (*batch, idx) if self.with_indices else batch

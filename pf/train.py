@@ -127,7 +127,7 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
         device: str | torch.device = "auto", seed: int = 0, teacher: nn.Module | None = None,
         kd_weight: float = 0.5, kd_temperature: float = 4.0, precision: str = "auto",
         compile: bool = False, eval_batch_size: int = 0, record_curve: bool = True,
-        progress: bool | None = None, desc: str = "train") -> FitResult:
+        progress: bool | None = None, desc: str = "train", recorder=None) -> FitResult:
     """Train ``model`` in place on ``dataset.train[indices]``; evaluate on the test split.
 
     Every epoch sets the schedule's learning rate, runs SGD (momentum, weight decay on
@@ -137,6 +137,13 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     are our choice, since the PruneFuse papers do not state theirs. With
     ``record_curve=False`` only the last epoch is evaluated (selectors need no curve).
     ``progress=None`` shows a bar only on a terminal.
+
+    A ``recorder`` (e.g. ``pf.scores.DynamicsRecorder``) sees the training step's own
+    outputs: ``recorder.begin(epochs, dataset.train.labels, num_classes)`` once, then
+    ``recorder.record(epoch, idx, logits, y)`` after every step with the detached logits
+    of that step's forward pass (train mode, augmented inputs, weights before the update)
+    and the split indices of its images. It must not sync with the host or draw random
+    numbers, so that training with it gives the same weights as without.
     """
     device = resolve_device(device)
     dataset = dataset.to(device)
@@ -150,7 +157,9 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     )
     generator = torch.Generator(device=device).manual_seed(seed)
     batches = Batches(dataset.train, indices, schedule.batch_size, dataset, shuffle=True,
-                      augment=dataset.augment, generator=generator)
+                      augment=dataset.augment, generator=generator, with_indices=True)
+    if recorder is not None:
+        recorder.begin(schedule.epochs, dataset.train.labels, dataset.num_classes)
     result, start = FitResult(), time.perf_counter()
     epochs = tqdm(range(schedule.epochs), desc=desc, disable=None if progress is None
                   else not progress, leave=False)
@@ -159,7 +168,7 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
             group["lr"] = schedule.lr_at(epoch)
         model.train()
         loss_sum = torch.zeros((), device=device)
-        for x, y in batches:
+        for x, y, idx in batches:
             with _autocast(device, precision):
                 logits = forward(x)
                 if teacher is None:
@@ -171,6 +180,8 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if recorder is not None:
+                recorder.record(epoch, idx, logits.detach(), y)
             loss_sum += loss.detach() * len(y)
         result.train_loss.append(loss_sum.item() / len(batches.indices))
         result.images_seen += len(batches.indices)
