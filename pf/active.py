@@ -34,7 +34,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from pf.config import Config
+from pf.config import METHODS, Config, ConfigError
 from pf.data import Dataset
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.fuse import fuse
@@ -102,6 +102,9 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
     Returns ``rounds`` (one record per budget), ``selected`` (the indices each round
     added), ``channel_map`` (PruneFuse only) and the networks' sizes and forward MACs.
     """
+    if config.method not in METHODS:
+        raise ConfigError(f"method: the active-learning loop runs {', '.join(METHODS)}, not "
+                          f"{config.method} (pf.experiment.run_experiment runs every method)")
     image_shape = tuple(dataset.train.images.shape[1:])
     device = dataset.train.images.device
     torch.manual_seed(config.seed)

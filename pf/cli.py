@@ -148,9 +148,13 @@ def _flops_table(args) -> str:
 
 
 def _summary(metrics: dict) -> str:
-    lines = [f"{'labeled':>8}  {'test acc':>8}  {'train s':>8}"]
+    """Per round: labeled count (and, for data pruning, rate and selection), accuracy, time."""
+    pruning = "selection" in metrics["rounds"][0]
+    lines = [f"{'labeled':>8}  " + ("rate  selection  " if pruning else "")
+             + f"{'test acc':>8}  {'train s':>8}"]
     for round_ in metrics["rounds"]:
-        lines.append(f"{round_['labeled']:>8}  {100 * round_['target']['test_accuracy']:>7.2f}%"
+        how = f"{round_['prune_rate']:>4}  {round_['selection']:>9}  " if pruning else ""
+        lines.append(f"{round_['labeled']:>8}  {how}{100 * round_['target']['test_accuracy']:>7.2f}%"
                      f"  {round_['seconds']['target_training']:>8.1f}")
     return "\n".join(lines)
 

@@ -20,19 +20,28 @@ import yaml
 from pf.data import DATASETS, CIFAR_STATS
 from pf.fuse import REST_MODES
 from pf.models import MODELS
+from pf.extrapolate import WEIGHTINGS
 from pf.prune import IMPORTANCES
+from pf.scores import DU_WINDOW, TDDS_WINDOW
 from pf.select import METRICS
 from pf.train import Schedule
 
-__all__ = ["METHODS", "ConfigError", "Config", "PRESETS", "make_config", "from_parameters",
+__all__ = ["METHODS", "DATA_PRUNING", "SCORES", "ConfigError", "Config", "PRESETS", "make_config", "from_parameters",
            "parse_assignment", "check_budgets"]
 
 SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
 SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
 FIXED_DATASETS = ("digits", "synthetic", "tinyimagenet", *CIFAR_STATS)
-METHODS = ("baseline", "svp", "prunefuse")  # who selects: the target, a proxy, the pruned target
+METHODS = ("baseline", "svp", "prunefuse")  # active learning; who selects: the target, a proxy, the pruned target
+DATA_PRUNING = "prune_data"  # the other experiment: score the training set, keep the top (pf.prune_data)
+SCORES = ("du", "tdds", "el2n", "forgetting")  # data_pruning scores, all from pf.scores
+SCORE_WINDOWS = {"du": DU_WINDOW, "tdds": TDDS_WINDOW}  # epochs a windowed score needs at least
 CHOICES = {
-    "method": METHODS,
+    "method": (*METHODS, DATA_PRUNING),
+    "score": SCORES,
+    "score_source": ("full", "subset"),
+    "extrapolation": ("knn", "gnn"),
+    "knn_weighting": WEIGHTINGS,
     "metric": METRICS,
     "importance": IMPORTANCES,
     "rest": REST_MODES,
@@ -55,8 +64,8 @@ class Config:
     # --- model ------------------------------------------------------------------------
     arch: str = "resnet56"  # target network, a name in pf.models.MODELS
     # --- method -----------------------------------------------------------------------
-    method: str = "prunefuse"  # baseline (the target selects) | svp (a proxy selects) | prunefuse
-    metric: str = "least_confidence"  # random | least_confidence | entropy | margin | kcenters
+    method: str = "prunefuse"  # baseline (the target selects) | svp (a proxy selects) | prunefuse | prune_data
+    metric: str = "least_confidence"  # pf.select.METRICS: uncertainty, kcenters, random, norm_*
     prune_ratio: float = 0.5  # prunefuse: fraction of channels removed per layer, in [0, 1)
     importance: str = "l2"  # prunefuse: l2 (per filter) | group_l2 | random
     proxy_arch: str = "resnet20"  # svp: the selector architecture
@@ -64,6 +73,18 @@ class Config:
     kd: bool = True  # prunefuse: distil the trained selector into the target
     rest: str = "keep"  # prunefuse: weights outside the selector's slots: keep | reinit | zero
     selector_lr_schedule: list = field(default_factory=list)  # [] = lr_schedule; SVP's fast proxy: [[1,0.01],[45,0.1],[4,0.01]]
+    # --- data pruning (method=prune_data; Schmidt, Dhungel et al., arXiv 2506.09010) ---
+    score: str = "du"  # training-dynamics score: du | tdds | el2n | forgetting; the highest are kept
+    score_source: str = "full"  # full: a run on the whole train set scores it | subset: score a subset, extrapolate
+    score_subset: float = 0.2  # subset: fraction of the train set the scoring run sees, in (0, 1)
+    score_lr_schedule: list = field(default_factory=list)  # the scoring run's [epochs, lr] pieces; [] = lr_schedule
+    extrapolation: str = "knn"  # subset: knn (mean of the k nearest scored) | gnn (a GCN on the kNN graph)
+    knn_k: int = 10  # neighbours: kNN's k, and the GNN graph's degree (paper: 10, 20, 50, 100)
+    knn_weighting: str = "mean"  # knn: mean | exp (weights exp(-distance))
+    gnn_epochs: int = 500  # gnn: full-batch Adam steps; the best validation-Pearson epoch is kept
+    prune_rates: list = field(default_factory=lambda: [0.3, 0.5, 0.7])  # fractions removed, each in [0, 1)
+    prune_baseline: bool = True  # also prune at random at every rate
+    score_reference: bool = False  # subset: also score with a full run, report the correlations (costs a full run)
     # --- labeling ---------------------------------------------------------------------
     budgets: list = field(default_factory=lambda: list(SVP_BUDGETS))  # TOTAL labeled counts, increasing
     # --- training (SVP's protocol) ----------------------------------------------------
@@ -82,12 +103,17 @@ class Config:
 
     def schedule(self) -> Schedule:
         """The target's training schedule."""
-        segments = tuple((int(epochs), float(lr)) for epochs, lr in self.lr_schedule)
-        return Schedule(segments, self.batch_size, self.momentum, self.weight_decay)
+        return self._schedule(self.lr_schedule)
 
     def selector_schedule(self) -> Schedule:
         """The selector's schedule: ``selector_lr_schedule``, or the target's when empty."""
-        pieces = self.selector_lr_schedule or self.lr_schedule
+        return self._schedule(self.selector_lr_schedule or self.lr_schedule)
+
+    def score_schedule(self) -> Schedule:
+        """The data-pruning scoring run's schedule: ``score_lr_schedule``, or the target's when empty."""
+        return self._schedule(self.score_lr_schedule or self.lr_schedule)
+
+    def _schedule(self, pieces: list) -> Schedule:
         segments = tuple((int(epochs), float(lr)) for epochs, lr in pieces)
         return Schedule(segments, self.batch_size, self.momentum, self.weight_decay)
 
@@ -196,6 +222,28 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"kd_temperature: must be > 0, got {config.kd_temperature}")
     if config.seed < 0:
         raise ConfigError(f"seed: must be >= 0, got {config.seed}")
+    _check_schedule("score_lr_schedule", config.score_lr_schedule, allow_empty=True)
+    _check_data_pruning(config)
+
+
+def _check_data_pruning(config: Config) -> None:
+    rates = config.prune_rates
+    if not rates or not all(type(r) in (int, float) and 0 <= r < 1 for r in rates):
+        raise ConfigError(f"prune_rates: expected a non-empty list of fractions in [0, 1), "
+                          f"got {json.dumps(rates)}")
+    if len(set(rates)) != len(rates):
+        raise ConfigError(f"prune_rates: must be distinct, got {json.dumps(rates)}")
+    if not 0 < config.score_subset < 1:
+        raise ConfigError(f"score_subset: must lie in (0, 1), got {config.score_subset}")
+    for key in ("knn_k", "gnn_epochs"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key}: must be a positive integer, got {getattr(config, key)}")
+    # The scoring run's length only matters when this run scores; the AL presets are short.
+    window = SCORE_WINDOWS.get(config.score)
+    epochs = config.score_schedule().epochs
+    if config.method == DATA_PRUNING and window and epochs < window:
+        raise ConfigError(f"score_lr_schedule: {config.score} needs a scoring run of at least "
+                          f"{window} epochs (its window), got {epochs}; set score_lr_schedule")
 
 
 def _check_schedule(key: str, pieces: list, allow_empty: bool) -> None:

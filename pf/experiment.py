@@ -1,8 +1,9 @@
-"""One experiment: a method's active-learning run over the budgets, recorded.
+"""One experiment: a method's active-learning run over the budgets (or a data-pruning run), recorded.
 
 ``run_experiment`` checks what it can before any work (the budgets against the
-dataset's size, the device), runs ``pf.active.run_active_learning`` and, only once the
-run has finished, writes the run directory:
+dataset's size, the device), runs ``pf.active.run_active_learning`` (for
+``method="prune_data"``: ``pf.prune_data.run_data_pruning``) and, only once the run has
+finished, writes the run directory:
 
 - ``metrics.json`` (see ``pf.results``): config, per-round accuracies, curves, MACs and
   wall-clock per phase, the networks' sizes, environment; written last and atomically,
@@ -10,6 +11,14 @@ run has finished, writes the run directory:
 - ``selected.json``: the indices each round added (their union up to round r is the
   labeled set at budgets[r]), so that another target can be trained on the same data;
 - ``channel_map.json`` for PruneFuse (see ``pf.prune``).
+
+A data-pruning run writes the same envelope. Its rounds are one per (pruning rate,
+selection), with ``labeled`` = ``added`` = the kept count and the extra keys
+``prune_rate`` and ``selection`` (score | random); metrics.json gains a ``scores`` block
+(score, source, subset size, extrapolation, correlations with a full run or null);
+``selected.json`` holds each round's kept indices (the whole training set of that
+round, not an increment) and ``scores.json`` the N scores (and the full run's, when
+computed).
 
     metrics = run_experiment(make_config("demo"), out_dir="runs/demo")
 """
@@ -22,18 +31,20 @@ from pathlib import Path
 import torch
 
 from pf.active import run_active_learning
-from pf.config import Config, ConfigError, check_budgets
+from pf.config import DATA_PRUNING, Config, ConfigError, check_budgets
 from pf.data import load_dataset
 from pf.flops import UNIT
 from pf.prune import save_channel_map
+from pf.prune_data import check_data_pruning, run_data_pruning
 from pf.results import METRICS_FILE, environment, write_json
 from pf.train import resolve_device
 
-__all__ = ["SCHEMA_VERSION", "SELECTED_FILE", "CHANNEL_MAP_FILE", "run_experiment"]
+__all__ = ["SCHEMA_VERSION", "SELECTED_FILE", "CHANNEL_MAP_FILE", "SCORES_FILE", "run_experiment"]
 
 SCHEMA_VERSION = 1
 SELECTED_FILE = "selected.json"
 CHANNEL_MAP_FILE = "channel_map.json"
+SCORES_FILE = "scores.json"
 
 
 def run_experiment(config: Config, out_dir: str | Path | None = None,
@@ -48,9 +59,17 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but no CUDA device is available; use auto or cpu")
     dataset = load_dataset(config.dataset, config.data_dir or None)
-    check_budgets(config.budgets, len(dataset.train))
+    pruning = config.method == DATA_PRUNING
+    if pruning:
+        check_data_pruning(config, len(dataset.train))
+    else:
+        check_budgets(config.budgets, len(dataset.train))
     dataset = dataset.to(device)
-    run = run_active_learning(config, dataset, progress=progress)
+    if pruning:
+        run = run_data_pruning(config, dataset, progress=progress)
+    else:
+        run = run_active_learning(config, dataset, progress=progress)
+    channel_map = run.get("channel_map")  # PruneFuse only
 
     metrics = {
         "schema": SCHEMA_VERSION,
@@ -65,15 +84,27 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
         "networks": run["networks"],
         "rounds": run["rounds"],
         "selected_file": SELECTED_FILE,
-        "channel_map_file": CHANNEL_MAP_FILE if run["channel_map"] else None,
-        "pruned_widths": run["channel_map"]["widths"] if run["channel_map"] else None,
+        "channel_map_file": CHANNEL_MAP_FILE if channel_map else None,
+        "pruned_widths": channel_map["widths"] if channel_map else None,
         "seconds_total": time.perf_counter() - start,
         "environment": environment(device),
     }
+    if pruning:
+        metrics["scores"] = run["scores"]
+        metrics["scores_file"] = SCORES_FILE
     if out_dir is not None:
         out_dir = Path(out_dir)
-        write_json(out_dir / SELECTED_FILE, {"budgets": config.budgets, "added": run["selected"]})
-        if run["channel_map"]:
-            save_channel_map(run["channel_map"], out_dir / CHANNEL_MAP_FILE)
+        if pruning:
+            write_json(out_dir / SELECTED_FILE, {
+                "prune_rates": [r["prune_rate"] for r in run["rounds"]],
+                "selections": [r["selection"] for r in run["rounds"]], "kept": run["kept"]})
+            write_json(out_dir / SCORES_FILE, {
+                "score": config.score, "source": config.score_source,
+                "scored_indices": run["scored_indices"], "scores": run["score_values"],
+                "reference_scores": run["reference_scores"]})
+        else:
+            write_json(out_dir / SELECTED_FILE, {"budgets": config.budgets, "added": run["selected"]})
+        if channel_map:
+            save_channel_map(channel_map, out_dir / CHANNEL_MAP_FILE)
         write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished run
     return metrics

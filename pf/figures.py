@@ -44,6 +44,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pf.config import DATA_PRUNING
 from pf.flops import UNIT
 from pf.results import collect, mean_std, run_table, summarize
 
@@ -415,6 +416,7 @@ def make_figures(results_dir: str | Path, out_dir: str | Path,
     """Collect the runs under ``results_dir`` and write every figure and table to
     ``out_dir``; returns, per name, the files written or the one-line reason for none."""
     table = collect(results_dir)
+    table = table[table.method != DATA_PRUNING]  # its rounds are pruning rates, not AL budgets
     return {
         "accuracy_vs_budget": accuracy_vs_budget(table, out_dir),
         "main_table": main_table(table, out_dir),

@@ -109,7 +109,8 @@ PHASES = ("data_selection", "selector_training", "pool_scoring", "target_trainin
 COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
     "run_dir", "sweep", "method", "label", "dataset", "arch", "selector_arch",
     "selector_params", "target_params", "prune_ratio", "proxy_arch", "metric", "fusion", "kd",
-    "rest", "importance", "seed", "round", "labeled", "train_size", "budget_fraction",
+    "rest", "importance", "seed", "round", "labeled", "prune_rate", "selection", "train_size",
+    "budget_fraction",
     "target_accuracy", "selector_accuracy", "epochs", "curve",
     *(f"{phase}_macs" for phase in PHASES), *(f"{phase}_seconds" for phase in PHASES),
     "device", "git_commit",
@@ -146,10 +147,14 @@ def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
         # What the target's training did, from the round itself: baseline and SVP targets
         # are never fused nor distilled, whatever their config's (unused) flags say.
         fusion, kd = target["init"] == "fused", bool(target["kd"])
+        if "selection" in record:  # a data-pruning round (pf.prune_data): by score or random
+            label = f"{config['score'] if record['selection'] == 'score' else 'random'} pruning"
+        else:
+            label = run_label(method, config["prune_ratio"], config["proxy_arch"], fusion, kd,
+                              config["rest"], config["importance"])
         rows.append({
             "run_dir": run_dir, "sweep": sweep, "method": method,
-            "label": run_label(method, config["prune_ratio"], config["proxy_arch"], fusion, kd,
-                               config["rest"], config["importance"]),
+            "label": label,
             "dataset": metrics["dataset"]["name"], "arch": config["arch"],
             "selector_arch": networks["selector"]["arch"],
             "selector_params": networks["selector"]["params"],
@@ -160,6 +165,8 @@ def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
             "rest": config["rest"] if pruned else NAN,
             "importance": config["importance"] if pruned else NAN,
             "seed": metrics["seed"], "round": record["round"], "labeled": record["labeled"],
+            # Data-pruning runs (pf.prune_data) keep a fraction by score or at random.
+            "prune_rate": record.get("prune_rate", NAN), "selection": record.get("selection", NAN),
             "train_size": train_size, "budget_fraction": record["labeled"] / train_size,
             "target_accuracy": target["test_accuracy"],
             "selector_accuracy": NAN if selector is None else selector["test_accuracy"],
@@ -203,7 +210,8 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
       ``arch`` (the target), ``selector_arch``, ``selector_params``, ``target_params``;
     - ``prune_ratio``, ``rest``, ``importance``: NaN unless PruneFuse; ``proxy_arch``: NaN
       unless SVP; ``metric``; ``fusion``/``kd``: whether the target was fused/distilled;
-    - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``train_size``,
+    - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``prune_rate`` and
+      ``selection`` (score | random; data-pruning runs only, else NaN), ``train_size``,
       ``budget_fraction`` (= labeled / train_size);
     - ``target_accuracy``, ``selector_accuracy`` (NaN in rounds without a selector),
       test split, final epoch, fraction in [0, 1]; ``epochs`` and ``curve`` (the target's

@@ -85,6 +85,9 @@ def test_flops_prints_params_and_macs_with_the_unit():
     (["--set", "prune_ratio=1.0"], "pf: error: prune_ratio: must lie in [0, 1)"),
     (["--set", "metric=badge"], "pf: error: metric: 'badge' is not one of random"),
     (["--set", "selector_lr_schedule=[[0,1]]"], "pf: error: selector_lr_schedule: expected"),
+    (["--set", "method=prune_data"], "pf: error: score_lr_schedule: du needs a scoring run of "
+                                     "at least 10 epochs"),
+    (["--set", "method=prune_data", "--set", "prune_rates=[0.5,1]"], "pf: error: prune_rates:"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "run"
@@ -93,6 +96,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert result.stderr.startswith(message), result.stderr
     assert result.stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_smoke_data_pruning_run_writes_metrics_kept_sets_and_scores(tmp_path):
+    out = tmp_path / "run"
+    result = _pf("run", "--preset", "smoke", "--set", "method=prune_data", "--set", "score=el2n",
+                 "--set", "prune_rates=[0.5]", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [(r["selection"], r["labeled"]) for r in metrics["rounds"]] == [("score", 256),
+                                                                          ("random", 256)]
+    assert metrics["scores"]["score"] == "el2n" and metrics["channel_map_file"] is None
+    assert len(json.loads((out / "scores.json").read_text())["scores"]) == 512
+    kept = json.loads((out / "selected.json").read_text())["kept"]
+    assert [len(set(k)) for k in kept] == [256, 256]
 
 
 def test_config_prints_the_resolved_parameters():

@@ -48,12 +48,22 @@ def test_parse_assignment(text, expected):
     ({"batch_size": 0}, "batch_size: must be a positive integer"),
     ({"momentum": 1.5}, "momentum: must lie in [0, 1]"),
     ({"kd_temperature": 0}, "kd_temperature: must be > 0"),
+    ({"method": "prune_data", "prune_rates": [0.3, 1.0]}, "prune_rates: expected a non-empty list"),
+    ({"method": "prune_data", "score_lr_schedule": [[9, 0.1]]},
+     "score_lr_schedule: du needs a scoring run of at least 10 epochs (its window), got 9"),
 ])
 def test_bad_parameters_name_themselves_in_one_line(overrides, message):
     with pytest.raises(ConfigError) as error:
         make_config("demo", overrides)
     assert str(error.value).startswith(message)
     assert "\n" not in str(error.value)
+
+
+def test_data_pruning_runs_on_the_demo_preset_with_the_paper_defaults():
+    config = make_config("demo", {"method": "prune_data"})
+    assert (config.score, config.score_source, config.score_subset) == ("du", "full", 0.2)
+    assert (config.extrapolation, config.knn_k, config.prune_baseline) == ("knn", 10, True)
+    assert config.score_schedule().epochs == config.schedule().epochs == 30
 
 
 def test_unknown_preset():

@@ -1,0 +1,340 @@
+"""Data pruning by score extrapolation (Schmidt, Dhungel et al., arXiv 2506.09010).
+
+The other experiment ``pf run`` knows (``method="prune_data"``): instead of growing a
+labeled set, shrink a fully labeled training set and see what accuracy survives.
+
+1. Score every training sample with a training-dynamics score (``pf.scores``: Dynamic
+   Uncertainty, TDDS, EL2N or forgetting counts), recorded during a scoring run:
+   - ``score_source="full"``: the run trains on the whole training set;
+   - ``score_source="subset"``: it trains on a seeded random ``score_subset`` fraction,
+     then embeds EVERY training sample with its penultimate features (eval mode,
+     un-augmented) and extrapolates the scores to the samples it did not see
+     (``pf.extrapolate``: kNN among the scored samples, or a GCN on the kNN graph). With
+     ``score_reference=True`` a full run scores everything too, as ground truth, and the
+     Pearson and Spearman correlations of extrapolated vs full-run scores are reported on
+     the samples the subset did not see (and, for comparison, on those it did).
+2. At every pruning rate keep the ``keep_count`` highest-scored samples (and, with
+   ``prune_baseline``, as many drawn at random), and train the target from scratch on
+   them with the config's schedule; report the final epoch's test accuracy and curve.
+
+    run = run_data_pruning(make_config("demo", {"method": "prune_data"}), dataset)
+    run["rounds"][0]["target"]["test_accuracy"], run["scores"]["pearson"]
+
+Our choices where the paper is silent, or where this package differs:
+- Kept count: ``round((1 - rate) * N)``, halves rounded up, clamped to 1..N. Ties in
+  score go to the lower sample index, so the kept set is deterministic.
+- Networks: the scoring run, the reference run and every retraining start from ONE
+  seeded initialisation of ``arch`` (the AL loop's theta at the same seed), so retrains
+  differ only in their kept set. Every retrain also uses the same shuffle seed.
+- The random baseline keeps a prefix of one seeded permutation, so its kept sets are
+  nested across rates, as the score's are.
+- Scores come from train-mode outputs on augmented inputs (see ``pf.scores``); EL2N
+  averages over all recorded epochs (its own protocol, an early epoch averaged over ten
+  runs, is not a one-run score); forgetting ranks never-learned samples first.
+- The GCN's graph degree is ``knn_k`` (paper: 10 or 20) and it trains ``gnn_epochs``
+  full-batch steps (``pf.extrapolate`` explains the departure from neighbour sampling).
+
+Costs follow ``pf.active``'s phases. A score-based round charges ``selector_training``
+with the scoring run's training MACs and ``pool_scoring`` with the embedding's forward
+passes (0 for ``score_source="full"``; its seconds include computing and extrapolating
+the scores; the kNN search and the GCN are not counted in MACs); ``data_selection`` is
+their sum, i.e. everything that chose the kept set. The scoring run is shared by the
+rates and charged to each of their rounds in full; the ``scores`` block holds it once.
+A random round's selection costs 0. The reference run is ground truth, not selection:
+its cost appears only in the ``scores`` block.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from pf.config import DATA_PRUNING, Config, ConfigError
+from pf.data import Dataset
+from pf.extrapolate import gnn_extrapolate, knn_extrapolate, pearson, spearman
+from pf.flops import forward_macs, parameter_count, training_macs
+from pf.models import build_model
+from pf.scores import (DynamicsRecorder, dynamic_uncertainty, el2n, forgetting_counts,
+                       record_dynamics, tdds)
+from pf.train import FitResult, fit, predict
+
+__all__ = ["SELECTIONS", "keep_count", "keep_highest", "keep_random", "score_from_dynamics",
+           "check_data_pruning", "score_training_set", "run_data_pruning"]
+
+SELECTIONS = ("score", "random")  # keep the highest-scored, or a seeded random draw
+GNN_MIN_SCORED = 20  # gnn_extrapolate validates on 10 % of the scored samples, at least 2
+# Offsets of config.seed * 1000 per random draw, so that no two draws share a stream.
+SUBSET_SEED, RANDOM_KEEP_SEED, SCORING_SEED, REFERENCE_SEED, RETRAIN_SEED, GNN_SEED = range(1, 7)
+
+
+# ---------------------------------------------------------------------------------------
+# Which samples to keep
+# ---------------------------------------------------------------------------------------
+
+
+def keep_count(rate: float, num_samples: int) -> int:
+    """How many of ``num_samples`` survive pruning at ``rate``: round((1 - rate) * N).
+
+    Halves round up; the count is clamped to 1..N. Rounding, not truncation: (1 - 0.9) *
+    10 is 0.999... in floating point, and must keep 1.
+    """
+    return min(num_samples, max(1, math.floor((1 - rate) * num_samples + 0.5)))
+
+
+def keep_highest(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices (ascending) of the ``count`` highest ``scores``; a tie goes to the lower index.
+
+    ``scores`` is (N,) and must be free of NaN (every sample scored).
+    """
+    if scores.ndim != 1 or not 0 <= count <= len(scores):
+        raise ValueError(f"count: need 0 <= count <= {len(scores)} for (N,) scores, got {count}")
+    if torch.isnan(scores).any():
+        raise ValueError("scores: NaN present; every sample needs a score")
+    # A stable descending sort keeps equal scores in index order.
+    order = torch.sort(scores, descending=True, stable=True).indices
+    return order[:count].sort().values
+
+
+def keep_random(num_samples: int, count: int, seed: int) -> torch.Tensor:
+    """Indices (ascending) of ``count`` samples drawn at random: a prefix of a seeded permutation.
+
+    The same seed gives nested sets for increasing counts.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(num_samples, generator=generator)[:count].sort().values
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------
+
+
+def score_from_dynamics(name: str, recorder: DynamicsRecorder) -> torch.Tensor:
+    """The score ``name`` (du | tdds | el2n | forgetting) of every sample of a recorded run.
+
+    (N,) float32, NaN for samples the run did not train on. High = keep, for all four.
+    """
+    if name == "du":
+        return dynamic_uncertainty(recorder.probs, recorder.labels)
+    if name == "tdds":
+        return tdds(recorder.probs)
+    if name == "el2n":
+        return el2n(recorder.probs, recorder.labels)
+    if name == "forgetting":
+        return forgetting_counts(recorder.correct)
+    raise ValueError(f"score: unknown {name!r}; choose one of du, tdds, el2n, forgetting")
+
+
+def _subset_size(config: Config, train_size: int) -> int:
+    return min(train_size, max(1, math.floor(config.score_subset * train_size + 0.5)))
+
+
+def check_data_pruning(config: Config, train_size: int) -> None:
+    """Refuse, with a one-line ``ConfigError``, what only the training-set size rules out.
+
+    A scored subset must leave at least two samples unseen and hold at least ``knn_k``
+    samples (kNN) or ``GNN_MIN_SCORED`` (GNN); the GNN's graph needs ``knn_k`` < N.
+    """
+    if config.score_source != "subset":
+        return
+    scored = _subset_size(config, train_size)
+    if train_size - scored < 2:
+        raise ConfigError(f"score_subset: {config.score_subset} of {train_size} samples leaves "
+                          f"fewer than 2 to extrapolate to")
+    if config.extrapolation == "knn" and config.knn_k > scored:
+        raise ConfigError(f"knn_k: {config.knn_k} exceeds the {scored} scored samples "
+                          f"(score_subset={config.score_subset} of {train_size})")
+    if config.extrapolation == "gnn" and scored < GNN_MIN_SCORED:
+        raise ConfigError(f"score_subset: gnn needs at least {GNN_MIN_SCORED} scored samples, "
+                          f"got {scored} of {train_size}")
+    if config.extrapolation == "gnn" and config.knn_k >= train_size:
+        raise ConfigError(f"knn_k: the gnn graph needs knn_k < {train_size} (the samples), "
+                          f"got {config.knn_k}")
+
+
+def _recorded_run(config: Config, dataset: Dataset, init: torch.nn.Module, indices: torch.Tensor,
+                  seed: int, desc: str,
+                  progress: bool | None) -> tuple[torch.nn.Module, DynamicsRecorder, FitResult]:
+    """Train a copy of ``init`` on ``indices`` with the scoring schedule, recording dynamics."""
+    model = copy.deepcopy(init)
+    # DU and forgetting read only the true class (resp. correctness): C times less memory.
+    recorder, result = record_dynamics(
+        model, dataset, indices, config.score_schedule(),
+        true_class_only=config.score in ("du", "forgetting"),
+        device=dataset.train.images.device, seed=seed, precision=config.precision,
+        compile=config.compile, eval_batch_size=config.eval_batch_size, record_curve=False,
+        progress=progress, desc=desc)
+    return model, recorder, result
+
+
+def _correlations(estimate: torch.Tensor, truth: torch.Tensor) -> dict:
+    """Pearson and Spearman of two (n,) score vectors; None where undefined (n < 2, constant)."""
+    if len(estimate) < 2:
+        return {"pearson": None, "spearman": None}
+    values = {"pearson": pearson(estimate, truth), "spearman": spearman(estimate, truth)}
+    return {key: None if math.isnan(value) else value for key, value in values.items()}
+
+
+def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
+                       progress: bool | None = None) -> dict:
+    """Score every training sample as ``config`` says (see the module docstring).
+
+    ``init`` is the network the scoring run (and the reference run) copy. Returns
+    ``scores`` (N,) float32 on the data's device; ``scored_indices`` (the subset the run
+    trained on; all samples for ``score_source="full"``); ``reference`` (full-run scores,
+    or None); ``summary``, the JSON block metrics.json stores as "scores"; and ``macs`` /
+    ``seconds`` of the two selection phases (``selector_training``, ``pool_scoring``).
+    """
+    device = dataset.train.images.device
+    num_samples = len(dataset.train)
+    seed = config.seed * 1000
+    image_shape = tuple(dataset.train.images.shape[1:])
+    forward = forward_macs(init, image_shape)
+    subset = config.score_source == "subset"
+    if subset:
+        generator = torch.Generator().manual_seed(seed + SUBSET_SEED)
+        scored = torch.randperm(num_samples, generator=generator)[:_subset_size(config, num_samples)]
+        scored = scored.sort().values.to(device)
+    else:
+        scored = torch.arange(num_samples, device=device)
+
+    model, recorder, run = _recorded_run(config, dataset, init, scored, seed + SCORING_SEED,
+                                         f"score {config.score}", progress)
+    start = time.perf_counter()
+    raw = score_from_dynamics(config.score, recorder)
+    del recorder  # (epochs, N[, C]): free it before the reference run allocates its own
+    if subset:
+        _, embeddings = predict(model, dataset.train, dataset, batch_size=config.eval_batch_size,
+                                precision=config.precision, features=True)
+        if config.extrapolation == "knn":
+            scores = knn_extrapolate(embeddings, scored, raw[scored], k=config.knn_k,
+                                     weighting=config.knn_weighting)
+        else:
+            scores = gnn_extrapolate(embeddings, dataset.train.labels, scored, raw[scored],
+                                     num_classes=dataset.num_classes, k=config.knn_k,
+                                     epochs=config.gnn_epochs, seed=seed + GNN_SEED)
+        scores = scores.float()
+    else:
+        scores = raw
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the kernels above run asynchronously: time them whole
+    scoring_seconds = time.perf_counter() - start
+
+    reference, reference_run = None, None
+    correlations = {"pearson": None, "spearman": None,
+                    "pearson_scored": None, "spearman_scored": None}
+    if subset and config.score_reference:
+        everything = torch.arange(num_samples, device=device)
+        _, recorder, reference_run = _recorded_run(config, dataset, init, everything,
+                                                   seed + REFERENCE_SEED,
+                                                   f"reference {config.score}", progress)
+        reference = score_from_dynamics(config.score, recorder)
+        unseen = torch.ones(num_samples, dtype=torch.bool, device=device)
+        unseen[scored] = False
+        correlations.update(_correlations(scores[unseen], reference[unseen]))
+        scored_part = _correlations(scores[scored], reference[scored])
+        correlations.update({f"{key}_scored": value for key, value in scored_part.items()})
+
+    macs = {"selector_training": training_macs(forward, run.images_seen),
+            "pool_scoring": forward * num_samples if subset else 0}
+    seconds = {"selector_training": run.seconds, "pool_scoring": scoring_seconds}
+    summary = {
+        "score": config.score, "source": config.score_source,
+        "scored": len(scored), "train_size": num_samples,
+        "extrapolation": config.extrapolation if subset else None,
+        "knn_k": config.knn_k if subset else None,
+        "knn_weighting": config.knn_weighting if subset and config.extrapolation == "knn" else None,
+        "gnn_epochs": config.gnn_epochs if subset and config.extrapolation == "gnn" else None,
+        "scoring_epochs": config.score_schedule().epochs,
+        "scoring_test_accuracy": run.test_accuracy,
+        "reference": reference is not None,
+        "reference_test_accuracy": None if reference_run is None else reference_run.test_accuracy,
+        "reference_macs": None if reference_run is None else training_macs(
+            forward, reference_run.images_seen),
+        "reference_seconds": None if reference_run is None else reference_run.seconds,
+        **correlations,
+        "correlations_on": "unseen samples: extrapolated vs full-run scores; *_scored: the "
+                           "subset run's own scores vs full-run scores on the scored samples",
+        "macs": macs, "seconds": seconds,
+    }
+    return {"scores": scores, "scored_indices": scored, "reference": reference,
+            "summary": summary, "macs": macs, "seconds": seconds}
+
+
+# ---------------------------------------------------------------------------------------
+# The experiment
+# ---------------------------------------------------------------------------------------
+
+
+def _round_record(index: int, rate: float, selection: str, kept: int, arch: str,
+                  result: FitResult, target_macs: int, selection_macs: dict,
+                  selection_seconds: dict) -> dict:
+    """One rate x selection, in the shape of ``pf.active``'s round records."""
+    macs = {**selection_macs, "data_selection": sum(selection_macs.values()),
+            "target_training": target_macs}
+    seconds = {**selection_seconds, "data_selection": sum(selection_seconds.values()),
+               "target_training": result.seconds}
+    return {"round": index, "prune_rate": rate, "selection": selection,
+            "labeled": kept, "added": kept, "selector": None,
+            "target": {"arch": arch, "init": "scratch", "kd": False,
+                       "test_accuracy": result.test_accuracy, "curve": result.curve,
+                       "train_loss": result.train_loss},
+            "macs": macs, "seconds": seconds}
+
+
+def run_data_pruning(config: Config, dataset: Dataset, progress: bool | None = None) -> dict:
+    """Score, prune at every rate in ``config.prune_rates`` and retrain (``dataset`` on its device).
+
+    Returns ``rounds`` (one record per (rate, selection), rate-major, score before random;
+    the keys of ``pf.active``'s records plus ``prune_rate`` and ``selection``), ``kept``
+    (each round's kept indices), ``networks``, ``scores`` (the summary block),
+    ``score_values`` (N floats), ``scored_indices`` and ``reference_scores`` (N floats or
+    None). Raises ``ConfigError`` for a method other than prune_data or a size conflict.
+    """
+    if config.method != DATA_PRUNING:
+        raise ConfigError(f"method: run_data_pruning runs {DATA_PRUNING}, got {config.method!r}")
+    num_samples = len(dataset.train)
+    check_data_pruning(config, num_samples)
+    image_shape = tuple(dataset.train.images.shape[1:])
+    device = dataset.train.images.device
+    torch.manual_seed(config.seed)
+    init = build_model(config.arch, dataset.num_classes, dataset.in_channels)
+    target_forward = forward_macs(init, image_shape)
+    network = {"arch": config.arch, "params": parameter_count(init), "forward_macs": target_forward}
+    # The scoring network is the target's architecture; collect() reads it as the selector.
+    networks = {"target": network, "selector": dict(network)}
+
+    scoring = score_training_set(config, dataset, init, progress)
+    scores = scoring["scores"]
+    selections = SELECTIONS if config.prune_baseline else SELECTIONS[:1]
+    no_cost = ({"selector_training": 0, "pool_scoring": 0},
+               {"selector_training": 0.0, "pool_scoring": 0.0})
+    plans = [(float(rate), selection) for rate in config.prune_rates for selection in selections]
+    rounds, kept_sets = [], []
+    bar = tqdm(plans, desc=DATA_PRUNING, disable=None if progress is None else not progress)
+    for index, (rate, selection) in enumerate(bar):
+        count = keep_count(rate, num_samples)
+        if selection == "score":
+            kept = keep_highest(scores, count)
+            costs = (scoring["macs"], scoring["seconds"])
+        else:
+            kept = keep_random(num_samples, count, config.seed * 1000 + RANDOM_KEEP_SEED)
+            costs = no_cost
+        target = copy.deepcopy(init)
+        result = fit(target, dataset, kept.to(device), config.schedule(), device=device,
+                     seed=config.seed * 1000 + RETRAIN_SEED, precision=config.precision,
+                     compile=config.compile, eval_batch_size=config.eval_batch_size,
+                     progress=progress, desc=f"{selection} @ {rate:g}")
+        rounds.append(_round_record(index, rate, selection, count, config.arch, result,
+                                    training_macs(target_forward, result.images_seen), *costs))
+        kept_sets.append(kept.tolist())
+        bar.set_postfix(acc=f"{result.test_accuracy:.3f}")
+    reference = scoring["reference"]
+    return {"rounds": rounds, "kept": kept_sets, "networks": networks,
+            "scores": scoring["summary"], "score_values": scores.tolist(),
+            "scored_indices": scoring["scored_indices"].tolist(),
+            "reference_scores": None if reference is None else reference.tolist()}

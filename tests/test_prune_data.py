@@ -1,0 +1,196 @@
+"""Data pruning by score extrapolation: what is kept, the run's record, the config's limits."""
+
+import json
+
+import pytest
+import torch
+
+from pf.config import ConfigError, make_config
+from pf.experiment import run_experiment
+from pf.prune_data import check_data_pruning, keep_count, keep_highest, keep_random
+
+# ---------------------------------------------------------------------------------------
+# Which samples are kept
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate, n, expected", [
+    (0.0, 10, 10), (0.3, 10, 7), (0.9, 10, 1), (0.95, 10, 1), (0.7, 1000, 300),
+    (0.25, 2, 2),  # 1.5 rounds up
+    (0.99, 10, 1),  # never empty
+])
+def test_keep_count_rounds_to_the_nearest_and_keeps_at_least_one(rate, n, expected):
+    assert keep_count(rate, n) == expected
+
+
+def test_keep_highest_keeps_exactly_the_top_scores_without_duplicates():
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.7, 0.3, 0.8])
+    assert keep_highest(scores, 3).tolist() == [1, 3, 5]
+    assert keep_highest(scores, 6).tolist() == list(range(6))
+    assert keep_highest(scores, 0).tolist() == []
+
+
+def test_keep_highest_breaks_ties_by_the_lower_index():
+    scores = torch.tensor([1.0, 2.0, 1.0, 2.0, 1.0, 0.0])
+    assert keep_highest(scores, 1).tolist() == [1]
+    assert keep_highest(scores, 3).tolist() == [0, 1, 3]
+    assert keep_highest(scores, 4).tolist() == [0, 1, 2, 3]
+
+
+def test_keep_highest_refuses_unscored_samples_and_impossible_counts():
+    with pytest.raises(ValueError, match="NaN"):
+        keep_highest(torch.tensor([1.0, float("nan")]), 1)
+    with pytest.raises(ValueError, match="count"):
+        keep_highest(torch.tensor([1.0, 2.0]), 3)
+
+
+def test_keep_random_is_seeded_distinct_and_nested_across_counts():
+    small, large = keep_random(100, 30, seed=4), keep_random(100, 70, seed=4)
+    assert len(set(small.tolist())) == 30 and len(set(large.tolist())) == 70
+    assert set(small.tolist()) <= set(large.tolist())
+    assert torch.equal(small, keep_random(100, 30, seed=4))
+    assert not torch.equal(small, keep_random(100, 30, seed=5))
+
+
+# ---------------------------------------------------------------------------------------
+# One run, end to end
+# ---------------------------------------------------------------------------------------
+
+RATES = [0.5, 0.75]
+SMOKE = {"method": "prune_data", "prune_rates": RATES, "lr_schedule": [[1, 0.05]],
+         "score_lr_schedule": [[10, 0.05]], "score_source": "subset", "score_subset": 0.25,
+         "score_reference": True}
+
+
+@pytest.fixture(scope="module")
+def subset_run(tmp_path_factory):
+    """A subset-scored, kNN-extrapolated run with a reference full run, on synthetic data."""
+    out = tmp_path_factory.mktemp("prune_data")
+    metrics = run_experiment(make_config("smoke", SMOKE), out, progress=False)
+    return metrics, out
+
+
+def test_one_round_per_rate_and_selection_with_the_kept_counts(subset_run):
+    metrics, out = subset_run
+    assert metrics["method"] == "prune_data"
+    rounds = metrics["rounds"]
+    assert [(r["prune_rate"], r["selection"]) for r in rounds] == [
+        (0.5, "score"), (0.5, "random"), (0.75, "score"), (0.75, "random")]
+    assert [r["round"] for r in rounds] == [0, 1, 2, 3]
+    assert [r["labeled"] for r in rounds] == [r["added"] for r in rounds] == [256, 256, 128, 128]
+    for round_ in rounds:
+        assert round_["selector"] is None
+        target = round_["target"]
+        assert (target["init"], target["kd"]) == ("scratch", False)
+        assert len(target["curve"]) == 1 and target["test_accuracy"] == target["curve"][-1]
+        assert round_["macs"]["target_training"] > 0
+        selection = round_["macs"]["data_selection"]
+        assert (selection > 0) == (round_["selection"] == "score")
+        assert selection == round_["macs"]["selector_training"] + round_["macs"]["pool_scoring"]
+    selected = json.loads((out / metrics["selected_file"]).read_text())
+    assert [len(kept) for kept in selected["kept"]] == [256, 256, 128, 128]
+    assert all(len(set(kept)) == len(kept) for kept in selected["kept"])
+    assert selected["prune_rates"] == [0.5, 0.5, 0.75, 0.75]
+
+
+def test_score_rounds_keep_the_highest_scores_and_scores_json_covers_every_sample(subset_run):
+    metrics, out = subset_run
+    stored = json.loads((out / metrics["scores_file"]).read_text())
+    scores = torch.tensor(stored["scores"])
+    assert len(scores) == metrics["dataset"]["train_size"] == 512
+    assert torch.isfinite(scores).all() and len(stored["reference_scores"]) == 512
+    assert len(stored["scored_indices"]) == 128  # 0.25 of 512
+    kept = json.loads((out / metrics["selected_file"]).read_text())["kept"]
+    assert kept[0] == keep_highest(scores, 256).tolist()
+    assert set(kept[2]) <= set(kept[0])  # scores rank once: the sets nest
+
+
+def test_correlations_with_the_full_run_are_reported(subset_run):
+    block = subset_run[0]["scores"]
+    assert (block["score"], block["source"], block["extrapolation"]) == ("du", "subset", "knn")
+    assert block["scored"] == 128 and block["reference"]
+    for key in ("pearson", "spearman", "pearson_scored", "spearman_scored"):
+        assert -1 <= block[key] <= 1
+    assert block["reference_macs"] > block["macs"]["selector_training"]
+
+
+def test_collect_reads_a_pruning_run(subset_run):
+    from pf.results import collect
+
+    table = collect(subset_run[1])
+    assert len(table) == 4 and set(table.method) == {"prune_data"}
+    assert table.labeled.tolist() == [256, 256, 128, 128]
+
+
+def test_full_scores_and_no_baseline(synthetic):
+    from pf.prune_data import run_data_pruning
+
+    config = make_config("smoke", {"method": "prune_data", "prune_rates": [0.5],
+                                   "lr_schedule": [[1, 0.05]], "score": "forgetting",
+                                   "prune_baseline": False, "score_reference": True})
+    run = run_data_pruning(config, synthetic, progress=False)
+    assert [(r["prune_rate"], r["selection"]) for r in run["rounds"]] == [(0.5, "score")]
+    block = run["scores"]
+    assert (block["source"], block["scored"], block["extrapolation"]) == ("full", 512, None)
+    assert block["pearson"] is None and run["reference_scores"] is None  # nothing to compare
+    assert block["macs"]["pool_scoring"] == 0  # no embedding pass
+
+
+# ---------------------------------------------------------------------------------------
+# Bad parameters
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"score": "aum"}, "score: 'aum' is not one of du, tdds, el2n, forgetting"),
+    ({"prune_rates": [0.5, 1.0]}, "prune_rates: expected a non-empty list of fractions in [0, 1)"),
+    ({"prune_rates": [-0.1]}, "prune_rates: expected a non-empty list of fractions in [0, 1)"),
+    ({"prune_rates": []}, "prune_rates: expected a non-empty list"),
+    ({"prune_rates": [0.5, 0.5]}, "prune_rates: must be distinct"),
+    ({"score_subset": 1.0}, "score_subset: must lie in (0, 1)"),
+    ({"score_source": "half"}, "score_source: 'half' is not one of full, subset"),
+    ({"extrapolation": "svm"}, "extrapolation: 'svm' is not one of knn, gnn"),
+    ({"knn_weighting": "gauss"}, "knn_weighting: 'gauss' is not one of mean, exp"),
+    ({"knn_k": 0}, "knn_k: must be a positive integer"),
+    ({"score_lr_schedule": [[5, 0.1]]},
+     "score_lr_schedule: du needs a scoring run of at least 10 epochs (its window), got 5"),
+    ({"score": "tdds", "score_lr_schedule": [], "lr_schedule": [[3, 0.1]]},
+     "score_lr_schedule: tdds needs a scoring run of at least 10 epochs"),
+])
+def test_bad_pruning_parameters_name_themselves_in_one_line(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        make_config("smoke", {"method": "prune_data", "score_lr_schedule": [[10, 0.05]],
+                              **overrides})
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_a_short_scoring_schedule_is_fine_for_scores_without_a_window_and_other_methods():
+    make_config("smoke", {"method": "prune_data", "score": "el2n"})
+    make_config("smoke", {"method": "prunefuse"})  # 2 epochs: the AL presets stay valid
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"score_subset": 0.01, "knn_k": 10}, "knn_k: 10 exceeds the 5 scored samples"),
+    ({"score_subset": 0.02, "extrapolation": "gnn"}, "score_subset: gnn needs at least 20"),
+    ({"score_subset": 0.999}, "score_subset: 0.999 of 512 samples leaves fewer than 2"),
+])
+def test_subset_sizes_are_checked_against_the_training_set(overrides, message):
+    config = make_config("smoke", {"method": "prune_data", "score_source": "subset",
+                                   "score_lr_schedule": [[10, 0.05]], **overrides})
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        check_data_pruning(config, 512)
+
+
+def test_gnn_extrapolation_scores_every_sample(synthetic):
+    from pf.prune_data import run_data_pruning
+
+    config = make_config("smoke", {**SMOKE, "extrapolation": "gnn", "gnn_epochs": 5,
+                                   "score_reference": False, "prune_rates": [0.5],
+                                   "prune_baseline": False})
+    run = run_data_pruning(config, synthetic, progress=False)
+    assert len(run["score_values"]) == 512 and len(run["scored_indices"]) == 128
+    assert torch.isfinite(torch.tensor(run["score_values"])).all()
+    block = run["scores"]
+    assert (block["extrapolation"], block["gnn_epochs"], block["knn_weighting"]) == ("gnn", 5, None)
+    assert block["pearson"] is None  # no reference run
