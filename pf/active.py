@@ -59,9 +59,7 @@ def _selector_init(config: Config, dense_init: torch.nn.Module, dataset: Dataset
 
 def _train(model, dataset, labeled, schedule, config, seed, desc, progress, **options) -> FitResult:
     return fit(model, dataset, labeled, schedule, device=dataset.train.images.device, seed=seed,
-               kd_weight=config.kd_weight, kd_temperature=config.kd_temperature,
-               precision=config.precision, compile=config.compile,
-               eval_batch_size=config.eval_batch_size, progress=progress, desc=desc, **options)
+               progress=progress, desc=desc, **config.fit_options(), **options)
 
 
 def _choose(config: Config, selector, dataset: Dataset, labeled_mask: torch.Tensor, count: int,

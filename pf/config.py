@@ -117,6 +117,12 @@ class Config:
         segments = tuple((int(epochs), float(lr)) for epochs, lr in pieces)
         return Schedule(segments, self.batch_size, self.momentum, self.weight_decay)
 
+    def fit_options(self) -> dict:
+        """The keyword arguments of ``pf.train.fit`` that every training of a run shares."""
+        return {"kd_weight": self.kd_weight, "kd_temperature": self.kd_temperature,
+                "precision": self.precision, "compile": self.compile,
+                "eval_batch_size": self.eval_batch_size}
+
     def to_dict(self) -> dict:
         """A JSON-ready copy of every field."""
         return dataclasses.asdict(self)

@@ -165,9 +165,8 @@ def _recorded_run(config: Config, dataset: Dataset, init: torch.nn.Module, indic
     recorder, result = record_dynamics(
         model, dataset, indices, config.score_schedule(),
         true_class_only=config.score in ("du", "forgetting"),
-        device=dataset.train.images.device, seed=seed, precision=config.precision,
-        compile=config.compile, eval_batch_size=config.eval_batch_size, record_curve=False,
-        progress=progress, desc=desc)
+        device=dataset.train.images.device, seed=seed, record_curve=False, progress=progress,
+        desc=desc, **config.fit_options())
     return model, recorder, result
 
 
@@ -326,9 +325,8 @@ def run_data_pruning(config: Config, dataset: Dataset, progress: bool | None = N
             costs = no_cost
         target = copy.deepcopy(init)
         result = fit(target, dataset, kept.to(device), config.schedule(), device=device,
-                     seed=config.seed * 1000 + RETRAIN_SEED, precision=config.precision,
-                     compile=config.compile, eval_batch_size=config.eval_batch_size,
-                     progress=progress, desc=f"{selection} @ {rate:g}")
+                     seed=config.seed * 1000 + RETRAIN_SEED, progress=progress,
+                     desc=f"{selection} @ {rate:g}", **config.fit_options())
         rounds.append(_round_record(index, rate, selection, count, config.arch, result,
                                     training_macs(target_forward, result.images_seen), *costs))
         kept_sets.append(kept.tolist())
