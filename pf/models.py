@@ -2,7 +2,9 @@
 
 Every network here follows He et al. (2016): a 3x3 stem, three stages of widths
 16/32/64 (x4 for bottlenecks) at strides 1/2/2, global average pooling and one linear
-classifier. Where a block changes the shape of the residual stream, the shortcut is a
+classifier. ``resnet18`` is the exception: the ImageNet ResNet-18's four stages of two
+basic blocks, widths 64/128/256/512 at strides 1/2/2/2, behind the same 3x3 stem (the
+"ResNet-18 for CIFAR" that data-pruning papers train, 11.2M parameters). Where a block changes the shape of the residual stream, the shortcut is a
 1x1 convolution (+ BatchNorm in post-activation nets) rather than the zero-padding
 "option A" shortcut: Torch-Pruning can only couple the channels of the residual stream
 when both branches of every addition are real layers, and PruneFuse prunes that stream.
@@ -25,6 +27,8 @@ __all__ = ["MODELS", "build_model", "init_weights", "CifarResNet"]
 
 STAGE_WIDTHS = (16, 32, 64)
 STAGE_STRIDES = (1, 2, 2)
+RESNET18_WIDTHS = (64, 128, 256, 512)
+RESNET18_STRIDES = (1, 2, 2, 2)
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -125,7 +129,8 @@ class PreActBottleneck(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """A three-stage CIFAR ResNet made of ``blocks_per_stage`` blocks of one kind."""
+    """A CIFAR ResNet: a 3x3 stem, then one stage of ``blocks_per_stage`` blocks of one
+    kind per entry of ``widths`` (named layer1, layer2, ...), pooling and a classifier."""
 
     def __init__(
         self,
@@ -133,20 +138,22 @@ class CifarResNet(nn.Module):
         blocks_per_stage: int,
         num_classes: int = 10,
         in_channels: int = 3,
+        widths: tuple[int, ...] = STAGE_WIDTHS,
+        strides: tuple[int, ...] = STAGE_STRIDES,
     ):
         super().__init__()
         self.preact = block is not BasicBlock
-        self.conv1 = conv3x3(in_channels, STAGE_WIDTHS[0])
+        self.conv1 = conv3x3(in_channels, widths[0])
         # Post-activation nets normalise the stem; pre-activation nets normalise at the end.
-        self.bn1 = nn.Identity() if self.preact else nn.BatchNorm2d(STAGE_WIDTHS[0])
-        stages, width_in = [], STAGE_WIDTHS[0]
-        for width, stride in zip(STAGE_WIDTHS, STAGE_STRIDES):
+        self.bn1 = nn.Identity() if self.preact else nn.BatchNorm2d(widths[0])
+        self.stages, width_in = [], widths[0]
+        for number, (width, stride) in enumerate(zip(widths, strides), start=1):
             blocks = []
             for i in range(blocks_per_stage):
                 blocks.append(block(width_in, width, stride if i == 0 else 1))
                 width_in = width * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = stages
+            self.add_module(f"layer{number}", nn.Sequential(*blocks))
+            self.stages.append(f"layer{number}")
         self.bn_final = nn.BatchNorm2d(width_in) if self.preact else nn.Identity()
         self.fc = nn.Linear(width_in, num_classes)
         self.apply(init_weights)
@@ -156,7 +163,8 @@ class CifarResNet(nn.Module):
         out = self.bn1(self.conv1(x))
         if not self.preact:
             out = torch.relu(out)
-        out = self.layer3(self.layer2(self.layer1(out)))
+        for stage in self.stages:
+            out = getattr(self, stage)(out)
         if self.preact:
             out = torch.relu(self.bn_final(out))
         return torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
@@ -196,6 +204,8 @@ MODELS: dict[str, Callable[..., CifarResNet]] = {
     **{f"resnet{d}": _factory(BasicBlock, d) for d in (8, 14, 20, 32, 56, 110)},
     **{f"preact{d}": _factory(PreActBlock, d) for d in (8, 14, 20, 32, 56, 110)},
     "preact164": _factory(PreActBottleneck, 164),
+    "resnet18": lambda num_classes=10, in_channels=3: CifarResNet(
+        BasicBlock, 2, num_classes, in_channels, RESNET18_WIDTHS, RESNET18_STRIDES),
 }
 
 
