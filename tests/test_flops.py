@@ -1,7 +1,6 @@
 """MAC counting: the published ResNet-56 figure, fvcore vs PyTorch, phase costs."""
 
 import pytest
-import torch
 
 from pf.flops import (flop_counter_macs, forward_macs, fvcore_default_macs,
                       protocol_selection_costs, selection_macs, training_macs)
