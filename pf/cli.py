@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from pf.config import PRESETS, ConfigError, make_config, parse_assignment
+from pf.config import DATA_PRUNING, PRESETS, ConfigError, make_config, parse_assignment
 from pf.data import DatasetNotFound
 
 __all__ = ["main"]
@@ -148,14 +148,24 @@ def _flops_table(args) -> str:
 
 
 def _summary(metrics: dict) -> str:
-    """Per round: labeled count (and, for data pruning, rate and selection), accuracy, time."""
-    pruning = "selection" in metrics["rounds"][0]
+    """Per round: labeled count (and, for data pruning, rate and selection), accuracy, time;
+    for data pruning also how the samples were scored and, with a reference, how well."""
+    pruning = metrics["method"] == DATA_PRUNING
     lines = [f"{'labeled':>8}  " + ("rate  selection  " if pruning else "")
              + f"{'test acc':>8}  {'train s':>8}"]
     for round_ in metrics["rounds"]:
         how = f"{round_['prune_rate']:>4}  {round_['selection']:>9}  " if pruning else ""
         lines.append(f"{round_['labeled']:>8}  {how}{100 * round_['target']['test_accuracy']:>7.2f}%"
                      f"  {round_['seconds']['target_training']:>8.1f}")
+    if pruning:
+        from pf.results import scoring_label  # pandas: loaded by the run already
+
+        scores = metrics["scores"]
+        lines.append(f"scores: {scoring_label(scores)} ({scores['scored']} of "
+                     f"{scores['train_size']} samples scored)")
+        if scores["pearson"] is not None:
+            lines.append(f"vs the full run on the {scores['train_size'] - scores['scored']} unseen "
+                         f"samples: Pearson {scores['pearson']:.3f}, Spearman {scores['spearman']:.3f}")
     return "\n".join(lines)
 
 

@@ -82,7 +82,7 @@ class Config:
     knn_k: int = 10  # neighbours: kNN's k, and the GNN graph's degree (paper: 10, 20, 50, 100)
     knn_weighting: str = "mean"  # knn: mean | exp (weights exp(-distance))
     gnn_epochs: int = 500  # gnn: full-batch Adam steps; the best validation-Pearson epoch is kept
-    prune_rates: list = field(default_factory=lambda: [0.3, 0.5, 0.7])  # fractions removed, each in [0, 1)
+    prune_rates: list = field(default_factory=lambda: [0.3, 0.5, 0.7])  # fractions removed, each in [0, 1); [] = score only
     prune_baseline: bool = True  # also prune at random at every rate
     score_reference: bool = False  # subset: also score with a full run, report the correlations (costs a full run)
     # --- labeling ---------------------------------------------------------------------
@@ -234,9 +234,9 @@ def _validate(config: Config) -> None:
 
 def _check_data_pruning(config: Config) -> None:
     rates = config.prune_rates
-    if not rates or not all(type(r) in (int, float) and 0 <= r < 1 for r in rates):
-        raise ConfigError(f"prune_rates: expected a non-empty list of fractions in [0, 1), "
-                          f"got {json.dumps(rates)}")
+    if not all(type(r) in (int, float) and 0 <= r < 1 for r in rates):
+        raise ConfigError(f"prune_rates: expected a list of fractions in [0, 1) ([] = score "
+                          f"only, no retraining), got {json.dumps(rates)}")
     if len(set(rates)) != len(rates):
         raise ConfigError(f"prune_rates: must be distinct, got {json.dumps(rates)}")
     if not 0 < config.score_subset < 1:

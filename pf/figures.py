@@ -17,7 +17,10 @@ figure as PNG and PDF:
 - ``fig5_prunefuse_vs_svp`` (Fig. 5): final accuracy at the budget nearest 50 % against
   the selector's parameter count, one panel per target arch.
 
-``plot_run(metrics)`` draws a single run for the experiment notebook.
+``make_figures`` also draws the companion methods' figures and tables
+(``pf.companion_figures``: accuracy per selection metric, score-extrapolation
+correlations, accuracy against the data-pruning rate). ``plot_run(metrics)`` draws a
+single run for the experiment notebook.
 
 Every function returns the files it wrote or, when the results hold nothing to draw, a
 one-line reason, and then writes nothing: no empty axes, no exception. A figure's PNG
@@ -25,35 +28,33 @@ and PDF files left in ``out_dir`` by an earlier build are removed first. Results
 several datasets give one figure per dataset, named with the dataset appended
 (``accuracy_vs_budget_cifar10.png``); a single dataset keeps the plain name. Panels
 split further by target arch and metric where the results hold several. Figures are
-matplotlib ``Figure`` objects on the Agg canvas, never pyplot, so a notebook that uses
-this module keeps its own backend and style.
+matplotlib ``Figure`` objects on the Agg canvas (``pf.plotting``), never pyplot, so a
+notebook that uses this module keeps its own backend and style.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.style
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pf.companion_figures import (accuracy_vs_prune_rate, correlation_table, pruning_table,
+                                  score_correlation, selection_metrics_vs_budget)
 from pf.config import DATA_PRUNING
 from pf.flops import UNIT
-from pf.results import collect, mean_std, run_table, summarize
+from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, footer, notebook_figure,
+                         panel_grid, per_dataset, spread, write_table)
+from pf.results import collect, collect_scores, mean_std, run_table, summarize
 
 __all__ = ["make_figures", "accuracy_vs_budget", "main_table", "fig3_selection_flops",
            "fig4_fused_vs_scratch", "fig5_prunefuse_vs_svp", "plot_run", "show_images",
            "plot_curves"]
 
-STYLE = "seaborn-v0_8-whitegrid"  # seaborn's look, applied per figure, never globally
-PANEL_SIZE = (4.4, 3.4)  # inches per panel
 SELECTION_FRACTIONS = (0.1, 0.3, 0.5)  # Fig. 3's budgets
 FUSION_RATIOS = (0.5, 0.6)  # Fig. 4's pruning ratios
 SVP_FRACTION = 0.5  # Fig. 5's budget
@@ -63,77 +64,12 @@ RATIO_COLORS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown", "
                 "tab:olive", "tab:cyan")
 NAMES = {"baseline": "AL baseline (target selects)", "svp": "SVP (proxy selects)",
          "prunefuse": "PruneFuse (pruned target selects)"}
-ACCURACY = "target test accuracy (%)"
 BUDGET = "labeled budget (% of training set)"
-Drawing = Figure | str  # a figure, or the reason there is none
 
 
 # ---------------------------------------------------------------------------------------
-# Shared plumbing
+# Helpers
 # ---------------------------------------------------------------------------------------
-
-def _panels(count: int) -> tuple[Figure, list]:
-    """A figure with exactly ``count`` axes, up to three per row."""
-    columns = min(count, 3)
-    rows = math.ceil(count / columns)
-    fig = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows))
-    FigureCanvasAgg(fig)
-    axes = list(fig.subplots(rows, columns, squeeze=False).ravel())
-    for spare in axes[count:]:
-        spare.remove()  # a last row that is not full would otherwise show empty axes
-    return fig, axes[:count]
-
-
-def _footer(fig: Figure, runs: pd.DataFrame, counts, extra: str = "") -> None:
-    """Caption the figure (dataset, target, seeds per point, ``extra``) and lay it out."""
-    low, high = int(min(counts)), int(max(counts))
-    text = (f"Dataset {', '.join(sorted(runs.dataset.unique()))}; target "
-            f"{', '.join(sorted(runs.arch.unique()))}; seeds per point: n="
-            f"{low if low == high else f'{low}-{high}'}. {extra}")
-    lines = textwrap.wrap(text, int(fig.get_figwidth() * 19))  # ~19 characters per inch at 7 pt
-    height = 0.1 + 0.14 * len(lines)
-    fig.set_figheight(fig.get_figheight() + height)
-    fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, ha="left", va="bottom", color="0.25")
-    fig.tight_layout(rect=(0, height / fig.get_figheight(), 1, 1))
-
-
-def _save(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``stem``.png and ``stem``.pdf."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    png, pdf = stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"
-    fig.savefig(png, dpi=200)
-    fig.savefig(pdf, metadata={"CreationDate": None})  # no timestamp: rebuilds diff cleanly
-    return [png, pdf]
-
-
-def _per_dataset(table: pd.DataFrame, name: str, out_dir: str | Path,
-                 draw: Callable[[pd.DataFrame], Drawing]) -> list[Path] | str:
-    """Run ``draw`` on each dataset's rows; save what it draws, or say why nothing was."""
-    # A figure the results no longer support must not survive from an earlier build.
-    for pattern in (f"{name}.p[nd][gf]", f"{name}_*.p[nd][gf]"):
-        for stale in Path(out_dir).glob(pattern):
-            stale.unlink()
-    if table.empty:
-        return f"{name} not drawn: no runs found"
-    datasets = sorted(table.dataset.unique())
-    written, reasons = [], []
-    for dataset in datasets:
-        with matplotlib.style.context(STYLE):
-            drawing = draw(table[table.dataset == dataset])
-            if isinstance(drawing, str):
-                reasons.append(drawing if len(datasets) == 1 else f"{dataset}: {drawing}")
-                continue
-            suffix = "" if len(datasets) == 1 else "_" + re.sub(r"[^A-Za-z0-9_-]+", "-", dataset)
-            written += _save(drawing, Path(out_dir) / f"{name}{suffix}")
-    return written or f"{name} not drawn: {'; '.join(reasons)}"
-
-
-def _spread(stats: pd.DataFrame, scale: float):
-    """Error-bar lengths for ``stats`` (a ``summarize`` result), None when every std is 0
-    or missing: zero-length bars would still draw their caps."""
-    spread = stats["std"].fillna(0) * scale
-    return spread if spread.any() else None
-
 
 def _nearest(rows: pd.DataFrame, fractions) -> list[int]:
     """The labeled counts in ``rows`` whose budget fraction is nearest each of ``fractions``
@@ -152,7 +88,7 @@ def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
                              "budget_fraction"])
     ratios = sorted(runs.prune_ratio.dropna().unique())
     panels = list(stats.groupby(["arch", "metric"]))
-    fig, axes = _panels(len(panels))
+    fig, axes = panel_grid(len(panels))
     for ax, ((arch, metric), panel) in zip(axes, panels):
         for (method, ratio, label), line in panel.groupby(["method", "prune_ratio", "label"],
                                                           dropna=False):
@@ -161,17 +97,17 @@ def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
                      {"color": RATIO_COLORS[ratios.index(ratio) % len(RATIO_COLORS)],
                       "linestyle": "--" if "(" in label else "-"})
             ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, marker="o", ms=4,
-                        yerr=_spread(line, 100), capsize=3, label=label, **style)
+                        yerr=spread(line, 100), capsize=3, label=label, **style)
         ax.set(title=f"{arch} · {metric}", xlabel=BUDGET, ylabel=ACCURACY)
         ax.legend(fontsize=7)
-    _footer(fig, runs, stats.n, "Test split, final epoch; error bars: ± std over seeds.")
+    footer(fig, runs, stats.n, "Test split, final epoch; error bars: ± std over seeds.")
     return fig
 
 
 def accuracy_vs_budget(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     """Final target accuracy (mean ± std over seeds) against the labeled budget, one line
     per method (PruneFuse per p, AL baseline, SVP per proxy), one panel per (arch, metric)."""
-    return _per_dataset(table, "accuracy_vs_budget", out_dir, _accuracy_vs_budget)
+    return per_dataset(table, "accuracy_vs_budget", out_dir, _accuracy_vs_budget)
 
 
 def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
@@ -188,18 +124,9 @@ def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     wide = (stats.pivot_table(index=["dataset", "arch", "metric", "label"], columns="budget",
                               values="cell", aggfunc="first")
             .reindex(columns=order).fillna("").rename_axis(index={"label": "method"}, columns=None))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv, markdown = out_dir / "main_table.csv", out_dir / "main_table.md"
-    wide.to_csv(csv)
-    header = [*wide.index.names, *wide.columns]
-    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    rows += ["| " + " | ".join(map(str, (*key, *cells))) + " |"
-             for key, cells in zip(wide.index, wide.to_numpy())]
     caption = ("Target test accuracy (%, test split, final epoch), mean ± std over seeds "
                "(n = seeds); columns: TOTAL labeled count (% of the training set).")
-    markdown.write_text(caption + "\n\n" + "\n".join(rows) + "\n")
-    return [csv, markdown]
+    return write_table(wide, Path(out_dir) / "main_table", caption)
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,12 +154,12 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
         return ("no PruneFuse and AL-baseline runs with the same target and metric share a "
                 "budget after the random initial set with a selection cost above 0")
     exponent = 3 * max(0, int(math.log10(max(b["mean"].max() for _, b, _ in panels)) // 3))
-    fig, axes = _panels(len(panels))
+    fig, axes = panel_grid(len(panels))
     for ax, (title, theirs, ours) in zip(axes, panels):
         x = np.arange(len(theirs))
         for offset, bars, method in ((-0.2, theirs, "baseline"), (0.2, ours, "prunefuse")):
             ax.bar(x + offset, bars["mean"] / 10**exponent, width=0.4, color=COLORS[method],
-                   yerr=_spread(bars, 10.0**-exponent), capsize=3, label=NAMES[method])
+                   yerr=spread(bars, 10.0**-exponent), capsize=3, label=NAMES[method])
         for position, cost, base_cost in zip(x, ours["mean"], theirs["mean"]):
             ax.annotate(f"{cost / base_cost:.2f}×", (position + 0.2, cost / 10**exponent),
                         xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
@@ -240,7 +167,7 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
         ax.set(title=title, xlabel=BUDGET, ylabel=f"data-selection cost ($10^{{{exponent}}}$ MACs)")
         ax.legend(fontsize=7)
     counts = pd.concat([bars.n for _, *pair in panels for bars in pair])
-    _footer(fig, pd.concat([baseline, pruned]), counts,
+    footer(fig, pd.concat([baseline, pruned]), counts,
             f"Unit: {UNIT}. Above the bars: PruneFuse / AL baseline.")
     return fig
 
@@ -249,7 +176,7 @@ def fig3_selection_flops(table: pd.DataFrame, out_dir: str | Path) -> list[Path]
     """Paper Fig. 3: MACs spent choosing the labeled set (``data_selection_macs``),
     PruneFuse vs the AL baseline, grouped bars at the budgets nearest 10, 30 and 50 %
     (after the free random initial set), one panel per p, PruneFuse/baseline ratio on top."""
-    return _per_dataset(table, "fig3_selection_flops", out_dir, _selection_flops)
+    return per_dataset(table, "fig3_selection_flops", out_dir, _selection_flops)
 
 
 # ---------------------------------------------------------------------------------------
@@ -267,7 +194,7 @@ def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
     if not panels:
         at = "" if budget is None else f" at budget {budget}"
         return f"no PruneFuse runs with both fusion=True and fusion=False at p=0.5 or 0.6{at}"
-    fig, axes = _panels(len(panels))
+    fig, axes = panel_grid(len(panels))
     counts = []
     for ax, (title, at) in zip(axes, panels):
         several_schedules = at.epochs.nunique() > 1
@@ -284,7 +211,7 @@ def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
                ylabel=ACCURACY)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
-    _footer(fig, pruned, counts, "Test accuracy after each epoch; band: ± std over seeds.")
+    footer(fig, pruned, counts, "Test accuracy after each epoch; band: ± std over seeds.")
     return fig
 
 
@@ -294,7 +221,7 @@ def fig4_fused_vs_scratch(table: pd.DataFrame, out_dir: str | Path,
     fusion=False (trained from theta's initialisation), mean over seeds with a ± std band,
     one panel per p in {0.5, 0.6} that has both; at ``budget`` (a TOTAL labeled count) or
     else the largest budget both have."""
-    return _per_dataset(table, "fig4_fused_vs_scratch", out_dir,
+    return per_dataset(table, "fig4_fused_vs_scratch", out_dir,
                         lambda runs: _fused_vs_scratch(runs, budget))
 
 
@@ -317,11 +244,11 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
         panels.append((f"target {arch} · {metric}", stats))
     if not panels:
         return "no PruneFuse and SVP runs with the same target, metric and budget"
-    fig, axes = _panels(len(panels))
+    fig, axes = panel_grid(len(panels))
     for ax, (title, stats) in zip(axes, panels):
         for method, points in stats.groupby("method"):
             ax.errorbar(points.selector_params, points["mean"] * 100, fmt="o", capsize=3,
-                        yerr=_spread(points, 100), color=COLORS[method], label=NAMES[method])
+                        yerr=spread(points, 100), color=COLORS[method], label=NAMES[method])
             for label, x, y in zip(points.label, points.selector_params, points["mean"] * 100):
                 ax.annotate(label.removeprefix("PruneFuse ").removeprefix("SVP "), (x, y),
                             xytext=(4, 4), textcoords="offset points", fontsize=7)
@@ -331,7 +258,7 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
                xlabel="selector parameters", ylabel=ACCURACY)
         ax.legend(fontsize=7)
     counts = pd.concat([stats.n for _, stats in panels])
-    _footer(fig, runs, counts, "Test split, final epoch; error bars: ± std over seeds; "
+    footer(fig, runs, counts, "Test split, final epoch; error bars: ± std over seeds; "
                                "PruneFuse points are labelled with p, SVP points with the proxy.")
     return fig
 
@@ -340,7 +267,7 @@ def fig5_prunefuse_vs_svp(table: pd.DataFrame, out_dir: str | Path) -> list[Path
     """Paper Fig. 5: final target accuracy at the budget nearest 50 % against the selector's
     parameter count (log axis): PruneFuse per p, SVP per proxy, and the AL baseline (the
     target itself selects) where present; one panel per (target arch, metric)."""
-    return _per_dataset(table, "fig5_prunefuse_vs_svp", out_dir, _prunefuse_vs_svp)
+    return per_dataset(table, "fig5_prunefuse_vs_svp", out_dir, _prunefuse_vs_svp)
 
 
 # ---------------------------------------------------------------------------------------
@@ -351,16 +278,14 @@ def plot_run(metrics: dict | str | Path) -> Figure:
     """One run at a glance: final test accuracy of the target and the selector against the
     budget, the target's per-epoch test accuracy at each budget, and the data-selection MACs.
 
-    ``metrics`` is what ``run_experiment`` returns, or a run folder. Drawn with pyplot
-    (imported only here) so that a notebook shows it inline; returns the figure.
+    ``metrics`` is what ``run_experiment`` returns, or a run folder. A pyplot figure, so
+    that a notebook shows it inline; returns it.
     """
-    import matplotlib.pyplot as plt
-
     rounds = run_table(metrics)
     budget = rounds.budget_fraction * 100
+    fig = notebook_figure((3 * PANEL_SIZE[0], PANEL_SIZE[1]))
     with matplotlib.style.context(STYLE):
-        fig, (final, curves, selection) = plt.subplots(1, 3, figsize=(3 * PANEL_SIZE[0],
-                                                                      PANEL_SIZE[1]))
+        final, curves, selection = fig.subplots(1, 3)
         final.plot(budget, rounds.target_accuracy * 100, "o-", label=f"target {rounds.arch[0]}")
         final.plot(budget, rounds.selector_accuracy * 100, "s--",
                    label=f"selector {rounds.selector_arch[0]}")
@@ -373,18 +298,16 @@ def plot_run(metrics: dict | str | Path) -> Figure:
         selection.bar([f"{share:.1f} %" for share in budget], rounds.data_selection_macs,
                       color=COLORS[rounds.method[0]])
         selection.set(title="spent choosing the labeled set", xlabel=BUDGET, ylabel="MACs")
-        _footer(fig, rounds, [1], f"Seed {rounds.seed[0]}. Unit: {UNIT}.")
+        footer(fig, rounds, [1], f"Seed {rounds.seed[0]}. Unit: {UNIT}.")
     return fig
 
 
 def show_images(split, indices, title: str = "", columns: int = 8) -> Figure:
     """A grid of ``split``'s images at ``indices`` with their labels (pyplot, for notebooks)."""
-    import matplotlib.pyplot as plt
-
     indices = list(map(int, indices))
     rows = max(1, math.ceil(len(indices) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.0 + 0.3),
-                             squeeze=False)
+    fig = notebook_figure((columns * 0.9, rows * 1.0 + 0.3))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, index in zip(axes.ravel(), indices):
@@ -399,10 +322,9 @@ def show_images(split, indices, title: str = "", columns: int = 8) -> Figure:
 
 def plot_curves(curves: dict[str, list[float]], title: str = "") -> Figure:
     """Test accuracy per epoch of several trainings, one line each (pyplot, for notebooks)."""
-    import matplotlib.pyplot as plt
-
+    fig = notebook_figure(PANEL_SIZE)
     with matplotlib.style.context(STYLE):
-        fig, ax = plt.subplots(figsize=PANEL_SIZE)
+        ax = fig.subplots()
         for name, curve in curves.items():
             ax.plot(range(1, len(curve) + 1), np.array(curve) * 100, label=name)
         ax.set(title=title, xlabel="epoch", ylabel="test accuracy (%)")
@@ -414,13 +336,20 @@ def plot_curves(curves: dict[str, list[float]], title: str = "") -> Figure:
 def make_figures(results_dir: str | Path, out_dir: str | Path,
                  fig4_budget: int | None = None) -> dict[str, list[Path] | str]:
     """Collect the runs under ``results_dir`` and write every figure and table to
-    ``out_dir``; returns, per name, the files written or the one-line reason for none."""
+    ``out_dir``, the PruneFuse ones and the companion methods' (``pf.companion_figures``);
+    returns, per name, the files written or the one-line reason for none."""
     table = collect(results_dir)
-    table = table[table.method != DATA_PRUNING]  # its rounds are pruning rates, not AL budgets
+    pruning = table.method == DATA_PRUNING  # its rounds are pruning rates, not AL budgets
+    learning, scores = table[~pruning], collect_scores(results_dir)
     return {
-        "accuracy_vs_budget": accuracy_vs_budget(table, out_dir),
-        "main_table": main_table(table, out_dir),
-        "fig3_selection_flops": fig3_selection_flops(table, out_dir),
-        "fig4_fused_vs_scratch": fig4_fused_vs_scratch(table, out_dir, fig4_budget),
-        "fig5_prunefuse_vs_svp": fig5_prunefuse_vs_svp(table, out_dir),
+        "accuracy_vs_budget": accuracy_vs_budget(learning, out_dir),
+        "main_table": main_table(learning, out_dir),
+        "fig3_selection_flops": fig3_selection_flops(learning, out_dir),
+        "fig4_fused_vs_scratch": fig4_fused_vs_scratch(learning, out_dir, fig4_budget),
+        "fig5_prunefuse_vs_svp": fig5_prunefuse_vs_svp(learning, out_dir),
+        "selection_metrics_vs_budget": selection_metrics_vs_budget(learning, out_dir),
+        "score_correlation": score_correlation(scores, out_dir),
+        "score_correlation_table": correlation_table(scores, out_dir),
+        "accuracy_vs_prune_rate": accuracy_vs_prune_rate(table[pruning], out_dir),
+        "pruning_table": pruning_table(table[pruning], out_dir),
     }

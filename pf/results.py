@@ -5,9 +5,10 @@ written to a temporary name and renamed into place at the end of the run, so a k
 run never leaves a half-written one behind.
 
 ``run_table`` and ``round_table`` show one run; ``collect`` turns a tree of run
-directories into one pandas table, a row per (run, round); ``summarize`` gives mean, std
-and seed count per group, and ``mean_std`` the text the tables print ("93.40 ± 0.11
-(n=3)").
+directories into one pandas table, a row per (run, round), and ``collect_scores`` the
+data-pruning runs into a row per run with their score correlations; ``summarize`` gives
+mean, std and seed count per group, and ``mean_std`` the text the tables print ("93.40 ±
+0.11 (n=3)").
 
     table = collect("results")
     summarize(table, ["method", "prune_ratio", "labeled"])
@@ -29,8 +30,9 @@ import torch
 import pf
 from pf.config import Config
 
-__all__ = ["METRICS_FILE", "COLUMNS", "write_json", "read_metrics", "environment", "run_label",
-           "run_table", "round_table", "collect", "summarize", "mean_std"]
+__all__ = ["METRICS_FILE", "COLUMNS", "SCORE_COLUMNS", "SCORE_NAMES", "write_json", "read_metrics",
+           "environment", "run_label", "scoring_label", "run_table", "round_table", "collect",
+           "collect_scores", "summarize", "mean_std"]
 
 METRICS_FILE = "metrics.json"
 REQUIRED_KEYS = ("schema", "config", "rounds", "environment")
@@ -109,7 +111,8 @@ PHASES = ("data_selection", "selector_training", "pool_scoring", "target_trainin
 COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
     "run_dir", "sweep", "method", "label", "dataset", "arch", "selector_arch",
     "selector_params", "target_params", "prune_ratio", "proxy_arch", "metric", "fusion", "kd",
-    "rest", "importance", "seed", "round", "labeled", "prune_rate", "selection", "train_size",
+    "rest", "importance", "seed", "round", "labeled", "prune_rate", "selection", "score",
+    "train_size",
     "budget_fraction",
     "target_accuracy", "selector_accuracy", "epochs", "curve",
     *(f"{phase}_macs" for phase in PHASES), *(f"{phase}_seconds" for phase in PHASES),
@@ -117,6 +120,7 @@ COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
 ]
 _DEFAULTS = Config()
 NAN = float("nan")
+SCORE_NAMES = {"du": "DU", "tdds": "TDDS", "el2n": "EL2N", "forgetting": "forgetting"}
 
 
 def run_label(method: str, prune_ratio: float = NAN, proxy_arch: str = "", fusion: bool = True,
@@ -135,6 +139,18 @@ def run_label(method: str, prune_ratio: float = NAN, proxy_arch: str = "", fusio
     return f"PruneFuse p={prune_ratio:g}" + (f" ({', '.join(changes)})" if changes else "")
 
 
+def scoring_label(scores: dict) -> str:
+    """How a data-pruning run scored its samples, from its metrics' ``scores`` block:
+    "DU, full run", "DU, kNN k=10 from 20 %", "TDDS, GNN k=20 from 10 %"; kNN with
+    exp(-distance) weights reads "kNN-exp"."""
+    name = SCORE_NAMES[scores["score"]]
+    if scores["source"] == "full":
+        return f"{name}, full run"
+    how = {"knn": "kNN-exp" if scores["knn_weighting"] == "exp" else "kNN",
+           "gnn": "GNN"}[scores["extrapolation"]]
+    return f"{name}, {how} k={scores['knn_k']} from {100 * scores['scored'] / scores['train_size']:.3g} %"
+
+
 def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
     """One row per round of one run's metrics (see ``collect`` for the columns)."""
     config, networks, environment_ = metrics["config"], metrics["networks"], metrics["environment"]
@@ -148,7 +164,7 @@ def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
         # are never fused nor distilled, whatever their config's (unused) flags say.
         fusion, kd = target["init"] == "fused", bool(target["kd"])
         if "selection" in record:  # a data-pruning round (pf.prune_data): by score or random
-            label = f"{config['score'] if record['selection'] == 'score' else 'random'} pruning"
+            label = scoring_label(metrics["scores"]) if record["selection"] == "score" else "random"
         else:
             label = run_label(method, config["prune_ratio"], config["proxy_arch"], fusion, kd,
                               config["rest"], config["importance"])
@@ -167,6 +183,7 @@ def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
             "seed": metrics["seed"], "round": record["round"], "labeled": record["labeled"],
             # Data-pruning runs (pf.prune_data) keep a fraction by score or at random.
             "prune_rate": record.get("prune_rate", NAN), "selection": record.get("selection", NAN),
+            "score": metrics["scores"]["score"] if "selection" in record else NAN,
             "train_size": train_size, "budget_fraction": record["labeled"] / train_size,
             "target_accuracy": target["test_accuracy"],
             "selector_accuracy": NAN if selector is None else selector["test_accuracy"],
@@ -210,15 +227,25 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
       ``arch`` (the target), ``selector_arch``, ``selector_params``, ``target_params``;
     - ``prune_ratio``, ``rest``, ``importance``: NaN unless PruneFuse; ``proxy_arch``: NaN
       unless SVP; ``metric``; ``fusion``/``kd``: whether the target was fused/distilled;
-    - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``prune_rate`` and
-      ``selection`` (score | random; data-pruning runs only, else NaN), ``train_size``,
-      ``budget_fraction`` (= labeled / train_size);
+    - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``prune_rate``,
+      ``selection`` (score | random) and ``score`` (du | tdds | el2n | forgetting):
+      data-pruning runs only, else NaN; ``train_size``, ``budget_fraction`` (= labeled /
+      train_size); a data-pruning round's ``label`` is ``scoring_label`` or "random";
     - ``target_accuracy``, ``selector_accuracy`` (NaN in rounds without a selector),
       test split, final epoch, fraction in [0, 1]; ``epochs`` and ``curve`` (the target's
       per-epoch test accuracy);
     - ``{data_selection,selector_training,pool_scoring,target_training}_macs`` (MACs,
       1 multiply-add = 1) and the matching ``*_seconds``;
     - ``device`` (the hardware's name) and ``git_commit``.
+    """
+    return pd.DataFrame(_walk(results_dir, _rows), columns=COLUMNS)
+
+
+def _walk(results_dir: str | Path, rows_of) -> list[dict]:
+    """``rows_of(metrics, run_dir, sweep)`` for every run under ``results_dir``, joined.
+
+    Hidden folders (e.g. ``.ipynb_checkpoints``) are skipped; a metrics file that
+    ``read_metrics`` rejects, or whose ``rows_of`` misses a field, is skipped with a warning.
     """
     root = Path(results_dir)
     if not root.is_dir():
@@ -229,11 +256,55 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
         if any(part.startswith(".") for part in relative.parts):
             continue
         try:
-            rows += _rows(read_metrics(path.parent), relative.as_posix(),
-                          relative.parts[0] if len(relative.parts) > 1 else "")
+            rows += rows_of(read_metrics(path.parent), relative.as_posix(),
+                            relative.parts[0] if len(relative.parts) > 1 else "")
         except (ValueError, KeyError, TypeError) as error:
-            warnings.warn(f"skipping {path}: {error!r}", stacklevel=2)
-    return pd.DataFrame(rows, columns=COLUMNS)
+            warnings.warn(f"skipping {path}: {error!r}", stacklevel=3)
+    return rows
+
+
+SCORE_COLUMNS = [  # collect_scores()'s columns, in order
+    "run_dir", "sweep", "dataset", "arch", "seed", "score", "source", "label", "extrapolation",
+    "knn_k", "knn_weighting", "scored", "train_size", "subset_fraction", "pearson", "spearman",
+    "pearson_scored", "spearman_scored", "scoring_test_accuracy", "reference_test_accuracy",
+    "device", "git_commit",
+]
+
+
+def _score_rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
+    """The one row of a data-pruning run for ``collect_scores``; none for other runs."""
+    if "scores" not in metrics:
+        return []
+    scores, environment_ = metrics["scores"], metrics["environment"]
+    return [{
+        "run_dir": run_dir, "sweep": sweep, "dataset": metrics["dataset"]["name"],
+        "arch": metrics["config"]["arch"], "seed": metrics["seed"],
+        "label": scoring_label(scores), "subset_fraction": scores["scored"] / scores["train_size"],
+        **{key: scores[key] for key in (
+            "score", "source", "extrapolation", "knn_k", "knn_weighting", "scored", "train_size",
+            "pearson", "spearman", "pearson_scored", "spearman_scored", "scoring_test_accuracy",
+            "reference_test_accuracy")},
+        "device": environment_["device_name"], "git_commit": environment_["git_commit"],
+    }]
+
+
+def collect_scores(results_dir: str | Path) -> pd.DataFrame:
+    """Every finished data-pruning run under ``results_dir``, one row per run.
+
+    Columns (``SCORE_COLUMNS``): where the run sits (as in ``collect``), ``dataset``,
+    ``arch``, ``seed``; how it scored: ``score``, ``source`` (full | subset), ``label``
+    (``scoring_label``), ``extrapolation``, ``knn_k`` and ``knn_weighting`` (None for a
+    full run), ``scored`` of ``train_size`` samples and their ``subset_fraction``; how
+    well: ``pearson`` and ``spearman`` of extrapolated vs full-run scores on the samples
+    the subset did not see, ``*_scored`` of the subset run's own scores on those it did
+    (None without ``score_reference``), and the test accuracy of the scoring and
+    reference runs; ``device`` and ``git_commit``. Correlations that are None in
+    metrics.json are NaN here.
+    """
+    table = pd.DataFrame(_walk(results_dir, _score_rows), columns=SCORE_COLUMNS)
+    correlations = ["pearson", "spearman", "pearson_scored", "spearman_scored"]
+    table[correlations] = table[correlations].astype(float)
+    return table
 
 
 def summarize(table: pd.DataFrame, by: str | list[str],

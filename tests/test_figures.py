@@ -12,6 +12,8 @@ from test_results import fake_metrics, write_run
 
 FIGURES = ("accuracy_vs_budget", "fig3_selection_flops", "fig4_fused_vs_scratch",
            "fig5_prunefuse_vs_svp")
+COMPANION = ("selection_metrics_vs_budget", "score_correlation", "score_correlation_table",
+             "accuracy_vs_prune_rate", "pruning_table")  # tests/test_companion_figures.py
 BASELINE_FINAL = (0.90, 0.91, 0.93)  # the baseline's accuracy at 50 %, seeds 0..2
 
 
@@ -39,12 +41,13 @@ def _written(out: Path) -> set[str]:
 def test_every_figure_is_written_as_png_and_pdf(tmp_path):
     out = tmp_path / "figures"
     made = make_figures(_paper_tree(tmp_path / "results"), out)
-    assert set(made) == {*FIGURES, "main_table"}
+    assert set(made) == {*FIGURES, "main_table", *COMPANION}
+    assert all(isinstance(made[name], str) for name in COMPANION)  # no such runs here
     for name in FIGURES:
         assert [p.name for p in made[name]] == [f"{name}.png", f"{name}.pdf"], made[name]
         assert all(p.stat().st_size > 1000 for p in made[name])
     assert [p.name for p in made["main_table"]] == ["main_table.csv", "main_table.md"]
-    assert _written(out) == {p.name for files in made.values() for p in files}
+    assert _written(out) == {p.name for name in (*FIGURES, "main_table") for p in made[name]}
 
 
 def test_an_empty_results_folder_draws_nothing_and_says_so(tmp_path):

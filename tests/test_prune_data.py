@@ -1,6 +1,9 @@
 """Data pruning by score extrapolation: what is kept, the run's record, the config's limits."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +11,8 @@ import torch
 from pf.config import ConfigError, make_config
 from pf.experiment import run_experiment
 from pf.prune_data import check_data_pruning, keep_count, keep_highest, keep_random
+
+PF = str(Path(sys.executable).with_name("pf"))
 
 # ---------------------------------------------------------------------------------------
 # Which samples are kept
@@ -136,6 +141,18 @@ def test_full_scores_and_no_baseline(synthetic):
     assert block["macs"]["pool_scoring"] == 0  # no embedding pass
 
 
+def test_no_rates_scores_only_and_the_cli_reports_the_correlations(tmp_path):
+    assignments = [f"{key}={json.dumps(value)}" for key, value in {**SMOKE, "prune_rates": []}.items()]
+    cli = subprocess.run([PF, "run", "--preset", "smoke", "--out", str(tmp_path),
+                          *(arg for a in assignments for arg in ("--set", a))],
+                         capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["rounds"] == [] and -1 <= metrics["scores"]["pearson"] <= 1
+    assert "scores: DU, kNN k=10 from 25 % (128 of 512 samples scored)" in cli.stdout
+    assert f"unseen samples: Pearson {metrics['scores']['pearson']:.3f}" in cli.stdout
+
+
 # ---------------------------------------------------------------------------------------
 # Bad parameters
 # ---------------------------------------------------------------------------------------
@@ -143,9 +160,9 @@ def test_full_scores_and_no_baseline(synthetic):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"score": "aum"}, "score: 'aum' is not one of du, tdds, el2n, forgetting"),
-    ({"prune_rates": [0.5, 1.0]}, "prune_rates: expected a non-empty list of fractions in [0, 1)"),
-    ({"prune_rates": [-0.1]}, "prune_rates: expected a non-empty list of fractions in [0, 1)"),
-    ({"prune_rates": []}, "prune_rates: expected a non-empty list"),
+    ({"prune_rates": [0.5, 1.0]}, "prune_rates: expected a list of fractions in [0, 1)"),
+    ({"prune_rates": [-0.1]}, "prune_rates: expected a list of fractions in [0, 1)"),
+    ({"prune_rates": ["half"]}, "prune_rates: expected a list of fractions in [0, 1)"),
     ({"prune_rates": [0.5, 0.5]}, "prune_rates: must be distinct"),
     ({"score_subset": 1.0}, "score_subset: must lie in (0, 1)"),
     ({"score_source": "half"}, "score_source: 'half' is not one of full, subset"),

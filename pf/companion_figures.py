@@ -1,0 +1,232 @@
+"""Figures of the two companion methods, regenerated from stored runs.
+
+``pf.figures.make_figures`` calls these next to the PruneFuse figures; each writes PNG
+and PDF (tables: CSV and Markdown) and returns the files, or a one-line reason when the
+results hold nothing to draw (see ``pf.plotting``).
+
+- ``selection_metrics_vs_budget`` (norm-based selection, Bar & Giryes): the target's
+  final test accuracy against the labeled count, a line per selection metric (norm_gs,
+  random, least confidence, k-centers, ...), one panel per (target arch, method); drawn
+  only where runs of one method used at least two metrics.
+- ``score_correlation`` and ``score_correlation.csv/md`` (score extrapolation, Schmidt,
+  Dhungel et al.): Pearson and Spearman of extrapolated vs full-run scores on the
+  samples the scoring subset did not see, against the subset size, a line per
+  extrapolation (kNN per k and weighting, GNN per k).
+- ``accuracy_vs_prune_rate`` and ``pruning_table.csv/md``: the retrained target's final
+  test accuracy against the pruning rate, a line per way of scoring (full run, kNN, GNN)
+  and random pruning.
+
+``plot_scores(run_dir)`` draws one data-pruning run's extrapolated against full-run
+scores for the extrapolation notebook.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.style
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, footer, notebook_figure,
+                         panel_grid, per_dataset, spread, write_table)
+from pf.results import SCORE_NAMES, mean_std, summarize
+
+__all__ = ["selection_metrics_vs_budget", "score_correlation", "correlation_table",
+           "accuracy_vs_prune_rate", "pruning_table", "plot_scores"]
+
+# A fixed colour per metric, so that a metric looks the same in every panel and figure.
+METRIC_COLORS = {"random": "0.45", "least_confidence": "tab:blue", "entropy": "tab:cyan",
+                 "margin": "tab:olive", "kcenters": "tab:green", "norm_gs": "tab:red",
+                 "norm_top": "tab:purple", "norm_sample": "tab:brown"}
+CORRELATIONS = {"pearson": "Pearson", "spearman": "Spearman"}
+RANDOM = "random"  # the label of random-pruning rounds (pf.results)
+
+
+# ---------------------------------------------------------------------------------------
+# Norm-based selection: accuracy per metric
+# ---------------------------------------------------------------------------------------
+
+def _metrics_vs_budget(runs: pd.DataFrame) -> Drawing:
+    stats = summarize(runs, ["arch", "label", "metric", "labeled"])
+    groups = [(key, group) for key, group in stats.groupby(["arch", "label"])
+              if group.metric.nunique() > 1]
+    if not groups:
+        return "no runs of one method and target with two or more selection metrics"
+    fig, axes = panel_grid(len(groups))
+    for ax, ((arch, label), group) in zip(axes, groups):
+        for metric, line in group.groupby("metric"):
+            ax.errorbar(line.labeled, line["mean"] * 100, yerr=spread(line, 100), marker="o",
+                        ms=4, capsize=3, label=metric, color=METRIC_COLORS.get(metric))
+        ax.set(title=f"{arch} · {label}", xlabel="labeled samples (TOTAL)", ylabel=ACCURACY)
+        ax.legend(fontsize=7, title="selection metric", title_fontsize=7)
+    footer(fig, runs, pd.concat([group.n for _, group in groups]),
+           "Test split, final epoch; error bars: ± std over seeds. The first budget is "
+           "the same random draw for every metric of a seed.")
+    return fig
+
+
+def selection_metrics_vs_budget(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """Final target accuracy (mean ± std over seeds) against the TOTAL labeled count, a line
+    per selection metric, one panel per (target arch, method) that ran two metrics or more.
+    ``table``: ``pf.results.collect`` rows of active-learning runs."""
+    return per_dataset(table, "selection_metrics_vs_budget", out_dir, _metrics_vs_budget)
+
+
+# ---------------------------------------------------------------------------------------
+# Score extrapolation: agreement with a full run
+# ---------------------------------------------------------------------------------------
+
+def _extrapolation_lines(scores: pd.DataFrame) -> pd.DataFrame:
+    """Subset runs with a full-run reference, with the name of their line: the label
+    without the subset size ("DU, kNN k=10"), which the x axis shows instead."""
+    with_reference = scores[(scores.source == "subset") & scores.pearson.notna()].copy()
+    with_reference["line"] = with_reference.label.str.replace(r" from [\d.]+ %$", "", regex=True)
+    return with_reference
+
+
+def _correlation(scores: pd.DataFrame) -> Drawing:
+    runs = _extrapolation_lines(scores)
+    if runs.empty:
+        return "no runs with extrapolated scores and a full-run reference (score_reference=true)"
+    groups = list(runs.groupby(["arch", "score"]))
+    fig, axes = panel_grid(len(groups) * len(CORRELATIONS))
+    counts = []
+    for index, ((arch, score), group) in enumerate(groups):
+        for ax, (column, name) in zip(axes[index * 2:index * 2 + 2], CORRELATIONS.items()):
+            for line, points in group.groupby("line"):
+                stats = summarize(points, "subset_fraction", column)
+                ax.errorbar(stats.subset_fraction * 100, stats["mean"], yerr=spread(stats, 1),
+                            marker="o", ms=4, capsize=3, label=line)
+                counts += list(stats.n)
+            # Without extrapolation: the subset run's own scores on the samples it saw.
+            own = summarize(group.drop_duplicates(["seed", "scored"]), "subset_fraction",
+                            f"{column}_scored")
+            ax.plot(own.subset_fraction * 100, own["mean"], ":", color="0.4",
+                    label="subset's own scores (seen samples)")
+            ax.set(title=f"{arch} · {SCORE_NAMES[score]} · {name}",
+                   xlabel="scored subset (% of training set)", ylabel=f"{name} vs full-run scores")
+            ax.legend(fontsize=7)
+    footer(fig, runs, counts, "Correlation on the samples the scoring subset did not see; "
+                              "error bars: ± std over seeds.")
+    return fig
+
+
+def score_correlation(scores: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """Pearson and Spearman of extrapolated vs full-run scores on the unseen samples
+    against the scored subset's size, a line per extrapolation (kNN per k and weighting,
+    GNN per k); per (arch, score) a Pearson and a Spearman panel, with the subset run's
+    own agreement on the samples it saw dotted. ``scores``: ``pf.results.collect_scores``."""
+    return per_dataset(scores, "score_correlation", out_dir, _correlation)
+
+
+def correlation_table(scores: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """``score_correlation.csv`` and ``.md``: a row per (dataset, arch, way of scoring),
+    Pearson and Spearman on the unseen samples as "mean ± std (n=seeds)"."""
+    runs = _extrapolation_lines(scores)
+    if runs.empty:
+        return ("score_correlation table not written: no runs with extrapolated scores and a "
+                "full-run reference")
+    columns = {}
+    for column, name in CORRELATIONS.items():
+        stats = summarize(runs, ["dataset", "arch", "label"], column)
+        cells = [mean_std(m, s, n, scale=1, digits=3)
+                 for m, s, n in zip(stats["mean"], stats["std"], stats.n)]
+        columns[f"{name} (unseen)"] = pd.Series(cells, index=pd.MultiIndex.from_frame(
+            stats[["dataset", "arch", "label"]]))
+    wide = pd.DataFrame(columns).rename_axis(index={"label": "scores"})
+    caption = ("Extrapolated vs full-run scores on the training samples the scoring subset "
+               "did not see: mean ± std over seeds (n = seeds).")
+    return write_table(wide, Path(out_dir) / "score_correlation", caption)
+
+
+# ---------------------------------------------------------------------------------------
+# Score extrapolation: accuracy after pruning
+# ---------------------------------------------------------------------------------------
+
+def _pruning_rounds(table: pd.DataFrame) -> pd.DataFrame:
+    """Data-pruning rounds, random ones counted once per seed: random pruning does not
+    depend on the scoring, so runs that differ only in how they score repeat it."""
+    rounds = table[table.selection.notna()]
+    random = rounds.selection == RANDOM
+    once = rounds[random].drop_duplicates(["dataset", "arch", "score", "seed", "prune_rate",
+                                           "epochs"])
+    return pd.concat([rounds[~random], once])
+
+
+def _accuracy_vs_rate(table: pd.DataFrame) -> Drawing:
+    rounds = _pruning_rounds(table)
+    if rounds.empty:
+        return "no runs of method=prune_data with pruning rates"
+    stats = summarize(rounds, ["arch", "score", "label", "prune_rate"])
+    groups = list(stats.groupby(["arch", "score"]))
+    fig, axes = panel_grid(len(groups))
+    for ax, ((arch, score), group) in zip(axes, groups):
+        for label, line in group.groupby("label"):
+            ax.errorbar(line.prune_rate * 100, line["mean"] * 100, yerr=spread(line, 100),
+                        marker="o", ms=4, capsize=3, label=label,
+                        **({"color": "0.45", "linestyle": "--"} if label == RANDOM else {}))
+        ax.set(title=f"{arch} · keep the highest {SCORE_NAMES[score]}",
+               xlabel="pruning rate (% of training set removed)", ylabel=ACCURACY)
+        ax.legend(fontsize=7)
+    footer(fig, rounds, stats.n, "Retrained from scratch on the kept samples; test split, "
+                                 "final epoch; error bars: ± std over seeds.")
+    return fig
+
+
+def accuracy_vs_prune_rate(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """Final test accuracy of the target retrained on the kept samples against the pruning
+    rate, a line per way of scoring and one for random pruning, one panel per (arch,
+    score). ``table``: ``pf.results.collect`` rows (only data-pruning rounds are used)."""
+    return per_dataset(table, "accuracy_vs_prune_rate", out_dir, _accuracy_vs_rate)
+
+
+def pruning_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """``pruning_table.csv`` and ``.md``: a row per (dataset, arch, way of scoring), a
+    column per pruning rate, cells the retrained accuracy "mean ± std (n=seeds)" in %."""
+    rounds = _pruning_rounds(table)
+    if rounds.empty:
+        return "pruning_table not written: no runs of method=prune_data"
+    stats = summarize(rounds, ["dataset", "arch", "score", "label", "prune_rate"])
+    stats["cell"] = [mean_std(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats.n)]
+    stats["rate"] = [f"rate {rate:g}" for rate in stats.prune_rate]
+    order = stats.sort_values("prune_rate").rate.unique()
+    wide = (stats.pivot_table(index=["dataset", "arch", "score", "label"], columns="rate",
+                              values="cell", aggfunc="first")
+            .reindex(columns=order).fillna("").rename_axis(index={"label": "kept by"}, columns=None))
+    caption = ("Test accuracy (%, test split, final epoch) of the target retrained from "
+               "scratch on the samples kept at each pruning rate, mean ± std over seeds.")
+    return write_table(wide, Path(out_dir) / "pruning_table", caption)
+
+
+# ---------------------------------------------------------------------------------------
+# One data-pruning run, for the extrapolation notebook
+# ---------------------------------------------------------------------------------------
+
+def plot_scores(run_dir: str | Path) -> Figure:
+    """Extrapolated against full-run scores of one data-pruning run (``run_dir`` holds its
+    metrics.json and scores.json; needs ``score_reference=true``), seen and unseen samples
+    in two colours, with their Pearson and Spearman in the legend. Pyplot, for notebooks."""
+    run_dir = Path(run_dir)
+    saved = json.loads((run_dir / "scores.json").read_text())
+    summary = json.loads((run_dir / "metrics.json").read_text())["scores"]
+    if saved["reference_scores"] is None:
+        raise ValueError(f"{run_dir}: no full-run scores; run with score_reference=true")
+    estimate, truth = np.array(saved["scores"]), np.array(saved["reference_scores"])
+    seen = np.zeros(len(estimate), dtype=bool)
+    seen[saved["scored_indices"]] = True
+    fig = notebook_figure((PANEL_SIZE[0] * 1.2, PANEL_SIZE[1] * 1.2))
+    with matplotlib.style.context(STYLE):
+        ax = fig.subplots()
+        for mask, name, suffix, color in ((~seen, "extrapolated (unseen)", "", "tab:blue"),
+                                          (seen, "subset run's own (seen)", "_scored", "0.55")):
+            ax.scatter(truth[mask], estimate[mask], s=5, alpha=0.5, color=color,
+                       label=f"{name}: Pearson {summary['pearson' + suffix]:.3f}, "
+                             f"Spearman {summary['spearman' + suffix]:.3f}")
+        ax.set(title=f"{SCORE_NAMES[summary['score']]} scores of {len(estimate)} training samples",
+               xlabel="full-run score", ylabel="subset run's score")
+        ax.legend(fontsize=7, markerscale=3)
+        fig.tight_layout()
+    return fig

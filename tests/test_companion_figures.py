@@ -1,0 +1,138 @@
+"""The companion methods' figures and tables from a synthetic results tree: data-pruning
+runs read back (collect_scores, labels), correlations and accuracies in the tables, random
+pruning counted once per seed, what is drawn and what is not. No training."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from pf.companion_figures import (accuracy_vs_prune_rate, correlation_table, plot_scores,
+                                  pruning_table, score_correlation, selection_metrics_vs_budget)
+from pf.figures import make_figures
+from pf.results import SCORE_COLUMNS, collect, collect_scores, scoring_label, write_json
+from test_results import TRAIN_SIZE, fake_metrics, write_run
+
+RATES = (0.3, 0.7)
+
+
+def fake_pruning_metrics(seed=0, source="subset", subset=0.2, extrapolation="knn", k=10,
+                         weighting="mean", pearson=0.5, reference=True, accuracies=(0.9, 0.8),
+                         random_accuracies=(0.88, 0.7)) -> dict:
+    """A schema-faithful metrics.json of a data-pruning run: one score round per rate, and
+    a random one when ``random_accuracies`` is given; correlations only with ``reference``."""
+    metrics = fake_metrics(method="baseline", seed=seed)  # the shared envelope
+    metrics["method"] = metrics["config"]["method"] = "prune_data"
+    subset_run = source == "subset"
+    metrics["scores"] = {
+        "score": "du", "source": source,
+        "scored": round(subset * TRAIN_SIZE) if subset_run else TRAIN_SIZE,
+        "train_size": TRAIN_SIZE, "extrapolation": extrapolation if subset_run else None,
+        "knn_k": k if subset_run else None,
+        "knn_weighting": weighting if subset_run and extrapolation == "knn" else None,
+        "scoring_test_accuracy": 0.85, "reference": reference and subset_run,
+        "reference_test_accuracy": 0.93 if reference and subset_run else None,
+        **{key: value if reference and subset_run else None for key, value in (
+            ("pearson", pearson), ("spearman", pearson - 0.1), ("pearson_scored", 0.8),
+            ("spearman_scored", 0.7))},
+    }
+    plans = [(rate, "score", accuracy) for rate, accuracy in zip(RATES, accuracies)]
+    if random_accuracies:
+        plans += [(rate, "random", accuracy) for rate, accuracy in zip(RATES, random_accuracies)]
+    template = metrics["rounds"][0]
+    metrics["rounds"] = [{**template, "round": index, "prune_rate": rate, "selection": selection,
+                          "labeled": round((1 - rate) * TRAIN_SIZE), "selector": None,
+                          "target": {**template["target"], "init": "scratch", "kd": False,
+                                     "test_accuracy": accuracy, "curve": [accuracy]}}
+                         for index, (rate, selection, accuracy) in enumerate(plans)]
+    return metrics
+
+
+def _extrapolation_tree(root: Path) -> Path:
+    """Two seeds of: kNN k=10 and GNN k=10 at 10 and 20 % with references (scoring only),
+    a full run with random pruning, and a kNN run without reference, also with random."""
+    for seed in (0, 1):
+        for subset in (0.1, 0.2):
+            for extrapolation, base in (("knn", 0.4), ("gnn", 0.3)):
+                metrics = fake_pruning_metrics(seed, subset=subset, extrapolation=extrapolation,
+                                               pearson=base + subset + 0.1 * seed,
+                                               accuracies=(), random_accuracies=())
+                write_json(root / f"{extrapolation}{subset}_s{seed}" / "metrics.json", metrics)
+        write_json(root / f"full_s{seed}" / "metrics.json", fake_pruning_metrics(
+            seed, source="full", accuracies=(0.92, 0.85 + 0.02 * seed)))
+        write_json(root / f"knn_rates_s{seed}" / "metrics.json", fake_pruning_metrics(
+            seed, reference=False, accuracies=(0.91, 0.80)))
+    return root
+
+
+def test_collect_scores_gives_one_row_per_data_pruning_run(tmp_path):
+    root = _extrapolation_tree(tmp_path / "results")
+    write_run(root, "al_run", method="baseline")  # not a data-pruning run: no row
+    scores = collect_scores(root)
+    assert list(scores.columns) == SCORE_COLUMNS and len(scores) == 12
+    knn = scores[scores.run_dir == "knn0.1_s1"].iloc[0]
+    assert (knn.label, knn.scored, knn.subset_fraction) == ("DU, kNN k=10 from 10 %", 5000, 0.1)
+    assert knn.pearson == pytest.approx(0.6) and knn.spearman == pytest.approx(0.5)
+    full = scores[scores.run_dir == "full_s0"].iloc[0]
+    assert full.label == "DU, full run" and math.isnan(full.pearson)
+
+
+def test_scoring_labels_name_the_score_the_extrapolation_and_the_subset():
+    block = fake_pruning_metrics(extrapolation="knn", weighting="exp", k=20, subset=0.1)["scores"]
+    assert scoring_label(block) == "DU, kNN-exp k=20 from 10 %"
+    block = fake_pruning_metrics(extrapolation="gnn", subset=0.25)["scores"]
+    assert scoring_label(block) == "DU, GNN k=10 from 25 %"
+
+
+def test_the_correlation_table_averages_seeds_of_runs_with_a_reference(tmp_path):
+    scores = collect_scores(_extrapolation_tree(tmp_path / "results"))
+    files = correlation_table(scores, tmp_path / "figures")
+    text = files[1].read_text()
+    # kNN at 10 %: Pearson 0.5 and 0.6 over seeds 0 and 1; runs without a reference are absent.
+    assert "| DU, kNN k=10 from 10 % | 0.550 ± 0.071 (n=2) | 0.450 ± 0.071 (n=2) |" in text
+    assert "| DU, GNN k=10 from 20 % | 0.550 ± 0.071 (n=2) |" in text
+    assert "full run" not in text and text.count("kNN") == 2
+    drawn = score_correlation(scores, tmp_path / "figures")
+    assert [p.name for p in drawn] == ["score_correlation.png", "score_correlation.pdf"]
+
+
+def test_random_pruning_counts_once_per_seed_in_the_pruning_table(tmp_path):
+    table = collect(_extrapolation_tree(tmp_path / "results"))
+    text = pruning_table(table, tmp_path / "figures")[1].read_text()
+    # Both the full and the kNN runs of a seed pruned at random: the same training, once.
+    assert "| random | 88.00 ± 0.00 (n=2) | 70.00 ± 0.00 (n=2) |" in text
+    assert "| DU, full run | 92.00 ± 0.00 (n=2) | 86.00 ± 1.41 (n=2) |" in text
+    assert "| DU, kNN k=10 from 20 % | 91.00 ± 0.00 (n=2) | 80.00 ± 0.00 (n=2) |" in text
+    drawn = accuracy_vs_prune_rate(table, tmp_path / "figures")
+    assert [p.name for p in drawn] == ["accuracy_vs_prune_rate.png", "accuracy_vs_prune_rate.pdf"]
+
+
+def test_selection_metrics_are_compared_only_where_a_method_ran_two(tmp_path):
+    root = tmp_path / "results"
+    for seed in (0, 1):
+        write_run(root, f"lc_s{seed}", method="baseline", seed=seed)
+    reason = selection_metrics_vs_budget(collect(root), tmp_path / "figures")
+    assert isinstance(reason, str) and "two or more selection metrics" in reason
+    for seed in (0, 1):
+        write_run(root, f"gs_s{seed}", method="baseline", seed=seed, metric="norm_gs")
+    drawn = selection_metrics_vs_budget(collect(root), tmp_path / "figures")
+    assert [p.name for p in drawn] == ["selection_metrics_vs_budget.png",
+                                       "selection_metrics_vs_budget.pdf"]
+
+
+def test_make_figures_keeps_data_pruning_out_of_the_active_learning_figures(tmp_path):
+    root = _extrapolation_tree(tmp_path / "results")
+    made = make_figures(root, tmp_path / "figures")
+    for name in ("accuracy_vs_budget", "main_table", "selection_metrics_vs_budget"):
+        assert isinstance(made[name], str) and "no runs" in made[name], name
+    for name in ("score_correlation", "score_correlation_table", "accuracy_vs_prune_rate",
+                 "pruning_table"):
+        assert isinstance(made[name], list), name
+
+
+def test_plot_scores_needs_a_full_run_reference(tmp_path):
+    write_json(tmp_path / "metrics.json", fake_pruning_metrics(reference=False))
+    write_json(tmp_path / "scores.json", {"scores": [0.1, 0.2], "scored_indices": [0],
+                                          "reference_scores": None})
+    with pytest.raises(ValueError, match="score_reference=true"):
+        plot_scores(tmp_path)
