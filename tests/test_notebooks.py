@@ -15,7 +15,8 @@ from test_results import write_run
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PF = str(Path(sys.executable).with_name("pf"))
-SMOKE = {**make_config("smoke", {"lr_schedule": [[1, 0.05]]}).to_dict(), "progress": False}
+SMOKE_OVERRIDES = {"lr_schedule": [[1, 0.05]]}
+SMOKE = {**make_config("smoke", SMOKE_OVERRIDES).to_dict(), "progress": False}
 
 
 def _execute(name: str, tmp_path: Path, **parameters) -> nbformat.NotebookNode:
@@ -87,3 +88,40 @@ def test_flops_and_figures_notebooks_draw_from_protocol_and_runs(tmp_path):
     text = "".join(out.get("text", "") for cell in figures.cells for out in cell.get("outputs", []))
     assert "fig4_fused_vs_scratch not drawn" in text  # no fusion=False runs: said, not drawn
     assert _images(figures) >= 2
+
+
+def test_norms_notebook_runs_norm_gs_and_compares_metrics(tmp_path):
+    for metric in ("least_confidence", "norm_gs"):  # stored runs of two metrics to compare
+        write_run(tmp_path / "compare", metric, method="baseline", metric=metric)
+    notebook = _execute("subset_selection_norms.ipynb", tmp_path,
+                        **{**SMOKE, "method": "baseline", "metric": "norm_gs"},
+                        out_dir="nb", compare_dir="compare")
+    metrics = read_metrics(tmp_path / "nb")
+    assert metrics["config"]["metric"] == "norm_gs" and len(metrics["rounds"]) == 2
+    assert _images(notebook) == 3  # the run, its first picks, the comparison
+    assert (tmp_path / "nb" / "comparison" / "selection_metrics_vs_budget.png").exists()
+
+
+def test_score_extrapolation_notebook_reports_correlations_and_pruned_accuracy(tmp_path):
+    from test_companion_figures import _extrapolation_tree
+
+    pruning = {"method": "prune_data", "prune_rates": [0.5], "score_lr_schedule": [[10, 0.05]],
+               "score_source": "subset", "score_subset": 0.25, "score_reference": True}
+    parameters = {**make_config("smoke", {**SMOKE_OVERRIDES, **pruning}).to_dict(),
+                  "progress": False}
+    notebook = _execute("score_extrapolation.ipynb", tmp_path, **parameters, out_dir="nb",
+                        compare_dir=str(_extrapolation_tree(tmp_path / "compare")))
+    metrics = read_metrics(tmp_path / "nb")
+    assert -1 <= metrics["scores"]["pearson"] <= 1
+    assert [r["selection"] for r in metrics["rounds"]] == ["score", "random"]
+    assert _images(notebook) == 3  # scores scatter, correlation and accuracy comparisons
+    for name in ("score_correlation.png", "accuracy_vs_prune_rate.png"):
+        assert (tmp_path / "nb" / "comparison" / name).exists()
+
+
+def test_a_bad_pruning_parameter_fails_the_extrapolation_notebook_like_the_cli(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        _execute("score_extrapolation.ipynb", tmp_path, knn_weighting="gauss", out_dir="nb")
+    assert error.value.ename == "ConfigError"
+    assert error.value.evalue == "knn_weighting: 'gauss' is not one of mean, exp"
+    assert not (tmp_path / "nb").exists()
