@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="local process pool (default) or a Slurm job array via submitit")
     sweep.add_argument("--jobs", type=int, default=None, help="local workers (default: one per "
                        "visible GPU, else 1)")
-    sweep.add_argument("--dry-run", action="store_true", help="list the runs and their state")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="list the runs, their state and planned cost (pf.cost)")
     sweep.add_argument("--partition", default=None, help="slurm: partition")
     sweep.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: minutes per run")
     sweep.add_argument("--cpus-per-task", type=int, default=8, help="slurm: CPUs per run")

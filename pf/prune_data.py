@@ -62,8 +62,8 @@ from pf.scores import (DynamicsRecorder, dynamic_uncertainty, el2n, forgetting_c
                        record_dynamics, tdds)
 from pf.train import FitResult, fit, predict
 
-__all__ = ["SELECTIONS", "keep_count", "keep_highest", "keep_random", "score_from_dynamics",
-           "check_data_pruning", "score_training_set", "run_data_pruning"]
+__all__ = ["SELECTIONS", "keep_count", "keep_highest", "keep_random", "subset_size",
+           "score_from_dynamics", "check_data_pruning", "score_training_set", "run_data_pruning"]
 
 SELECTIONS = ("score", "random")  # keep the highest-scored, or a seeded random draw
 GNN_MIN_SCORED = 20  # gnn_extrapolate validates on 10 % of the scored samples, at least 2
@@ -129,7 +129,9 @@ def score_from_dynamics(name: str, recorder: DynamicsRecorder) -> torch.Tensor:
     raise ValueError(f"score: unknown {name!r}; choose one of du, tdds, el2n, forgetting")
 
 
-def _subset_size(config: Config, train_size: int) -> int:
+def subset_size(config: Config, train_size: int) -> int:
+    """How many of ``train_size`` samples a ``score_source="subset"`` run scores:
+    ``score_subset`` of them, rounded half up, at least 1."""
     return min(train_size, max(1, math.floor(config.score_subset * train_size + 0.5)))
 
 
@@ -141,7 +143,7 @@ def check_data_pruning(config: Config, train_size: int) -> None:
     """
     if config.score_source != "subset":
         return
-    scored = _subset_size(config, train_size)
+    scored = subset_size(config, train_size)
     if train_size - scored < 2:
         raise ConfigError(f"score_subset: {config.score_subset} of {train_size} samples leaves "
                           f"fewer than 2 to extrapolate to")
@@ -196,7 +198,7 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
     subset = config.score_source == "subset"
     if subset:
         generator = torch.Generator().manual_seed(seed + SUBSET_SEED)
-        scored = torch.randperm(num_samples, generator=generator)[:_subset_size(config, num_samples)]
+        scored = torch.randperm(num_samples, generator=generator)[:subset_size(config, num_samples)]
         scored = scored.sort().values.to(device)
     else:
         scored = torch.arange(num_samples, device=device)

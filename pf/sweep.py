@@ -3,7 +3,7 @@
     pf sweep notebooks/sweeps/demo.yaml                 # local, one run at a time on CPU
     pf sweep notebooks/sweeps/paper.yaml --jobs 4       # local, 4 workers (one per GPU if any)
     pf sweep notebooks/sweeps/paper.yaml --executor slurm --partition gpu
-    pf sweep notebooks/sweeps/demo.yaml --dry-run       # list the runs and their state
+    pf sweep notebooks/sweeps/demo.yaml --dry-run       # the runs, their state and planned cost
 
 A sweep file names a notebook, a preset, fixed parameters, a grid and seeds::
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -45,7 +46,8 @@ from pathlib import Path
 
 import yaml
 
-from pf.config import ConfigError, make_config
+from pf.config import ConfigError, from_parameters, make_config
+from pf.cost import planned_cost
 from pf.results import METRICS_FILE, read_metrics, write_json
 
 __all__ = ["RunSpec", "load_sweep", "run_status", "execute_run", "run_sweep"]
@@ -159,11 +161,24 @@ def run_status(run: RunSpec) -> str:
     return "failed" if (run_dir / ERROR_FILE).exists() else "pending"
 
 
+class _UndeclaredParameters(logging.Filter):
+    """Drops papermill's "Passed unknown parameter" warnings: a run passes its whole
+    resolved config, while a notebook's parameters cell declares only the parameters it
+    documents (``from_parameters`` reads the rest from the injected cell)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passed unknown parameter")
+
+
+_UNDECLARED = _UndeclaredParameters()
+
+
 def execute_run(run: RunSpec) -> dict:
     """Execute ``run``'s notebook with papermill unless it is already done; never raises
     for a failing run (its error goes to ``error.json``). Returns id, status, error."""
     import papermill
 
+    logging.getLogger("papermill").addFilter(_UNDECLARED)  # once: the same filter object
     if run_status(run) == "done":
         return {"run_id": run.run_id, "status": "skipped", "error": None}
     run_dir = Path(run.run_dir)
@@ -250,6 +265,26 @@ def _run_slurm(runs: list[RunSpec], folder: Path, cluster: str | None, slurm: di
         yield job.result()
 
 
+def _plan(runs: list[RunSpec], states: dict, echo) -> None:
+    """List every run with its state and planned cost (``pf.cost``), then the total of
+    the runs still to do: what a dry run shows before a GPU budget is spent."""
+    total, trained, unknown = 0, 0, 0
+    for run in runs:
+        try:
+            cost = planned_cost(from_parameters(run.parameters))
+        except ConfigError:  # an image folder's size is unknown before loading it
+            cost = None
+        planned = ("cost unknown until the dataset is loaded" if cost is None else
+                   f"{cost['total_macs']:.2e} MACs, {cost['training_images']:,} training images")
+        echo(f"  {states[run.run_id]:>8}  {run.run_id}  ({planned})")
+        if states[run.run_id] != "done":
+            unknown += cost is None
+            total += 0 if cost is None else cost["total_macs"]
+            trained += 0 if cost is None else cost["training_images"]
+    echo(f"planned for the runs to do: {total:.3e} MACs (FLOPs = 2 x MACs), {trained:,} "
+         f"training images" + (f"; {unknown} runs of unknown size not counted" if unknown else ""))
+
+
 def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: str = "local",
               jobs: int | None = None, dry_run: bool = False, cluster: str | None = None,
               slurm: dict | None = None, echo=print) -> list[dict]:
@@ -269,8 +304,7 @@ def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: s
     echo(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run "
          f"-> {Path(results_dir) / name}")
     if dry_run:
-        for run in runs:
-            echo(f"  {states[run.run_id]:>8}  {run.run_id}")
+        _plan(runs, states, echo)
         return [{"run_id": run.run_id, "status": states[run.run_id], "error": None} for run in runs]
 
     sweep_dir = Path(results_dir).resolve() / name

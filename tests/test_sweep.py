@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pf.config import ConfigError
+from pf.config import ConfigError, from_parameters
+from pf.cost import planned_cost
 from pf.sweep import load_sweep, run_status, run_sweep
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -150,3 +151,8 @@ def test_dry_run_lists_runs_and_runs_nothing(tmp_path):
     assert len(records) == 8 and {r["status"] for r in records} == {"pending"}
     assert lines[0].startswith("sweep smoke: 8 runs, 0 done, 8 to run")
     assert not (tmp_path / "results").exists()
+    # Every run with its planned cost, and the total of the runs to do.
+    costs = [planned_cost(from_parameters(run.parameters)) for run in load_sweep(path)[1]]
+    assert all(f"({c['total_macs']:.2e} MACs, " in line for c, line in zip(costs, lines[1:9]))
+    assert lines[-1].startswith(f"planned for the runs to do: "
+                                f"{sum(c['total_macs'] for c in costs):.3e} MACs")

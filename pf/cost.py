@@ -1,0 +1,139 @@
+"""What a run will compute, planned from its config before anything runs.
+
+A GPU budget is planned in images and MACs: ``planned_cost(config)`` walks the same
+protocol that ``pf.active`` (or ``pf.prune_data``) will run, with the networks' forward
+MACs from ``pf.flops``, and returns per phase the images processed and their MACs. The
+phases a run records in metrics.json (``selector_training``, ``pool_scoring``,
+``target_training``) come out equal to what the run then records (tests pin this); the
+plan also counts what runs do not record: the test-set evaluations after every epoch
+(``evaluation``), the distillation teacher's forwards (``distillation``) and, for data
+pruning, the full reference run (``reference_scoring``). Training one image costs 3
+forwards, as everywhere in pf. kNN and GNN extrapolation are not counted (no
+convolutions; seconds next to the trainings). Time is not predicted: divide by the
+images/s that ``benchmarks/bench_train.py`` measures on your machine.
+
+    planned_cost(make_config("paper"))["total_macs"]
+"""
+
+from __future__ import annotations
+
+import functools
+
+from pf.config import DATA_PRUNING, Config, ConfigError
+from pf.flops import forward_macs
+from pf.models import build_model
+from pf.prune import prune_at_init
+from pf.prune_data import SELECTIONS, keep_count, subset_size
+
+__all__ = ["DATASET_SIZES", "PHASES", "planned_cost"]
+
+# train size, test size, classes, image shape: the datasets whose size is known unloaded.
+DATASET_SIZES = {
+    "cifar10": (50000, 10000, 10, (3, 32, 32)),
+    "cifar100": (50000, 10000, 100, (3, 32, 32)),
+    "tinyimagenet": (100000, 10000, 200, (3, 64, 64)),
+    "digits": (1437, 360, 10, (1, 8, 8)),  # pf.data's 80/20 split of scikit-learn's 1,797
+    "synthetic": (512, 256, 10, (3, 16, 16)),
+}
+PHASES = ("selector_training", "pool_scoring", "target_training", "evaluation", "distillation",
+          "reference_scoring")
+
+
+@functools.lru_cache(maxsize=None)
+def _forward(arch: str, num_classes: int, image_shape: tuple, prune_ratio: float | None) -> int:
+    """Forward MACs of ``arch`` (pruned at init at ``prune_ratio`` when given), cached: a
+    sweep plans many runs of few networks, and pruning a ResNet-56 takes seconds."""
+    network = build_model(arch, num_classes, image_shape[0])
+    if prune_ratio is not None:  # the pruned width is the ratio's, whatever the importance
+        network = prune_at_init(network, prune_ratio, input_shape=image_shape)[0]
+    return forward_macs(network, image_shape)
+
+
+def _scored_in_pool(metric: str, train_size: int, labeled: int) -> int:
+    """Images a selection round scores (as ``pf.active`` does): none for a random pick,
+    every training image for metrics that measure the pool against the labeled set."""
+    if metric == "random":
+        return 0
+    return train_size if metric in ("kcenters", "norm_gs") else train_size - labeled
+
+
+def _active_learning(config: Config, train: int, test: int, target: int, selector: int) -> dict:
+    """Images and MACs per phase of ``pf.active.run_active_learning``."""
+    images = dict.fromkeys(PHASES, 0)
+    macs = dict.fromkeys(PHASES, 0)
+
+    def add(phase: str, count: int, forward: int, passes: int = 1) -> None:
+        images[phase] += count
+        macs[phase] += passes * forward * count
+
+    target_epochs, selector_epochs = config.schedule().epochs, config.selector_schedule().epochs
+    uses_selector = config.metric != "random" or config.method == "prunefuse"
+    for index, labeled in enumerate(config.budgets):
+        last = index == len(config.budgets) - 1
+        trains_selector = uses_selector and (config.method == "prunefuse" or not last)
+        if trains_selector and config.method != "baseline":  # the baseline's target selects
+            add("selector_training", labeled * selector_epochs, selector, passes=3)
+            add("evaluation", test, selector)  # a selector is evaluated once, at the end
+        add("target_training", labeled * target_epochs, target, passes=3)
+        add("evaluation", test * target_epochs, target)
+        if config.method == "prunefuse" and config.kd:
+            add("distillation", labeled * target_epochs, selector)
+        if not last:
+            add("pool_scoring", _scored_in_pool(config.metric, train, labeled), selector)
+    return {"images": images, "macs": macs}
+
+
+def _data_pruning(config: Config, train: int, test: int, forward: int) -> dict:
+    """Images and MACs per phase of ``pf.prune_data.run_data_pruning``."""
+    images = dict.fromkeys(PHASES, 0)
+    subset = config.score_source == "subset"
+    scoring_epochs = config.score_schedule().epochs
+    scored = subset_size(config, train) if subset else train
+    images["selector_training"] = scored * scoring_epochs
+    images["pool_scoring"] = train if subset else 0  # embedding every sample to extrapolate
+    if subset and config.score_reference:
+        images["reference_scoring"] = train * scoring_epochs
+    selections = len(SELECTIONS) if config.prune_baseline else 1
+    kept = sum(keep_count(rate, train) for rate in config.prune_rates) * selections
+    images["target_training"] = kept * config.schedule().epochs
+    retrainings = len(config.prune_rates) * selections
+    scoring_runs = 1 + (images["reference_scoring"] > 0)
+    images["evaluation"] = test * (scoring_runs + retrainings * config.schedule().epochs)
+    trained = ("selector_training", "target_training", "reference_scoring")
+    macs = {phase: (3 if phase in trained else 1) * forward * count
+            for phase, count in images.items()}
+    return {"images": images, "macs": macs}
+
+
+def planned_cost(config: Config, train_size: int | None = None, test_size: int | None = None,
+                 num_classes: int | None = None, image_shape: tuple | None = None) -> dict:
+    """Images processed and MACs per phase (``PHASES``) of running ``config``, planned.
+
+    The dataset's sizes come from ``DATASET_SIZES`` unless given (an ``imagefolder:``
+    dataset needs them given). Returns ``images`` and ``macs`` (dicts per phase),
+    ``total_macs``, ``training_images`` (images trained on, every trained phase) and
+    ``forward_macs`` (per image: target and selector). Raises ``ConfigError`` for an
+    unknown dataset size.
+    """
+    known = DATASET_SIZES.get(config.dataset)
+    if known is None and None in (train_size, test_size, num_classes, image_shape):
+        raise ConfigError(f"dataset: the size of {config.dataset!r} is unknown until it is "
+                          f"loaded; give train_size, test_size, num_classes and image_shape")
+    train, test, classes, shape = (given if given is not None else default for given, default
+                                   in zip((train_size, test_size, num_classes, image_shape),
+                                          known or (None,) * 4))
+    shape = tuple(shape)
+    target = _forward(config.arch, classes, shape, None)
+    if config.method == DATA_PRUNING:
+        selector = target
+        plan = _data_pruning(config, train, test, target)
+    else:
+        selector = {"baseline": target,
+                    "svp": _forward(config.proxy_arch, classes, shape, None),
+                    "prunefuse": _forward(config.arch, classes, shape, config.prune_ratio)
+                    }[config.method]
+        plan = _active_learning(config, train, test, target, selector)
+    images = plan["images"]
+    trained = images["selector_training"] + images["target_training"] + images["reference_scoring"]
+    return {**plan, "total_macs": sum(plan["macs"].values()), "training_images": trained,
+            "forward_macs": {"target": target, "selector": selector}}

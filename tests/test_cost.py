@@ -1,0 +1,75 @@
+"""The planned cost of a run equals what the run then records, phase by phase."""
+
+import pytest
+
+from pf.config import ConfigError, make_config
+from pf.cost import DATASET_SIZES, planned_cost
+from pf.data import load_dataset
+from pf.experiment import run_experiment
+
+SHORT = {"lr_schedule": [[1, 0.05]]}
+
+
+def _recorded(metrics: dict, phase: str) -> int:
+    return sum(round_["macs"][phase] for round_ in metrics["rounds"])
+
+
+@pytest.mark.parametrize("overrides", [
+    {"method": "baseline", "metric": "least_confidence"},
+    {"method": "svp", "metric": "kcenters", "proxy_arch": "resnet8"},
+    {"method": "prunefuse", "metric": "norm_gs", "prune_ratio": 0.6,
+     "selector_lr_schedule": [[2, 0.05]]},
+    {"method": "prunefuse", "metric": "random", "kd": False},
+    {"method": "svp", "metric": "norm_top", "budgets": [64, 96, 160]},
+])
+def test_active_learning_plan_matches_the_recorded_macs(overrides, tmp_path):
+    config = make_config("smoke", {**SHORT, **overrides})
+    metrics = run_experiment(config, progress=False)
+    plan = planned_cost(config)
+    for phase in ("pool_scoring", "target_training"):
+        assert plan["macs"][phase] == _recorded(metrics, phase), phase
+    if config.method == "baseline":  # its target doubles as the selector in a run's record
+        trained = [r["macs"]["target_training"] for r in metrics["rounds"] if r["selector"]]
+        assert _recorded(metrics, "selector_training") == sum(trained)
+        assert plan["macs"]["selector_training"] == 0  # the plan counts that training once
+    else:
+        assert plan["macs"]["selector_training"] == _recorded(metrics, "selector_training")
+    networks = metrics["networks"]
+    assert plan["forward_macs"] == {role: networks[role]["forward_macs"]
+                                    for role in ("target", "selector")}
+    target_epochs = config.schedule().epochs
+    trained_selectors = sum(r["selector"] is not None and config.method != "baseline"
+                            for r in metrics["rounds"])
+    assert plan["images"]["evaluation"] == 256 * (len(config.budgets) * target_epochs
+                                                  + trained_selectors)
+    assert (plan["macs"]["distillation"] > 0) == any(r["target"]["kd"] for r in metrics["rounds"])
+
+
+def test_data_pruning_plan_matches_the_recorded_macs():
+    config = make_config("smoke", {**SHORT, "method": "prune_data", "prune_rates": [0.5, 0.8],
+                                   "score_lr_schedule": [[10, 0.05]], "score_source": "subset",
+                                   "score_subset": 0.25, "score_reference": True})
+    metrics = run_experiment(config, progress=False)
+    plan = planned_cost(config)
+    scores = metrics["scores"]
+    assert plan["macs"]["selector_training"] == scores["macs"]["selector_training"]
+    assert plan["macs"]["pool_scoring"] == scores["macs"]["pool_scoring"]
+    assert plan["macs"]["reference_scoring"] == scores["reference_macs"]
+    assert plan["macs"]["target_training"] == _recorded(metrics, "target_training")
+    assert plan["images"]["target_training"] == sum(r["labeled"] for r in metrics["rounds"])
+
+
+def test_known_dataset_sizes_are_the_loaded_ones():
+    for name in ("digits", "synthetic"):
+        data = load_dataset(name)
+        assert DATASET_SIZES[name] == (len(data.train), len(data.test), data.num_classes,
+                                       tuple(data.train.images.shape[1:]))
+
+
+def test_an_unloaded_image_folder_needs_its_size():
+    config = make_config("smoke", {"dataset": "imagefolder:/nowhere"})
+    with pytest.raises(ConfigError, match="dataset: the size of 'imagefolder:/nowhere' is unknown"):
+        planned_cost(config)
+    plan = planned_cost(config, train_size=512, test_size=256, num_classes=10,
+                        image_shape=(3, 16, 16))
+    assert plan["total_macs"] == planned_cost(make_config("smoke"))["total_macs"]
