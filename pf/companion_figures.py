@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, footer, notebook_figure,
-                         panel_grid, per_dataset, spread, write_table)
+from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
+                         notebook_figure, panel_grid, per_dataset, spread, write_table)
 from pf.results import SCORE_NAMES, mean_std, summarize
 
 __all__ = ["selection_metrics_vs_budget", "score_correlation", "correlation_table",
@@ -190,12 +190,9 @@ def pruning_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     if rounds.empty:
         return "pruning_table not written: no runs of method=prune_data"
     stats = summarize(rounds, ["dataset", "arch", "score", "label", "prune_rate"])
-    stats["cell"] = [mean_std(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats.n)]
     stats["rate"] = [f"rate {rate:g}" for rate in stats.prune_rate]
     order = stats.sort_values("prune_rate").rate.unique()
-    wide = (stats.pivot_table(index=["dataset", "arch", "score", "label"], columns="rate",
-                              values="cell", aggfunc="first")
-            .reindex(columns=order).fillna("").rename_axis(index={"label": "kept by"}, columns=None))
+    wide = cell_table(stats, ["dataset", "arch", "score", "label"], "rate", order, "kept by")
     caption = ("Test accuracy (%, test split, final epoch) of the target retrained from "
                "scratch on the samples kept at each pruning rate, mean ± std over seeds.")
     return write_table(wide, Path(out_dir) / "pruning_table", caption)

@@ -47,9 +47,9 @@ from pf.companion_figures import (accuracy_vs_prune_rate, correlation_table, pru
                                   score_correlation, selection_metrics_vs_budget)
 from pf.config import DATA_PRUNING
 from pf.flops import UNIT
-from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, footer, notebook_figure,
-                         panel_grid, per_dataset, spread, write_table)
-from pf.results import collect, collect_scores, mean_std, run_table, summarize
+from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
+                         notebook_figure, panel_grid, per_dataset, spread, write_table)
+from pf.results import collect, collect_scores, run_table, summarize
 
 __all__ = ["make_figures", "accuracy_vs_budget", "main_table", "fig3_selection_flops",
            "fig4_fused_vs_scratch", "fig5_prunefuse_vs_svp", "plot_run", "show_images",
@@ -117,13 +117,10 @@ def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     if table.empty:
         return "main_table not written: no runs found"
     stats = summarize(table, ["dataset", "arch", "metric", "label", "labeled", "budget_fraction"])
-    stats["cell"] = [mean_std(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats.n)]
     stats["budget"] = [f"{count} ({100 * fraction:.1f} %)"
                        for count, fraction in zip(stats.labeled, stats.budget_fraction)]
     order = stats.sort_values(["budget_fraction", "labeled"]).budget.unique()
-    wide = (stats.pivot_table(index=["dataset", "arch", "metric", "label"], columns="budget",
-                              values="cell", aggfunc="first")
-            .reindex(columns=order).fillna("").rename_axis(index={"label": "method"}, columns=None))
+    wide = cell_table(stats, ["dataset", "arch", "metric", "label"], "budget", order, "method")
     caption = ("Target test accuracy (%, test split, final epoch), mean ± std over seeds "
                "(n = seeds); columns: TOTAL labeled count (% of the training set).")
     return write_table(wide, Path(out_dir) / "main_table", caption)

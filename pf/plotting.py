@@ -2,7 +2,8 @@
 
 A figure is drawn per dataset (``per_dataset``) onto a grid of panels (``panel_grid``),
 captioned with the dataset, target and seed counts (``footer``) and saved as PNG and
-PDF (``save``); tables are written as CSV and Markdown (``write_table``). Figures are
+PDF (``save``); tables of mean ± std cells (``cell_table``) are written as CSV and
+Markdown (``write_table``). Figures are
 matplotlib ``Figure`` objects on the Agg canvas, never pyplot, so a notebook that uses
 them keeps its own backend and style. A drawing function returns either a figure or a
 one-line reason why there is nothing to draw (``Drawing``). One-run plots for notebooks
@@ -22,8 +23,10 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pf.results import mean_std
+
 __all__ = ["STYLE", "PANEL_SIZE", "ACCURACY", "Drawing", "panel_grid", "notebook_figure",
-           "footer", "save", "per_dataset", "spread", "write_table"]
+           "footer", "save", "per_dataset", "spread", "cell_table", "write_table"]
 
 STYLE = "seaborn-v0_8-whitegrid"  # seaborn's look, applied per figure, never globally
 PANEL_SIZE = (4.4, 3.4)  # inches per panel
@@ -106,6 +109,18 @@ def spread(stats: pd.DataFrame, scale: float):
     or missing: zero-length bars would still draw their caps."""
     lengths = stats["std"].fillna(0) * scale
     return lengths if lengths.any() else None
+
+
+def cell_table(stats: pd.DataFrame, rows: list[str], column: str, order,
+               label_name: str) -> pd.DataFrame:
+    """``stats`` (a ``summarize`` result of an accuracy) as a wide table: a row per
+    ``rows`` key, a column per value of ``column`` in ``order``, cells "mean ± std (n=…)"
+    in %; the ``label`` row key is renamed ``label_name``."""
+    cells = [mean_std(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats.n)]
+    wide = stats.assign(cell=cells).pivot_table(index=rows, columns=column, values="cell",
+                                                aggfunc="first")
+    return wide.reindex(columns=order).fillna("").rename_axis(index={"label": label_name},
+                                                              columns=None)
 
 
 def write_table(wide: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
