@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _figures(args) -> int:
-    """``pf figures``: the main table, then each figure's files or why it was not drawn."""
+    """``pf figures``: the tables, then each figure's files or why it was not drawn."""
     from pathlib import Path
 
     from pf.figures import make_figures
@@ -88,8 +88,10 @@ def _figures(args) -> int:
     if not Path(args.results).is_dir():
         raise ConfigError(f"results: no folder {args.results}; run pf sweep or pf run first")
     made = make_figures(args.results, args.out or Path(args.results) / "figures")
-    if isinstance(made["main_table"], list):
-        print(made["main_table"][1].read_text())
+    for name, files in made.items():  # the tables first, as Markdown
+        if name.endswith("table") and isinstance(files, list):
+            sweep = f"{name.split('/')[0]}: " if "/" in name else ""
+            print(sweep + files[1].read_text())
     for name, files in made.items():
         print(f"{name}: {files if isinstance(files, str) else ', '.join(map(str, files))}")
     return 0

@@ -1,9 +1,9 @@
 """The paper's figures and main table, regenerated from stored runs.
 
-    make_figures("results", "results/figures")
+    make_figures("results/demo", "results/demo/figures")
 
 reads every run under the results folder (``pf.results.collect``) and writes, each
-figure as PNG and PDF:
+figure as PNG and PDF (each sweep's apart when the folder holds several):
 
 - ``accuracy_vs_budget``: the target's final test accuracy against the labeled budget
   (% of the training set), mean ± std over seeds, for PruneFuse at each p, the AL
@@ -334,10 +334,31 @@ def make_figures(results_dir: str | Path, out_dir: str | Path,
                  fig4_budget: int | None = None) -> dict[str, list[Path] | str]:
     """Collect the runs under ``results_dir`` and write every figure and table to
     ``out_dir``, the PruneFuse ones and the companion methods' (``pf.companion_figures``);
-    returns, per name, the files written or the one-line reason for none."""
-    table = collect(results_dir)
+    returns, per name, the files written or the one-line reason for none.
+
+    Runs of different sweeps (the first folder level under ``results_dir``) are
+    different experiments, with their own budgets and schedules, and are never averaged
+    together: when there are several, each sweep's figures go to ``out_dir/<sweep>/``
+    under the names "<sweep>/<figure>" (runs sitting directly in ``results_dir`` form
+    one more group, drawn into ``out_dir`` itself).
+    """
+    table, scores = collect(results_dir), collect_scores(results_dir)
+    sweeps = sorted(table.sweep.unique())
+    if len(sweeps) <= 1:
+        return _experiment_figures(table, scores, Path(out_dir), fig4_budget)
+    made = {}
+    for sweep in sweeps:
+        drawn = _experiment_figures(table[table.sweep == sweep], scores[scores.sweep == sweep],
+                                    Path(out_dir) / sweep, fig4_budget)
+        made.update({f"{sweep}/{name}" if sweep else name: files for name, files in drawn.items()})
+    return made
+
+
+def _experiment_figures(table: pd.DataFrame, scores: pd.DataFrame, out_dir: Path,
+                        fig4_budget: int | None) -> dict[str, list[Path] | str]:
+    """Every figure and table of one experiment's runs (``make_figures``)."""
     pruning = table.method == DATA_PRUNING  # its rounds are pruning rates, not AL budgets
-    learning, scores = table[~pruning], collect_scores(results_dir)
+    learning = table[~pruning]
     return {
         "accuracy_vs_budget": accuracy_vs_budget(learning, out_dir),
         "main_table": main_table(learning, out_dir),

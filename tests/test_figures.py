@@ -17,18 +17,21 @@ COMPANION = ("selection_metrics_vs_budget", "score_correlation", "score_correlat
 BASELINE_FINAL = (0.90, 0.91, 0.93)  # the baseline's accuracy at 50 %, seeds 0..2
 
 
-def _paper_tree(root: Path, with_scratch: bool = True, dataset: str = "cifar10") -> Path:
-    """Baseline and SVP over three seeds; PruneFuse at p = 0.5, 0.6, 0.7, fused and not."""
+def _paper_tree(root: Path, with_scratch: bool = True, dataset: str = "cifar10",
+                sweep: str | None = None) -> Path:
+    """Baseline and SVP over three seeds; PruneFuse at p = 0.5, 0.6, 0.7, fused and not;
+    in the folder ``sweep/dataset`` (default: ``dataset``, the sweep then being the dataset)."""
+    folder = f"{sweep}/{dataset}" if sweep else dataset
     for seed, final in enumerate(BASELINE_FINAL):
-        write_run(root, f"{dataset}/baseline_s{seed}", method="baseline", seed=seed,
+        write_run(root, f"{folder}/baseline_s{seed}", method="baseline", seed=seed,
                   dataset=dataset, accuracies=(0.78, 0.86, final))
-        write_run(root, f"{dataset}/svp_s{seed}", method="svp", seed=seed, dataset=dataset,
+        write_run(root, f"{folder}/svp_s{seed}", method="svp", seed=seed, dataset=dataset,
                   accuracies=(0.77, 0.85, final - 0.01))
         for ratio in (0.5, 0.6, 0.7):
-            write_run(root, f"{dataset}/pf{ratio}_s{seed}", prune_ratio=ratio, seed=seed,
+            write_run(root, f"{folder}/pf{ratio}_s{seed}", prune_ratio=ratio, seed=seed,
                       dataset=dataset, accuracies=(0.80, 0.88, final + 0.01))
             if with_scratch and ratio != 0.7:
-                write_run(root, f"{dataset}/pf{ratio}_scratch_s{seed}", prune_ratio=ratio,
+                write_run(root, f"{folder}/pf{ratio}_scratch_s{seed}", prune_ratio=ratio,
                           seed=seed, fusion=False, dataset=dataset,
                           accuracies=(0.79, 0.87, final))
     return root
@@ -98,14 +101,29 @@ def test_fig4_at_a_budget_the_runs_lack_says_so(tmp_path):
 
 def test_several_datasets_give_one_figure_each(tmp_path):
     results, out = tmp_path / "results", tmp_path / "figures"
-    _paper_tree(results, dataset="cifar10")
-    _paper_tree(results, dataset="cifar100", with_scratch=False)
+    _paper_tree(results, dataset="cifar10", sweep="both")
+    _paper_tree(results, dataset="cifar100", with_scratch=False, sweep="both")
     made = make_figures(results, out)
     assert [p.name for p in made["accuracy_vs_budget"]] == [
         "accuracy_vs_budget_cifar10.png", "accuracy_vs_budget_cifar10.pdf",
         "accuracy_vs_budget_cifar100.png", "accuracy_vs_budget_cifar100.pdf"]
     assert [p.name for p in made["fig4_fused_vs_scratch"]] == [
         "fig4_fused_vs_scratch_cifar10.png", "fig4_fused_vs_scratch_cifar10.pdf"]
+
+
+def test_sweeps_are_drawn_apart_never_averaged_together(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "figures"
+    for sweep, final in (("early", 0.90), ("late", 0.70)):  # same method and budgets
+        for seed in (0, 1):
+            write_run(results, f"{sweep}/baseline_s{seed}", method="baseline", seed=seed,
+                      accuracies=(0.6, 0.65, final))
+    made = make_figures(results, out)
+    assert [p.name for p in made["early/accuracy_vs_budget"]] == ["accuracy_vs_budget.png",
+                                                                 "accuracy_vs_budget.pdf"]
+    assert made["late/main_table"][0] == out / "late" / "main_table.csv"
+    assert "90.00 ± 0.00 (n=2)" in (out / "early" / "main_table.md").read_text()
+    assert "70.00 ± 0.00 (n=2)" in (out / "late" / "main_table.md").read_text()
+    assert "main_table" not in made and not (out / "main_table.md").exists()
 
 
 def test_main_table_cells_are_mean_std_over_seeds(tmp_path):
