@@ -94,8 +94,10 @@ def _correlation(scores: pd.DataFrame) -> Drawing:
     groups = list(runs.groupby(["arch", "score"]))
     fig, axes = panel_grid(len(groups) * len(CORRELATIONS))
     counts = []
+    width = len(CORRELATIONS)  # panels per (arch, score)
     for index, ((arch, score), group) in enumerate(groups):
-        for ax, (column, name) in zip(axes[index * 2:index * 2 + 2], CORRELATIONS.items()):
+        for ax, (column, name) in zip(axes[index * width:(index + 1) * width],
+                                      CORRELATIONS.items()):
             for line, points in group.groupby("line"):
                 stats = summarize(points, "subset_fraction", column)
                 ax.errorbar(stats.subset_fraction * 100, stats["mean"], yerr=spread(stats, 1),
@@ -104,7 +106,7 @@ def _correlation(scores: pd.DataFrame) -> Drawing:
             # Without extrapolation: the subset run's own scores on the samples it saw.
             own = summarize(group.drop_duplicates(["seed", "scored"]), "subset_fraction",
                             f"{column}_scored")
-            ax.plot(own.subset_fraction * 100, own["mean"], ":", color="0.4",
+            ax.plot(own.subset_fraction * 100, own["mean"], ":", marker=".", color="0.4",
                     label="subset's own scores (seen samples)")
             ax.set(title=f"{arch} · {SCORE_NAMES[score]} · {name}",
                    xlabel="scored subset (% of training set)", ylabel=f"{name} vs full-run scores")

@@ -148,7 +148,8 @@ def scoring_label(scores: dict) -> str:
         return f"{name}, full run"
     how = {"knn": "kNN-exp" if scores["knn_weighting"] == "exp" else "kNN",
            "gnn": "GNN"}[scores["extrapolation"]]
-    return f"{name}, {how} k={scores['knn_k']} from {100 * scores['scored'] / scores['train_size']:.3g} %"
+    share = 100 * scores["scored"] / scores["train_size"]
+    return f"{name}, {how} k={scores['knn_k']} from {share:.3g} %"
 
 
 def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
