@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo companion test bench clean
 
 # The environment is (re)built whenever pyproject.toml changes.
 $(READY): pyproject.toml
@@ -18,6 +18,12 @@ setup: $(READY)
 demo: setup  ## the main job: the demo sweep on real handwritten digits (CPU), then its figures
 	$(BIN)/pf sweep notebooks/sweeps/demo.yaml --results runs
 	$(BIN)/pf figures runs/demo
+
+companion: setup  ## the companion methods' demo sweeps (norm-based selection, score extrapolation) and figures
+	$(BIN)/pf sweep notebooks/sweeps/norms.yaml --results runs --jobs 2
+	$(BIN)/pf figures runs/norms
+	$(BIN)/pf sweep notebooks/sweeps/score_extrapolation.yaml --results runs --jobs 2
+	$(BIN)/pf figures runs/score_extrapolation
 
 test: setup  ## the whole test suite (CPU, a few minutes)
 	$(BIN)/python -m pytest -q -n auto
