@@ -112,9 +112,7 @@ COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
     "run_dir", "sweep", "method", "label", "dataset", "arch", "selector_arch",
     "selector_params", "target_params", "prune_ratio", "proxy_arch", "metric", "fusion", "kd",
     "rest", "importance", "seed", "round", "labeled", "prune_rate", "selection", "score",
-    "train_size",
-    "budget_fraction",
-    "target_accuracy", "selector_accuracy", "epochs", "curve",
+    "train_size", "budget_fraction", "target_accuracy", "selector_accuracy", "epochs", "curve",
     *(f"{phase}_macs" for phase in PHASES), *(f"{phase}_seconds" for phase in PHASES),
     "device", "git_commit",
 ]
