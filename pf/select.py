@@ -28,6 +28,8 @@ import torch
 
 __all__ = [
     "METRICS",
+    "FEATURE_METRICS",
+    "LABELED_AWARE_METRICS",
     "least_confidence",
     "entropy",
     "margin",
@@ -41,6 +43,10 @@ __all__ = [
 
 METRICS = ("random", "least_confidence", "entropy", "margin", "kcenters",
            "norm_gs", "norm_top", "norm_sample")
+# Metrics that read penultimate features, and those of them that also measure the pool
+# against the labeled set's features (so a selection round embeds every training image).
+FEATURE_METRICS = ("kcenters", "norm_gs", "norm_top", "norm_sample")
+LABELED_AWARE_METRICS = ("kcenters", "norm_gs")
 
 
 def _check_count(count: int, pool_size: int) -> None:
