@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -129,9 +130,18 @@ def _sync(device: torch.device) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def load_benchmark_data(test_images: int) -> Dataset:
-    """Real CIFAR-10 when available, else random uint8 images of CIFAR's shape."""
-    if SHARED_CIFAR10.exists():
+def _median_rates(phase: str, runners: dict, images: int, rounds: int) -> list[tuple]:
+    """(phase, runner, median images/s) of ``rounds`` interleaved timings of each runner."""
+    seconds = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            seconds[name].append(run())
+    return [(phase, name, images / statistics.median(times)) for name, times in seconds.items()]
+
+
+def load_benchmark_data(test_images: int, data: str = "auto") -> Dataset:
+    """Real CIFAR-10 when available (``data="auto"``), else random uint8 images of CIFAR's shape."""
+    if data == "auto" and SHARED_CIFAR10.exists():
         dataset = load_dataset(f"imagefolder:{SHARED_CIFAR10}")
     else:
         g = torch.Generator().manual_seed(0)
@@ -154,13 +164,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0, help="reference DataLoader workers")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--data", choices=("auto", "random"), default="auto",
+                        help="auto: the real CIFAR-10 from ../shared/data when present")
     parser.add_argument("--variants", default="default,compile,bf16",
                         help="pf variants: default, compile, bf16, bf16+compile")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved timings of every runner; the median is reported")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
-    host = load_benchmark_data(args.test_images)
+    host = load_benchmark_data(args.test_images, args.data)
     dataset = host.to(device)
     g = torch.Generator().manual_seed(0)
     order = torch.randperm(len(host.train), generator=g)
@@ -173,33 +187,33 @@ def main(argv=None) -> dict:
         model.load_state_dict(initial)
         return model
 
-    images = args.train_images * args.epochs
-    rows = []
-    seconds = reference_run(fresh_model(), host, train_idx, args.epochs, args.batch_size, device,
-                            args.workers)
-    rows.append(("train", "reference (DataLoader + PIL, fp32)", images / seconds))
+    # Every runner returns seconds; rounds interleave them so that a noisy neighbour on a
+    # shared machine slows all of them alike, and the median round is reported.
+    train_runners = {"reference (DataLoader + PIL, fp32)": lambda: reference_run(
+        fresh_model(), host, train_idx, args.epochs, args.batch_size, device, args.workers)}
     for variant in args.variants.split(","):
         options = {"compile": "compile" in variant,
                    "precision": "bf16" if "bf16" in variant else "auto"}
         pf_run(fresh_model(), dataset, train_idx[:256].to(device), 1, args.batch_size, device,
                **options)  # warm-up: compilation, allocator, kernel selection
-        seconds = pf_run(fresh_model(), dataset, train_idx.to(device), args.epochs,
-                         args.batch_size, device, **options)
-        rows.append(("train", f"pf {variant}", images / seconds))
-
-    model = fresh_model().to(device)
-    seconds = reference_score(model, host.train, host, pool_idx, device, args.workers,
-                              args.batch_size)
-    rows.append(("score", "reference (DataLoader + PIL, fp32)", args.pool_images / seconds))
+        train_runners[f"pf {variant}"] = lambda options=options: pf_run(
+            fresh_model(), dataset, train_idx.to(device), args.epochs, args.batch_size, device,
+            **options)
+    scored = fresh_model().to(device)
+    score_runners = {"reference (DataLoader + PIL, fp32)": lambda: reference_score(
+        scored, host.train, host, pool_idx, device, args.workers, args.batch_size)}
     for precision in ("auto", "bf16"):
-        pf_score(model, dataset, pool_idx[:1024].to(device), device, precision)  # warm-up
-        seconds = pf_score(model, dataset, pool_idx.to(device), device, precision)
-        rows.append(("score", f"pf {'default' if precision == 'auto' else precision}",
-                     args.pool_images / seconds))
+        pf_score(scored, dataset, pool_idx[:1024].to(device), device, precision)  # warm-up
+        score_runners[f"pf {'default' if precision == 'auto' else precision}"] = (
+            lambda precision=precision: pf_score(scored, dataset, pool_idx.to(device), device,
+                                                 precision))
+    rows = (_median_rates("train", train_runners, args.train_images * args.epochs, args.rounds)
+            + _median_rates("score", score_runners, args.pool_images, args.rounds))
 
     env = environment(device)
     print(f"# {args.arch}, batch {args.batch_size}, {host.name}, {args.train_images} images x "
           f"{args.epochs} epochs (+{args.test_images} test images per epoch), "
+          f"median of {args.rounds} interleaved rounds, "
           f"{args.pool_images} pool images; {env['device_name']}, {env['cpu_threads']} threads, "
           f"torch {env['torch']}")
     print("| phase | variant | images/s | x reference |")

@@ -1,0 +1,23 @@
+"""The speed benchmark runs end to end (its numbers are measured, never asserted here)."""
+
+import importlib.util
+from pathlib import Path
+
+BENCH_TRAIN = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+
+
+def test_bench_train_times_every_runner_against_its_reference(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_train", BENCH_TRAIN)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--data", "random", "--arch", "resnet8", "--train-images", "64",
+                         "--epochs", "1", "--test-images", "32", "--pool-images", "64",
+                         "--batch-size", "32", "--variants", "default,bf16", "--rounds", "2",
+                         "--json", str(tmp_path / "bench.json")])
+    rows = [(r["phase"], r["variant"]) for r in result["rows"]]
+    assert rows == [("train", "reference (DataLoader + PIL, fp32)"), ("train", "pf default"),
+                    ("train", "pf bf16"), ("score", "reference (DataLoader + PIL, fp32)"),
+                    ("score", "pf default"), ("score", "pf bf16")]
+    assert all(r["images_per_second"] > 0 for r in result["rows"])
+    assert [r["ratio"] for r in result["rows"] if r["variant"].startswith("reference")] == [1, 1]
+    assert (tmp_path / "bench.json").exists()
