@@ -167,8 +167,10 @@ def _summary(metrics: dict) -> str:
         lines.append(f"scores: {scoring_label(scores)} ({scores['scored']} of "
                      f"{scores['train_size']} samples scored)")
         if scores["pearson"] is not None:
-            lines.append(f"vs the full run on the {scores['train_size'] - scores['scored']} unseen "
-                         f"samples: Pearson {scores['pearson']:.3f}, Spearman {scores['spearman']:.3f}")
+            cached = " (read from reference_cache)" if scores["reference_cached"] else ""
+            lines.append(f"vs the full run{cached} on the {scores['train_size'] - scores['scored']}"
+                         f" unseen samples: Pearson {scores['pearson']:.3f}, "
+                         f"Spearman {scores['spearman']:.3f}")
     return "\n".join(lines)
 
 

@@ -85,6 +85,7 @@ class Config:
     prune_rates: list = field(default_factory=lambda: [0.3, 0.5, 0.7])  # fractions removed, each in [0, 1); [] = score only
     prune_baseline: bool = True  # also prune at random at every rate
     score_reference: bool = False  # subset: also score with a full run, report the correlations (costs a full run)
+    reference_cache: str = ""  # folder where full reference runs are kept and reused; "" = none (pf sweep: <sweep>/reference-cache)
     # --- labeling ---------------------------------------------------------------------
     budgets: list = field(default_factory=lambda: list(SVP_BUDGETS))  # TOTAL labeled counts, increasing
     # --- training (SVP's protocol) ----------------------------------------------------

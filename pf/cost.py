@@ -7,7 +7,8 @@ phases a run records in metrics.json (``selector_training``, ``pool_scoring``,
 ``target_training``) come out equal to what the run then records (tests pin this); the
 plan also counts what runs do not record: the test-set evaluations after every epoch
 (``evaluation``), the distillation teacher's forwards (``distillation``) and, for data
-pruning, the full reference run (``reference_scoring``). Training one image costs 3
+pruning, the full reference run (``reference_scoring``; none with ``reference_reused``,
+for a run that will find it in its ``reference_cache``). Training one image costs 3
 forwards, as everywhere in pf. kNN and GNN extrapolation are not counted (no
 convolutions; seconds next to the trainings). Time is not predicted: divide by the
 images/s that ``benchmarks/bench_train.py`` measures on your machine.
@@ -23,7 +24,7 @@ from pf.config import DATA_PRUNING, Config, ConfigError
 from pf.flops import forward_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
-from pf.prune_data import SELECTIONS, keep_count, subset_size
+from pf.prune_data import SELECTIONS, keep_count, needs_reference, subset_size
 from pf.select import LABELED_AWARE_METRICS
 
 __all__ = ["DATASET_SIZES", "PHASES", "planned_cost"]
@@ -84,7 +85,8 @@ def _active_learning(config: Config, train: int, test: int, target: int, selecto
     return {"images": images, "macs": macs}
 
 
-def _data_pruning(config: Config, train: int, test: int, forward: int) -> dict:
+def _data_pruning(config: Config, train: int, test: int, forward: int,
+                  reference_reused: bool) -> dict:
     """Images and MACs per phase of ``pf.prune_data.run_data_pruning``."""
     images = dict.fromkeys(PHASES, 0)
     subset = config.score_source == "subset"
@@ -92,7 +94,7 @@ def _data_pruning(config: Config, train: int, test: int, forward: int) -> dict:
     scored = subset_size(config, train) if subset else train
     images["selector_training"] = scored * scoring_epochs
     images["pool_scoring"] = train if subset else 0  # embedding every sample to extrapolate
-    if subset and config.score_reference:
+    if needs_reference(config) and not reference_reused:
         images["reference_scoring"] = train * scoring_epochs
     selections = len(SELECTIONS) if config.prune_baseline else 1
     kept = sum(keep_count(rate, train) for rate in config.prune_rates) * selections
@@ -107,14 +109,16 @@ def _data_pruning(config: Config, train: int, test: int, forward: int) -> dict:
 
 
 def planned_cost(config: Config, train_size: int | None = None, test_size: int | None = None,
-                 num_classes: int | None = None, image_shape: tuple | None = None) -> dict:
+                 num_classes: int | None = None, image_shape: tuple | None = None,
+                 reference_reused: bool = False) -> dict:
     """Images processed and MACs per phase (``PHASES``) of running ``config``, planned.
 
     The dataset's sizes come from ``DATASET_SIZES`` unless given (an ``imagefolder:``
     dataset needs them given). Returns ``images`` and ``macs`` (dicts per phase),
     ``total_macs``, ``training_images`` (images trained on, every trained phase) and
-    ``forward_macs`` (per image: target and selector). Raises ``ConfigError`` for an
-    unknown dataset size.
+    ``forward_macs`` (per image: target and selector). ``reference_reused`` plans a data
+    pruning run whose reference run is already cached (or computed by an earlier run of
+    the same sweep). Raises ``ConfigError`` for an unknown dataset size.
     """
     known = DATASET_SIZES.get(config.dataset)
     if known is None and None in (train_size, test_size, num_classes, image_shape):
@@ -127,7 +131,7 @@ def planned_cost(config: Config, train_size: int | None = None, test_size: int |
     target = _forward(config.arch, classes, shape, None)
     if config.method == DATA_PRUNING:
         selector = target
-        plan = _data_pruning(config, train, test, target)
+        plan = _data_pruning(config, train, test, target, reference_reused)
     else:
         selector = {"baseline": target,
                     "svp": _forward(config.proxy_arch, classes, shape, None),

@@ -12,7 +12,11 @@ labeled set, shrink a fully labeled training set and see what accuracy survives.
      (``pf.extrapolate``: kNN among the scored samples, or a GCN on the kNN graph). With
      ``score_reference=True`` a full run scores everything too, as ground truth, and the
      Pearson and Spearman correlations of extrapolated vs full-run scores are reported on
-     the samples the subset did not see (and, for comparison, on those it did).
+     the samples the subset did not see (and, for comparison, on those it did). The
+     reference run depends only on the data, the network, the seed, the score and how
+     training runs (``reference_identity``), not on the subset or the extrapolator: with
+     ``reference_cache`` set (``pf sweep`` sets it for its runs), the first run that
+     needs it keeps it there and later ones reuse it (``"reference_cached": true``).
 2. At every pruning rate keep the ``keep_count`` highest-scored samples (and, with
    ``prune_baseline``, as many drawn at random), and train the target from scratch on
    them with the config's schedule; report the final epoch's test accuracy and curve.
@@ -47,8 +51,12 @@ its cost appears only in the ``scores`` block.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -63,12 +71,14 @@ from pf.scores import (DynamicsRecorder, dynamic_uncertainty, el2n, forgetting_c
 from pf.train import FitResult, fit, predict
 
 __all__ = ["SELECTIONS", "keep_count", "keep_highest", "keep_random", "subset_size",
-           "score_from_dynamics", "check_data_pruning", "score_training_set", "run_data_pruning"]
+           "score_from_dynamics", "check_data_pruning", "needs_reference", "reference_identity",
+           "reference_path", "score_training_set", "run_data_pruning"]
 
 SELECTIONS = ("score", "random")  # keep the highest-scored, or a seeded random draw
 GNN_MIN_SCORED = 20  # gnn_extrapolate validates on 10 % of the scored samples, at least 2
 # Offsets of config.seed * 1000 per random draw, so that no two draws share a stream.
 SUBSET_SEED, RANDOM_KEEP_SEED, SCORING_SEED, REFERENCE_SEED, RETRAIN_SEED, GNN_SEED = range(1, 7)
+REFERENCE_FORMAT = 1  # version of what a cached reference run holds; a change invalidates old files
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,6 +182,65 @@ def _recorded_run(config: Config, dataset: Dataset, init: torch.nn.Module, indic
     return model, recorder, result
 
 
+def needs_reference(config: Config) -> bool:
+    """Whether ``config`` runs the full reference run: subset scoring with ``score_reference``."""
+    return config.score_source == "subset" and config.score_reference
+
+
+def reference_identity(config: Config) -> dict:
+    """Everything the full reference run depends on: the dataset, the network and its
+    seeded initialisation, the score, the scoring schedule and how training runs. The
+    subset, k and the extrapolator do not enter: the reference trains on every sample."""
+    schedule = config.score_schedule()
+    return {"format": REFERENCE_FORMAT, "dataset": config.dataset, "arch": config.arch,
+            "seed": config.seed, "score": config.score,
+            "segments": [list(piece) for piece in schedule.segments],
+            "batch_size": schedule.batch_size, "momentum": schedule.momentum,
+            "weight_decay": schedule.weight_decay, "precision": config.precision,
+            "compile": config.compile}
+
+
+def reference_path(config: Config, device_type: str) -> Path | None:
+    """Where ``config.reference_cache`` keeps the reference run of ``config`` trained on a
+    ``device_type`` device (precision "auto" differs by device); None without a cache."""
+    if not config.reference_cache:
+        return None
+    identity = {**reference_identity(config), "device": device_type}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(config.reference_cache) / f"reference-seed{config.seed}-{digest}.pt"
+
+
+def _reference_run(config: Config, dataset: Dataset, init: torch.nn.Module,
+                   progress: bool | None) -> tuple[torch.Tensor, dict, bool]:
+    """Full-run scores of every training sample; the run's test accuracy, images trained
+    and seconds; and whether both came from ``config.reference_cache`` (else they are
+    computed now, and kept there when a cache is set)."""
+    device = dataset.train.images.device
+    num_samples = len(dataset.train)
+    path = reference_path(config, device.type)
+    identity = {**reference_identity(config), "device": device.type, "train_size": num_samples}
+    if path is not None and path.exists():
+        try:
+            cached = torch.load(path, weights_only=True)
+        except Exception:  # noqa: BLE001 -- an unreadable file is recomputed and replaced
+            cached = {}
+        if cached.get("identity") == identity:
+            return cached["scores"].to(device), cached["run"], True
+    everything = torch.arange(num_samples, device=device)
+    _, recorder, result = _recorded_run(config, dataset, init, everything,
+                                        config.seed * 1000 + REFERENCE_SEED,
+                                        f"reference {config.score}", progress)
+    scores = score_from_dynamics(config.score, recorder)
+    run = {"test_accuracy": result.test_accuracy, "images_seen": result.images_seen,
+           "seconds": result.seconds}
+    if path is not None:  # written whole, then renamed: a concurrent reader never sees half
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        torch.save({"identity": identity, "scores": scores.cpu(), "run": run}, partial)
+        os.replace(partial, path)
+    return scores, run, False
+
+
 def _correlations(estimate: torch.Tensor, truth: torch.Tensor) -> dict:
     """Pearson and Spearman of two (n,) score vectors; None where undefined (n < 2, constant)."""
     if len(estimate) < 2:
@@ -225,15 +294,11 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
         torch.cuda.synchronize(device)  # the kernels above run asynchronously: time them whole
     scoring_seconds = time.perf_counter() - start
 
-    reference, reference_run = None, None
+    reference, reference_run, reused = None, None, False
     correlations = {"pearson": None, "spearman": None,
                     "pearson_scored": None, "spearman_scored": None}
-    if subset and config.score_reference:
-        everything = torch.arange(num_samples, device=device)
-        _, recorder, reference_run = _recorded_run(config, dataset, init, everything,
-                                                   seed + REFERENCE_SEED,
-                                                   f"reference {config.score}", progress)
-        reference = score_from_dynamics(config.score, recorder)
+    if needs_reference(config):
+        reference, reference_run, reused = _reference_run(config, dataset, init, progress)
         unseen = torch.ones(num_samples, dtype=torch.bool, device=device)
         unseen[scored] = False
         correlations.update(_correlations(scores[unseen], reference[unseen]))
@@ -253,10 +318,12 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
         "scoring_epochs": config.score_schedule().epochs,
         "scoring_test_accuracy": run.test_accuracy,
         "reference": reference is not None,
-        "reference_test_accuracy": None if reference_run is None else reference_run.test_accuracy,
+        "reference_cached": reused,
+        "reference_test_accuracy": None if reference_run is None else reference_run["test_accuracy"],
         "reference_macs": None if reference_run is None else training_macs(
-            forward, reference_run.images_seen),
-        "reference_seconds": None if reference_run is None else reference_run.seconds,
+            forward, reference_run["images_seen"]),
+        # of the run that computed it, also when this run reused it from the cache
+        "reference_seconds": None if reference_run is None else reference_run["seconds"],
         **correlations,
         "correlations_on": "unseen samples: extrapolated vs full-run scores; *_scored: the "
                            "subset run's own scores vs full-run scores on the scored samples",

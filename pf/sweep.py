@@ -20,7 +20,11 @@ parameters (so editing the sweep's fixed parameters makes new runs rather than r
 stale ones), and a folder ``<results>/<sweep>/<id>/`` holding ``params.json``, the
 executed ``notebook.ipynb`` and the notebook's ``metrics.json``. The notebook receives
 the run's fully resolved config (JSON types only: papermill turns a tuple into a string
-and cannot pass a Path) and writes into its own folder (papermill's ``cwd``).
+and cannot pass a Path) and writes into its own folder (papermill's ``cwd``). Data
+pruning runs that compare with a full reference run share it through
+``<results>/<sweep>/reference-cache/`` (``pf.prune_data``; ``reference_cache`` overrides
+the folder): the correlation study repeats one reference run per seed for every subset
+size, k and extrapolator, and runs it once instead.
 
 Every run's config is validated before any work. A run whose ``metrics.json`` is valid is
 skipped; a run that raises leaves ``error.json`` and the sweep goes on; a killed sweep
@@ -48,7 +52,9 @@ import yaml
 
 from pf.config import ConfigError, from_parameters, make_config
 from pf.cost import planned_cost
+from pf.prune_data import needs_reference, reference_path
 from pf.results import METRICS_FILE, read_metrics, write_json
+from pf.train import resolve_device
 
 __all__ = ["RunSpec", "load_sweep", "run_status", "execute_run", "run_sweep"]
 
@@ -56,6 +62,7 @@ SWEEP_KEYS = {"notebook", "preset", "parameters", "grid", "seeds", "name"}
 KERNEL = "python3"  # the kernel of the environment pf is installed in
 PARAMS_FILE, ERROR_FILE, NOTEBOOK_FILE, SUMMARY_FILE = ("params.json", "error.json",
                                                         "notebook.ipynb", "sweep.json")
+REFERENCE_CACHE = "reference-cache"  # inside the sweep's results folder
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,9 @@ def load_sweep(path: str | Path, results_dir: str | Path = "results") -> tuple[s
         except ConfigError as error:
             _fail(path, f"run {_slug(varying)}: {error}")
         parameters = {**config.to_dict(), "out_dir": ".", "progress": False}
+        if needs_reference(config):  # absolute: every run works in its own folder
+            cache = Path(config.reference_cache or sweep_dir / REFERENCE_CACHE)
+            parameters["reference_cache"] = str(cache.resolve())
         runs.append(RunSpec(run_id, str(sweep_dir / run_id), str(notebook), explicit, parameters))
     return name, runs
 
@@ -267,15 +277,24 @@ def _run_slurm(runs: list[RunSpec], folder: Path, cluster: str | None, slurm: di
 
 def _plan(runs: list[RunSpec], states: dict, echo) -> None:
     """List every run with its state and planned cost (``pf.cost``), then the total of
-    the runs still to do: what a dry run shows before a GPU budget is spent."""
+    the runs still to do: what a dry run shows before a GPU budget is spent. A reference
+    run already cached, or computed by an earlier run of the list, is not counted again."""
     total, trained, unknown = 0, 0, 0
+    references = set()
     for run in runs:
+        config = from_parameters(run.parameters)
+        reused = False
+        if needs_reference(config):
+            path = reference_path(config, resolve_device(config.device).type)
+            reused = path in references or path.exists()
+            references.add(path)
         try:
-            cost = planned_cost(from_parameters(run.parameters))
+            cost = planned_cost(config, reference_reused=reused)
         except ConfigError:  # an image folder's size is unknown before loading it
             cost = None
         planned = ("cost unknown until the dataset is loaded" if cost is None else
-                   f"{cost['total_macs']:.2e} MACs, {cost['training_images']:,} training images")
+                   f"{cost['total_macs']:.2e} MACs, {cost['training_images']:,} training images"
+                   + (", reference run reused" if reused else ""))
         echo(f"  {states[run.run_id]:>8}  {run.run_id}  ({planned})")
         if states[run.run_id] != "done":
             unknown += cost is None

@@ -211,3 +211,69 @@ def test_gnn_extrapolation_scores_every_sample(synthetic):
     block = run["scores"]
     assert (block["extrapolation"], block["gnn_epochs"], block["knn_weighting"]) == ("gnn", 5, None)
     assert block["pearson"] is None  # no reference run
+
+
+# ---------------------------------------------------------------------------------------
+# Reference runs kept in a cache
+# ---------------------------------------------------------------------------------------
+
+
+def _counting_recorded_runs(monkeypatch) -> list:
+    """Wrap pf.prune_data's recorded trainings; the returned list gets each one's label."""
+    from pf import prune_data
+
+    labels, real = [], prune_data._recorded_run
+
+    def counted(config, dataset, init, indices, seed, desc, progress):
+        labels.append(desc)
+        return real(config, dataset, init, indices, seed, desc, progress)
+
+    monkeypatch.setattr(prune_data, "_recorded_run", counted)
+    return labels
+
+
+def test_a_cached_reference_run_is_reused_by_runs_that_repeat_it(synthetic, tmp_path, monkeypatch):
+    from pf.prune_data import run_data_pruning
+
+    cache = tmp_path / "cache"
+    trainings = _counting_recorded_runs(monkeypatch)
+    config = {**SMOKE, "prune_rates": [], "reference_cache": str(cache)}
+    first = run_data_pruning(make_config("smoke", config), synthetic, progress=False)
+    assert trainings == ["score du", "reference du"] and not first["scores"]["reference_cached"]
+    assert len(list(cache.glob("reference-seed0-*.pt"))) == 1
+
+    # Another k and subset size: the same reference run, read back instead of trained.
+    trainings.clear()
+    second = run_data_pruning(make_config("smoke", {**config, "knn_k": 3, "score_subset": 0.5}),
+                              synthetic, progress=False)
+    assert trainings == ["score du"] and second["scores"]["reference_cached"]
+    assert second["reference_scores"] == first["reference_scores"]
+    for key in ("reference_test_accuracy", "reference_macs", "reference_seconds"):
+        assert second["scores"][key] == first["scores"][key]
+    assert second["scores"]["pearson"] != first["scores"]["pearson"]  # against its own estimate
+
+    # Another seed is another reference run.
+    trainings.clear()
+    run_data_pruning(make_config("smoke", {**config, "seed": 1}), synthetic, progress=False)
+    assert trainings == ["score du", "reference du"]
+    assert len(list(cache.glob("reference-seed*.pt"))) == 2
+
+
+def test_an_unreadable_or_foreign_cache_file_is_recomputed(synthetic, tmp_path, monkeypatch):
+    from pf.prune_data import reference_path, run_data_pruning
+
+    config = make_config("smoke", {**SMOKE, "prune_rates": [], "reference_cache": str(tmp_path)})
+    path = reference_path(config, "cpu")
+    path.write_bytes(b"not a torch file")
+    trainings = _counting_recorded_runs(monkeypatch)
+    first = run_data_pruning(config, synthetic, progress=False)
+    assert trainings == ["score du", "reference du"] and not first["scores"]["reference_cached"]
+
+    stored = torch.load(path, weights_only=True)
+    stored["identity"]["train_size"] = 1000  # as if written for another dataset
+    torch.save(stored, path)
+    trainings.clear()
+    second = run_data_pruning(config, synthetic, progress=False)
+    assert trainings == ["score du", "reference du"] and not second["scores"]["reference_cached"]
+    assert second["reference_scores"] == first["reference_scores"]
+    assert torch.load(path, weights_only=True)["identity"]["train_size"] == 512

@@ -156,3 +156,29 @@ def test_dry_run_lists_runs_and_runs_nothing(tmp_path):
     assert all(f"({c['total_macs']:.2e} MACs, " in line for c, line in zip(costs, lines[1:9]))
     assert lines[-1].startswith(f"planned for the runs to do: "
                                 f"{sum(c['total_macs'] for c in costs):.3e} MACs")
+
+
+def test_a_sweeps_reference_runs_share_one_cache_and_are_planned_once_per_seed(tmp_path):
+    body = """
+parameters: {method: prune_data, score_source: subset, prune_rates: [], lr_schedule: [[1, 0.05]],
+             score_lr_schedule: [[10, 0.05]]}
+grid:
+  - {score_reference: [true], knn_k: [3, 5]}
+  - {score_reference: [false], knn_k: [3]}
+seeds: [0, 1]
+"""
+    path = _sweep_file(tmp_path, body)
+    runs = load_sweep(path, tmp_path / "results")[1]
+    cache = str((tmp_path / "results" / "smoke" / "reference-cache").resolve())
+    assert [run.parameters["reference_cache"] for run in runs] == [cache] * 4 + [""] * 2
+
+    lines = []
+    run_sweep(path, tmp_path / "results", dry_run=True, echo=lines.append)
+    reused = [line.endswith(", reference run reused)") for line in lines[1:7]]
+    assert reused == [False, False, True, True, False, False]  # knn_k=5 reuses knn_k=3's, per seed
+    config = from_parameters(runs[0].parameters)
+    full, reused = planned_cost(config), planned_cost(config, reference_reused=True)
+    assert reused["macs"]["reference_scoring"] == 0 < full["macs"]["reference_scoring"]
+    saved = 2 * (full["total_macs"] - reused["total_macs"])  # its training and its test pass
+    total = sum(planned_cost(from_parameters(run.parameters))["total_macs"] for run in runs)
+    assert lines[-1].startswith(f"planned for the runs to do: {total - saved:.3e} MACs")
