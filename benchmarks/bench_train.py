@@ -90,7 +90,8 @@ def reference_score(model, split: Split, dataset: Dataset, indices, device: torc
                     workers: int, batch_size: int) -> float:
     """Seconds to compute softmax outputs of ``split[indices]`` through a DataLoader, fp32."""
     indices = torch.arange(len(split)) if indices is None else indices
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(dataset.mean, dataset.std)])
+    tf = transforms.Compose([transforms.ToTensor(),
+                             transforms.Normalize(dataset.mean, dataset.std)])
     loader = DataLoader(PilImages(split, indices, tf), batch_size, num_workers=workers,
                         pin_memory=device.type == "cuda")
     model.to(device).eval()
@@ -106,7 +107,8 @@ def reference_score(model, split: Split, dataset: Dataset, indices, device: torc
 # ---------------------------------------------------------------------------------------
 
 
-def pf_run(model, dataset: Dataset, indices, epochs: int, batch_size: int, device, **options) -> float:
+def pf_run(model, dataset: Dataset, indices, epochs: int, batch_size: int, device,
+           **options) -> float:
     """Seconds for ``pf.train.fit`` doing the same work as ``reference_run``."""
     schedule = Schedule(((epochs, 0.05),), batch_size=batch_size)
     return fit(model, dataset, indices, schedule, device=device, progress=False, **options).seconds
@@ -145,8 +147,11 @@ def load_benchmark_data(test_images: int, data: str = "auto") -> Dataset:
         dataset = load_dataset(f"imagefolder:{SHARED_CIFAR10}")
     else:
         g = torch.Generator().manual_seed(0)
-        make = lambda n: Split(torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),
-                               torch.randint(0, 10, (n,), generator=g))
+
+        def make(n):
+            return Split(torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),
+                         torch.randint(0, 10, (n,), generator=g))
+
         dataset = Dataset("random-cifar-shaped", make(50000), make(10000),
                           tuple(map(str, range(10))), (0.5,) * 3, (0.25,) * 3, augment=True)
     return replace(dataset, test=Split(dataset.test.images[:test_images],

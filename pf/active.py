@@ -124,7 +124,8 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
     labeled_mask = torch.zeros(len(dataset.train), dtype=torch.bool, device=device)
     rounds, selected = [], []
     spent = {"macs": 0, "seconds": 0.0}  # data selection so far: what chose the current set
-    bar = tqdm(config.budgets, desc=config.method, disable=None if progress is None else not progress)
+    bar = tqdm(config.budgets, desc=config.method,
+               disable=None if progress is None else not progress)
     for index, budget in enumerate(bar):
         labeled_mask[added] = True
         labeled = labeled_mask.nonzero().squeeze(1)
@@ -143,7 +144,8 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
         init, teacher = "scratch", None
         if config.method == "prunefuse":
             if config.fusion:
-                target, init = fuse(dense_init, selector, channel_map, config.rest, seed=seed), "fused"
+                target, init = (fuse(dense_init, selector, channel_map, config.rest, seed=seed),
+                                "fused")
             teacher = selector if config.kd else None
         target_result = _train(target, dataset, labeled, config.schedule(), config, seed + 1,
                                f"target @ {budget}", progress, teacher=teacher)

@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = with_config_options(commands.add_parser(
         "run", help="run one experiment and write OUT/metrics.json"))
-    run.add_argument("--out", default=None, help="run directory (default: runs/<preset>/seed<seed>)")
+    run.add_argument("--out", default=None,
+                     help="run directory (default: runs/<preset>/seed<seed>)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bars (default: only on a terminal)")
     with_config_options(commands.add_parser("config", help="print the resolved configuration"))
@@ -72,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cpus-per-task", type=int, default=8, help="slurm: CPUs per run")
     sweep.add_argument("--parallel", type=int, default=32, help="slurm: runs at once (array limit)")
 
-    figures = commands.add_parser("figures", help="every figure and the main table from stored runs")
+    figures = commands.add_parser("figures",
+                                  help="every figure and the main table from stored runs")
     figures.add_argument("results", nargs="?", default="results",
                          help="folder holding runs (metrics.json files); default: results")
     figures.add_argument("--out", default=None, help="output folder (default: RESULTS/figures)")
@@ -145,8 +147,10 @@ def _flops_table(args) -> str:
              f"{'fvcore default':>16}{'FlopCounterMode/2':>19}"]
     for name, model in networks:
         macs = forward_macs(model, shape)
-        lines.append(f"{name:<18}{parameter_count(model):>10,}{macs:>14,}{macs / dense_macs:>9.3f}"
-                     f"{fvcore_default_macs(model, shape):>16,}{flop_counter_macs(model, shape):>19,}")
+        lines.append(f"{name:<18}{parameter_count(model):>10,}{macs:>14,}"
+                     f"{macs / dense_macs:>9.3f}"
+                     f"{fvcore_default_macs(model, shape):>16,}"
+                     f"{flop_counter_macs(model, shape):>19,}")
     return "\n".join(lines)
 
 
@@ -158,7 +162,8 @@ def _summary(metrics: dict) -> str:
              + f"{'test acc':>8}  {'train s':>8}"]
     for round_ in metrics["rounds"]:
         how = f"{round_['prune_rate']:>4}  {round_['selection']:>9}  " if pruning else ""
-        lines.append(f"{round_['labeled']:>8}  {how}{100 * round_['target']['test_accuracy']:>7.2f}%"
+        lines.append(f"{round_['labeled']:>8}  {how}"
+                     f"{100 * round_['target']['test_accuracy']:>7.2f}%"
                      f"  {round_['seconds']['target_training']:>8.1f}")
     if pruning:
         from pf.results import scoring_label  # pandas: loaded by the run already

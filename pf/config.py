@@ -26,14 +26,16 @@ from pf.scores import DU_WINDOW, TDDS_WINDOW
 from pf.select import METRICS
 from pf.train import Schedule
 
-__all__ = ["METHODS", "DATA_PRUNING", "SCORES", "ConfigError", "Config", "PRESETS", "make_config", "from_parameters",
-           "parse_assignment", "check_budgets"]
+__all__ = ["METHODS", "DATA_PRUNING", "SCORES", "ConfigError", "Config", "PRESETS", "make_config",
+           "from_parameters", "parse_assignment", "check_budgets"]
 
 SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
 SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
 FIXED_DATASETS = ("digits", "synthetic", "tinyimagenet", *CIFAR_STATS)
-METHODS = ("baseline", "svp", "prunefuse")  # active learning; who selects: the target, a proxy, the pruned target
-DATA_PRUNING = "prune_data"  # the other experiment: score the training set, keep the top (pf.prune_data)
+# active learning; who selects: the target, a proxy, the pruned target
+METHODS = ("baseline", "svp", "prunefuse")
+# the other experiment: score the training set, keep the top (pf.prune_data)
+DATA_PRUNING = "prune_data"
 SCORES = ("du", "tdds", "el2n", "forgetting")  # data_pruning scores, all from pf.scores
 SCORE_WINDOWS = {"du": DU_WINDOW, "tdds": TDDS_WINDOW}  # epochs a windowed score needs at least
 CHOICES = {
@@ -59,12 +61,14 @@ class Config:
     """Everything that defines a run. Fields are plain JSON types (papermill-safe)."""
 
     # --- data -------------------------------------------------------------------------
-    dataset: str = "cifar10"  # digits | cifar10 | cifar100 | tinyimagenet | imagefolder:<path> | synthetic
+    # digits | cifar10 | cifar100 | tinyimagenet | imagefolder:<path> | synthetic
+    dataset: str = "cifar10"
     data_dir: str = ""  # dataset root and cache; "" means $PF_DATA or ~/.cache/pf/data
     # --- model ------------------------------------------------------------------------
     arch: str = "resnet56"  # target network, a name in pf.models.MODELS
     # --- method -----------------------------------------------------------------------
-    method: str = "prunefuse"  # baseline (the target selects) | svp (a proxy selects) | prunefuse | prune_data
+    # baseline (the target selects) | svp (a proxy selects) | prunefuse | prune_data
+    method: str = "prunefuse"
     metric: str = "least_confidence"  # pf.select.METRICS: uncertainty, kcenters, random, norm_*
     prune_ratio: float = 0.5  # prunefuse: fraction of channels removed per layer, in [0, 1)
     importance: str = "l2"  # prunefuse: l2 (per filter) | group_l2 | random
@@ -72,24 +76,35 @@ class Config:
     fusion: bool = True  # prunefuse: start the target from the fused network (else from theta)
     kd: bool = True  # prunefuse: distil the trained selector into the target
     rest: str = "keep"  # prunefuse: weights outside the selector's slots: keep | reinit | zero
-    selector_lr_schedule: list = field(default_factory=list)  # [] = lr_schedule; SVP's fast proxy: [[1,0.01],[45,0.1],[4,0.01]]
+    # [] = lr_schedule; SVP's fast proxy: [[1,0.01],[45,0.1],[4,0.01]]
+    selector_lr_schedule: list = field(default_factory=list)
     # --- data pruning (method=prune_data; Schmidt, Dhungel et al., arXiv 2506.09010) ---
-    score: str = "du"  # training-dynamics score: du | tdds | el2n | forgetting; the highest are kept
-    score_source: str = "full"  # full: a run on the whole train set scores it | subset: score a subset, extrapolate
+    # training-dynamics score: du | tdds | el2n | forgetting; the highest are kept
+    score: str = "du"
+    # full: a run on the whole train set scores it | subset: score a subset, extrapolate
+    score_source: str = "full"
     score_subset: float = 0.2  # subset: fraction of the train set the scoring run sees, in (0, 1)
-    score_lr_schedule: list = field(default_factory=list)  # the scoring run's [epochs, lr] pieces; [] = lr_schedule
-    extrapolation: str = "knn"  # subset: knn (mean of the k nearest scored) | gnn (a GCN on the kNN graph)
+    # the scoring run's [epochs, lr] pieces; [] = lr_schedule
+    score_lr_schedule: list = field(default_factory=list)
+    # subset: knn (mean of the k nearest scored) | gnn (a GCN on the kNN graph)
+    extrapolation: str = "knn"
     knn_k: int = 10  # neighbours: kNN's k, and the GNN graph's degree (paper: 10, 20, 50, 100)
     knn_weighting: str = "mean"  # knn: mean | exp (weights exp(-distance))
     gnn_epochs: int = 500  # gnn: full-batch Adam steps; the best validation-Pearson epoch is kept
-    prune_rates: list = field(default_factory=lambda: [0.3, 0.5, 0.7])  # fractions removed, each in [0, 1); [] = score only
+    # fractions removed, each in [0, 1); [] = score only
+    prune_rates: list = field(default_factory=lambda: [0.3, 0.5, 0.7])
     prune_baseline: bool = True  # also prune at random at every rate
-    score_reference: bool = False  # subset: also score with a full run, report the correlations (costs a full run)
-    reference_cache: str = ""  # folder where full reference runs are kept and reused; "" = none (pf sweep: <sweep>/reference-cache)
+    # subset: also score with a full run, report the correlations (costs a full run)
+    score_reference: bool = False
+    # folder where full reference runs are kept and reused;
+    # "" = none (pf sweep: <sweep>/reference-cache)
+    reference_cache: str = ""
     # --- labeling ---------------------------------------------------------------------
-    budgets: list = field(default_factory=lambda: list(SVP_BUDGETS))  # TOTAL labeled counts, increasing
+    # TOTAL labeled counts, increasing
+    budgets: list = field(default_factory=lambda: list(SVP_BUDGETS))
     # --- training (SVP's protocol) ----------------------------------------------------
-    lr_schedule: list = field(default_factory=lambda: [list(s) for s in SVP_SCHEDULE])  # [epochs, lr] pieces
+    # [epochs, lr] pieces
+    lr_schedule: list = field(default_factory=lambda: [list(s) for s in SVP_SCHEDULE])
     batch_size: int = 128  # SGD mini-batch
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 5e-4  # L2 on every parameter
@@ -111,7 +126,8 @@ class Config:
         return self._schedule(self.selector_lr_schedule or self.lr_schedule)
 
     def score_schedule(self) -> Schedule:
-        """The data-pruning scoring run's schedule: ``score_lr_schedule``, or the target's when empty."""
+        """The data-pruning scoring run's schedule: ``score_lr_schedule``, or the target's
+        when empty."""
         return self._schedule(self.score_lr_schedule or self.lr_schedule)
 
     def _schedule(self, pieces: list) -> Schedule:
@@ -219,7 +235,8 @@ def _validate(config: Config) -> None:
     if config.batch_size < 1:
         raise ConfigError(f"batch_size: must be a positive integer, got {config.batch_size}")
     if config.eval_batch_size < 0:
-        raise ConfigError(f"eval_batch_size: must be 0 (auto) or positive, got {config.eval_batch_size}")
+        raise ConfigError("eval_batch_size: must be 0 (auto) or positive, "
+                          f"got {config.eval_batch_size}")
     for key in ("momentum", "kd_weight"):
         if not 0 <= getattr(config, key) <= 1:
             raise ConfigError(f"{key}: must lie in [0, 1], got {getattr(config, key)}")

@@ -193,7 +193,10 @@ def _digits() -> Dataset:
     train_x, test_x, train_y, test_y = train_test_split(
         images, digits.target, test_size=0.2, random_state=0, stratify=digits.target
     )
-    to_split = lambda x, y: Split(torch.from_numpy(x), torch.from_numpy(y).long())
+
+    def to_split(x, y):
+        return Split(torch.from_numpy(x), torch.from_numpy(y).long())
+
     classes = [str(c) for c in digits.target_names]
     return _make_dataset("digits", to_split(train_x, train_y), to_split(test_x, test_y),
                          classes, augment=False)
@@ -213,10 +216,13 @@ def _cifar(name: str, root: Path, download: bool) -> Dataset:
             f"{name}: not found in {folder} and not downloadable ({reason}); put {archive} "
             f"there, or point PF_DATA at a folder holding {name}/"
         ) from None
-    to_split = lambda d: Split(
-        torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(),
-        torch.tensor(d.targets, dtype=torch.long),
-    )
+
+    def to_split(d):
+        return Split(
+            torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(),
+            torch.tensor(d.targets, dtype=torch.long),
+        )
+
     return _make_dataset(name, to_split(train), to_split(test), train.classes,
                          augment=True, stats=CIFAR_STATS[name])
 

@@ -1,4 +1,5 @@
-"""One experiment: a method's active-learning run over the budgets (or a data-pruning run), recorded.
+"""One experiment: a method's active-learning run over the budgets
+(or a data-pruning run), recorded.
 
 ``run_experiment`` checks what it can before any work (the budgets against the
 dataset's size, the device), runs ``pf.active.run_active_learning`` (for
@@ -57,7 +58,8 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
     start = time.perf_counter()
     device = resolve_device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but no CUDA device is available; use auto or cpu")
+        raise ConfigError("device: cuda was asked for but no CUDA device is available; "
+                          "use auto or cpu")
     dataset = load_dataset(config.dataset, config.data_dir or None)
     pruning = config.method == DATA_PRUNING
     if pruning:
@@ -103,7 +105,8 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
                 "scored_indices": run["scored_indices"], "scores": run["score_values"],
                 "reference_scores": run["reference_scores"]})
         else:
-            write_json(out_dir / SELECTED_FILE, {"budgets": config.budgets, "added": run["selected"]})
+            write_json(out_dir / SELECTED_FILE,
+                       {"budgets": config.budgets, "added": run["selected"]})
         if channel_map:
             save_channel_map(channel_map, out_dir / CHANNEL_MAP_FILE)
         write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished run

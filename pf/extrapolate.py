@@ -1,4 +1,5 @@
-"""Score extrapolation (Schmidt, Dhungel et al., arXiv 2506.09010): score a subset, predict the rest.
+"""Score extrapolation (Schmidt, Dhungel et al., arXiv 2506.09010):
+score a subset, predict the rest.
 
 Given the embeddings of all N samples (penultimate features of a network trained on the
 scored subset), the positions of the scored samples and their scores, predict a score
@@ -75,7 +76,8 @@ def _check_scored(num_samples: int, scored_indices: torch.Tensor, scores: torch.
 
 def _nearest(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk_size: int,
              dtype: torch.dtype, skip_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` nearest keys of every query: (positions into keys, Euclidean distances), nearest first.
+    """The ``k`` nearest keys of every query: (positions into keys, Euclidean distances),
+    nearest first.
 
     ``skip_self``: queries ARE the keys, and a query may not be its own neighbour.
     """

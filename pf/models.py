@@ -4,10 +4,11 @@ Every network here follows He et al. (2016): a 3x3 stem, three stages of widths
 16/32/64 (x4 for bottlenecks) at strides 1/2/2, global average pooling and one linear
 classifier. ``resnet18`` is the exception: the ImageNet ResNet-18's four stages of two
 basic blocks, widths 64/128/256/512 at strides 1/2/2/2, behind the same 3x3 stem (the
-"ResNet-18 for CIFAR" that data-pruning papers train, 11.2M parameters). Where a block changes the shape of the residual stream, the shortcut is a
-1x1 convolution (+ BatchNorm in post-activation nets) rather than the zero-padding
-"option A" shortcut: Torch-Pruning can only couple the channels of the residual stream
-when both branches of every addition are real layers, and PruneFuse prunes that stream.
+"ResNet-18 for CIFAR" that data-pruning papers train, 11.2M parameters). Where a block
+changes the shape of the residual stream, the shortcut is a 1x1 convolution (+ BatchNorm
+in post-activation nets) rather than the zero-padding "option A" shortcut: Torch-Pruning
+can only couple the channels of the residual stream when both branches of every addition
+are real layers, and PruneFuse prunes that stream.
 
     build_model("resnet56", num_classes=10, in_channels=3)   # 0.856M parameters
 

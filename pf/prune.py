@@ -63,7 +63,8 @@ def _importance(name: str):
         return tp.importance.MagnitudeImportance(p=2)
     if name == "random":
         return tp.importance.RandomImportance()
-    raise ValueError(f"importance: unknown importance {name!r}; choose one of {', '.join(IMPORTANCES)}")
+    raise ValueError(f"importance: unknown importance {name!r}; "
+                     f"choose one of {', '.join(IMPORTANCES)}")
 
 
 def prune_at_init(model: nn.Module, ratio: float, importance: str = "l2",
@@ -149,7 +150,8 @@ def gather(dense_tensor: torch.Tensor, indices: list) -> torch.Tensor:
     """The sub-tensor of ``dense_tensor`` that a channel-map entry's ``indices`` select."""
     for dim, kept in enumerate(indices):
         if kept is not None:
-            dense_tensor = dense_tensor.index_select(dim, torch.tensor(kept, device=dense_tensor.device))
+            dense_tensor = dense_tensor.index_select(
+                dim, torch.tensor(kept, device=dense_tensor.device))
     return dense_tensor
 
 
@@ -162,15 +164,16 @@ def check_channel_map(channel_map: dict, dense: nn.Module, pruned: nn.Module) ->
     entries = channel_map["tensors"]
     if set(entries) != set(dense_state) or set(entries) != set(pruned_state):
         odd = sorted(set(entries) ^ set(dense_state) | set(entries) ^ set(pruned_state))
-        raise ChannelMapError(f"channel map: tensors do not match the networks ({', '.join(odd[:3])} ...)")
+        raise ChannelMapError("channel map: tensors do not match the networks "
+                              f"({', '.join(odd[:3])} ...)")
     for name, entry in entries.items():
         dense_shape, pruned_shape = list(dense_state[name].shape), list(pruned_state[name].shape)
         expected = [len(k) if k is not None else n for k, n in zip(entry["indices"], dense_shape)]
         in_range = all(k is None or (k and max(k) < n and min(k) >= 0 and len(set(k)) == len(k))
                        for k, n in zip(entry["indices"], dense_shape))
         if entry["dense_shape"] != dense_shape or expected != pruned_shape or not in_range:
-            raise ChannelMapError(f"channel map: {name} maps {entry['dense_shape']} -> {expected} but "
-                                  f"the networks have {dense_shape} -> {pruned_shape}")
+            raise ChannelMapError(f"channel map: {name} maps {entry['dense_shape']} -> {expected} "
+                                  f"but the networks have {dense_shape} -> {pruned_shape}")
 
 
 def save_channel_map(channel_map: dict, path: str | Path) -> Path:

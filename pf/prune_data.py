@@ -319,7 +319,8 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
         "scoring_test_accuracy": run.test_accuracy,
         "reference": reference is not None,
         "reference_cached": reused,
-        "reference_test_accuracy": None if reference_run is None else reference_run["test_accuracy"],
+        "reference_test_accuracy": (None if reference_run is None
+                                    else reference_run["test_accuracy"]),
         "reference_macs": None if reference_run is None else training_macs(
             forward, reference_run["images_seen"]),
         # of the run that computed it, also when this run reused it from the cache

@@ -66,9 +66,12 @@ def read_metrics(run_dir: str | Path) -> dict:
 def _git_commit() -> str:
     """The commit of the pf source tree, with '+dirty' for uncommitted changes."""
     source = Path(pf.__file__).resolve().parent
+
+    def run(*args):
+        return subprocess.run(["git", "-C", str(source), *args], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
     try:
-        run = lambda *args: subprocess.run(["git", "-C", str(source), *args], check=True,
-                                           capture_output=True, text=True).stdout.strip()
         return run("rev-parse", "HEAD") + ("+dirty" if run("status", "--porcelain") else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -8,8 +8,8 @@ CPU ``record`` took 0.2-0.4 ms per batch of 128, under 0.2 % of a ResNet-20 trai
 step, and fit's time with a recorder was within run-to-run noise of its time without
 (``benchmarks/bench_scores.py``). These are train-mode outputs on augmented inputs, taken
 before the step's weight update, as the TDDS authors' code and the score-extrapolation
-paper's Dynamic Uncertainty code record them. The scores are computed from the recorded history, vectorised over
-samples and epochs:
+paper's Dynamic Uncertainty code record them. The scores are computed from the recorded
+history, vectorised over samples and epochs:
 
     recorder, result = record_dynamics(model, dataset, torch.arange(50_000), schedule)
     du = dynamic_uncertainty(recorder.probs, recorder.labels)        # keep high DU

@@ -88,7 +88,8 @@ def _fail(path: Path, message: str):
 def _expand(subgrid: dict, path: Path) -> list[dict]:
     """The cartesian product of one sub-grid: every key maps to a list of values."""
     if not isinstance(subgrid, dict) or not subgrid:
-        _fail(path, f"each grid entry must be a non-empty mapping of key: [values], got {subgrid!r}")
+        _fail(path, "each grid entry must be a non-empty mapping of key: [values], "
+                    f"got {subgrid!r}")
     for key, values in subgrid.items():
         if not isinstance(values, list) or not values:
             _fail(path, f"grid key {key!r} needs a non-empty list of values, got {values!r}")

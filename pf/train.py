@@ -5,7 +5,8 @@ channels_last (cuDNN's fastest layout; on the 2-core development CPU, ResNet-20 
 trained 1.7x faster with it than in NCHW). On CUDA the step runs under bf16 autocast and
 never waits for the host (the loss is summed on the device and read once an epoch);
 ``compile=True`` wraps the model in ``torch.compile``. On CPU the same code runs in fp32
-unless ``precision="bf16"`` is asked for. The test accuracy of every epoch is recorded; the one reported is the last.
+unless ``precision="bf16"`` is asked for. The test accuracy of every epoch is recorded;
+the one reported is the last.
 
     result = fit(model, dataset, labeled_idx, PAPER_SCHEDULE, device="cuda", seed=0)
     result.test_accuracy      # final epoch, in [0, 1]

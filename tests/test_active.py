@@ -55,7 +55,10 @@ def test_the_same_seed_selects_the_same_indices(synthetic, method, metric):
     first, second = (_run(synthetic, method=method, metric=metric, budgets=[40, 100, 160])
                      for _ in range(2))
     assert first["selected"] == second["selected"]
-    accuracies = lambda run: [r["target"]["test_accuracy"] for r in run["rounds"]]
+
+    def accuracies(run):
+        return [r["target"]["test_accuracy"] for r in run["rounds"]]
+
     assert accuracies(first) == accuracies(second)
     other = _run(synthetic, method=method, metric=metric, budgets=[40, 100, 160], seed=1)
     assert other["selected"] != first["selected"]
@@ -78,8 +81,10 @@ def test_records_carry_accuracies_curves_and_phases(runs):
     for method, run in runs.items():
         for index, round_ in enumerate(run["rounds"]):
             target = round_["target"]
-            assert 0 <= target["test_accuracy"] <= 1 and target["curve"][-1] == target["test_accuracy"]
-            assert round_["macs"]["target_training"] > 0 and round_["seconds"]["target_training"] > 0
+            assert (0 <= target["test_accuracy"] <= 1
+                    and target["curve"][-1] == target["test_accuracy"])
+            assert (round_["macs"]["target_training"] > 0
+                    and round_["seconds"]["target_training"] > 0)
             last = index == len(BUDGETS) - 1
             assert (round_["macs"]["pool_scoring"] == 0) == last
             assert (round_["selector"] is None) == (last and method != "prunefuse")
@@ -110,7 +115,8 @@ def test_prunefuse_selection_costs_about_the_square_of_the_kept_width(synthetic)
 
 def test_ablation_switches_reach_the_target(synthetic):
     plain = _run(synthetic, fusion=False, kd=False, budgets=[40, 100])
-    assert {(r["target"]["init"], r["target"]["kd"]) for r in plain["rounds"]} == {("scratch", False)}
+    assert ({(r["target"]["init"], r["target"]["kd"]) for r in plain["rounds"]}
+            == {("scratch", False)})
     # The selection does not depend on how the target is trained.
     assert plain["selected"] == _run(synthetic, budgets=[40, 100])["selected"]
 

@@ -48,7 +48,8 @@ def test_parse_assignment(text, expected):
     ({"batch_size": 0}, "batch_size: must be a positive integer"),
     ({"momentum": 1.5}, "momentum: must lie in [0, 1]"),
     ({"kd_temperature": 0}, "kd_temperature: must be > 0"),
-    ({"method": "prune_data", "prune_rates": [0.3, 1.0]}, "prune_rates: expected a list of fractions"),
+    ({"method": "prune_data", "prune_rates": [0.3, 1.0]},
+     "prune_rates: expected a list of fractions"),
     ({"method": "prune_data", "score_lr_schedule": [[9, 0.1]]},
      "score_lr_schedule: du needs a scoring run of at least 10 epochs (its window), got 9"),
 ])

@@ -75,7 +75,8 @@ def test_tinyimagenet_layout_with_val_annotations(tmp_path):
         for i in range(2):
             Image.new("RGB", (64, 64), (k * 100, 0, i)).save(
                 folder / "train" / wnid / "images" / f"{wnid}_{i}.JPEG")
-        Image.new("RGB", (64, 64), (k * 100, 0, 0)).save(folder / "val" / "images" / f"val_{k}.JPEG")
+        Image.new("RGB", (64, 64), (k * 100, 0, 0)).save(
+            folder / "val" / "images" / f"val_{k}.JPEG")
         lines.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63")
     (folder / "val" / "val_annotations.txt").write_text("\n".join(lines))
     dataset = load_dataset("tinyimagenet", root=tmp_path)

@@ -8,7 +8,8 @@ import pytest
 
 import pf
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(pf.__path__, "pf.") if m.name != "pf.__main__")
+MODULES = sorted(m.name for m in pkgutil.iter_modules(pf.__path__, "pf.")
+                 if m.name != "pf.__main__")
 
 
 @pytest.mark.parametrize("module_name", MODULES)
@@ -23,6 +24,7 @@ def test_public_names_are_documented(module_name):
             if not inspect.getdoc(obj):
                 undocumented.append(name)
             for attr, member in vars(obj).items() if inspect.isclass(obj) else ():
-                if inspect.isfunction(member) and not attr.startswith("_") and not inspect.getdoc(member):
+                if (inspect.isfunction(member) and not attr.startswith("_")
+                        and not inspect.getdoc(member)):
                     undocumented.append(f"{name}.{attr}")
     assert not undocumented, f"{module_name}: no docstring on {undocumented}"

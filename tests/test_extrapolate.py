@@ -165,7 +165,8 @@ def test_pearson_matches_scipy():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(500, generator=generator)
     y = 0.5 * x + torch.randn(500, generator=generator)
-    assert pearson(x, y) == pytest.approx(stats.pearsonr(x.double().numpy(), y.double().numpy()).statistic, abs=1e-12)
+    assert pearson(x, y) == pytest.approx(
+        stats.pearsonr(x.double().numpy(), y.double().numpy()).statistic, abs=1e-12)
 
 
 @pytest.mark.parametrize("with_ties", [False, True])

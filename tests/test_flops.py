@@ -53,4 +53,5 @@ def test_protocol_costs_compare_prunefuse_with_the_baseline_without_training():
     assert prunefuse[0]["data_selection_macs"] == 0 and prunefuse[1]["prune_ratio"] == 0.5
     share = prunefuse[1]["data_selection_macs"] / baseline[1]["data_selection_macs"]
     assert share == prunefuse[1]["selector_forward_macs"] / dense_forward
-    assert share == pytest.approx(0.25, abs=0.01)  # about (1-p)^2: the input and classifier are not pruned
+    # about (1-p)^2: the input and classifier are not pruned
+    assert share == pytest.approx(0.25, abs=0.01)

@@ -69,7 +69,8 @@ def test_a_bad_parameter_fails_with_the_clis_message(tmp_path, key, value):
 def test_quickstart_walks_through_prune_select_fuse(tmp_path):
     notebook = _execute("quickstart.ipynb", tmp_path, initial=60, added=20, epochs=2)
     assert _images(notebook) == 3
-    text = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
+    text = "".join(out.get("text", "") for cell in notebook.cells
+                   for out in cell.get("outputs", []))
     assert "theta_p (p=0.5)" in text and "labeled now 80" in text
 
 

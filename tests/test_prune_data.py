@@ -142,7 +142,8 @@ def test_full_scores_and_no_baseline(synthetic):
 
 
 def test_no_rates_scores_only_and_the_cli_reports_the_correlations(tmp_path):
-    assignments = [f"{key}={json.dumps(value)}" for key, value in {**SMOKE, "prune_rates": []}.items()]
+    assignments = [f"{key}={json.dumps(value)}"
+                   for key, value in {**SMOKE, "prune_rates": []}.items()]
     cli = subprocess.run([PF, "run", "--preset", "smoke", "--out", str(tmp_path),
                           *(arg for a in assignments for arg in ("--set", a))],
                          capture_output=True, text=True)

@@ -51,7 +51,8 @@ def test_every_pruned_tensor_is_the_dense_init_indexed_by_the_map(arch, importan
     pruned, channel_map = prune_at_init(dense, 0.5, importance=importance)
     dense_state = dense.state_dict()
     for name, tensor in pruned.state_dict().items():
-        assert torch.equal(gather(dense_state[name], channel_map["tensors"][name]["indices"]), tensor), name
+        assert torch.equal(gather(dense_state[name], channel_map["tensors"][name]["indices"]),
+                           tensor), name
     for name, tensor in before.items():  # the input network is untouched
         assert torch.equal(dense_state[name], tensor), name
 

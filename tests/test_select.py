@@ -135,7 +135,9 @@ def test_k_centers_ignores_a_common_offset():
 
 
 def test_random_selection_is_reproducible_per_seed():
-    draw = lambda seed: random_selection(1000, 50, torch.Generator().manual_seed(seed))
+    def draw(seed):
+        return random_selection(1000, 50, torch.Generator().manual_seed(seed))
+
     first = draw(0)
     _distinct(first, 50)
     assert first.min() >= 0 and first.max() < 1000
@@ -151,8 +153,12 @@ def test_select_dispatches_by_name():
     assert select("least_confidence", 1, probs=probs).tolist() == [1]
     assert select("entropy", 1, probs=probs).tolist() == [1]
     assert select("margin", 1, probs=probs).tolist() == [2]
-    assert select("kcenters", 2, pool_features=points, labeled_features=points[:1]).tolist() == [2, 3]
-    g = lambda: torch.Generator().manual_seed(3)
+    assert select("kcenters", 2, pool_features=points,
+                  labeled_features=points[:1]).tolist() == [2, 3]
+
+    def g():
+        return torch.Generator().manual_seed(3)
+
     expected = random_selection(4, 2, g())
     assert torch.equal(select("random", 2, probs=probs, generator=g()), expected)
     assert torch.equal(select("random", 2, pool_size=4, generator=g()), expected)
@@ -332,7 +338,10 @@ def test_norm_gs_rejects_labeled_features_of_another_width():
 def test_norm_selection_on_cuda():
     points = torch.randn(2_000, 32, generator=_seeded(15))
     assert norm_top(points.cuda(), 100).tolist() == norm_top(points, 100).tolist()
-    cuda = lambda seed: torch.Generator(device="cuda").manual_seed(seed)
+
+    def cuda(seed):
+        return torch.Generator(device="cuda").manual_seed(seed)
+
     for strategy in (norm_gs, norm_sample):
         picked = strategy(points.cuda(), 100, cuda(0))
         assert picked.device.type == "cuda"

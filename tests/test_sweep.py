@@ -47,7 +47,8 @@ def test_grid_expands_to_the_union_of_subgrids_with_stable_ids(tmp_path):
     assert ids == [run.run_id for run in load_sweep(path, tmp_path / "elsewhere")[1]]
     assert ids[0].startswith("method=baseline,seed=0-")
     prunefuse = next(run for run in runs if run.explicit.get("prune_ratio") == 0.7)
-    assert prunefuse.parameters["prune_ratio"] == 0.7 and prunefuse.parameters["method"] == "prunefuse"
+    assert (prunefuse.parameters["prune_ratio"] == 0.7
+            and prunefuse.parameters["method"] == "prunefuse")
     assert prunefuse.parameters["dataset"] == "synthetic"  # from the preset
     assert prunefuse.parameters["out_dir"] == "."
     assert Path(prunefuse.run_dir) == (tmp_path / "results" / "smoke" / prunefuse.run_id).resolve()
@@ -58,7 +59,8 @@ def test_grid_expands_to_the_union_of_subgrids_with_stable_ids(tmp_path):
 
 
 @pytest.mark.parametrize("body, message", [
-    ("grid:\n  - {method: [lasso]}\n", "smoke.yaml: run method=lasso,seed=0: method: 'lasso' is not"),
+    ("grid:\n  - {method: [lasso]}\n",
+     "smoke.yaml: run method=lasso,seed=0: method: 'lasso' is not"),
     ("grid:\n  - {method: baseline}\n", "smoke.yaml: grid key 'method' needs a non-empty list"),
     ("grids: []\n", "smoke.yaml: unknown keys ['grids']"),
     ("seeds: []\n", "smoke.yaml: seeds must be a non-empty list"),
