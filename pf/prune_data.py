@@ -258,6 +258,9 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
     trained on; all samples for ``score_source="full"``); ``reference`` (full-run scores,
     or None); ``summary``, the JSON block metrics.json stores as "scores"; and ``macs`` /
     ``seconds`` of the two selection phases (``selector_training``, ``pool_scoring``).
+    With ``config.reference_cache`` set, ``init`` must be ``config.arch`` initialised at
+    ``config.seed`` (as ``run_data_pruning`` builds it): the cache is keyed on the config,
+    not on the weights.
     """
     device = dataset.train.images.device
     num_samples = len(dataset.train)
