@@ -60,6 +60,9 @@ __all__ = ["RunSpec", "load_sweep", "run_status", "execute_run", "run_sweep"]
 
 SWEEP_KEYS = {"notebook", "preset", "parameters", "grid", "seeds", "name"}
 KERNEL = "python3"  # the kernel of the environment pf is installed in
+# The kernel app warns on every start that its local TCP sockets are unencrypted (jupyter's
+# default transport); a sweep would print it once per run. Its errors still show.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 PARAMS_FILE, ERROR_FILE, NOTEBOOK_FILE, SUMMARY_FILE = ("params.json", "error.json",
                                                         "notebook.ipynb", "sweep.json")
 REFERENCE_CACHE = "reference-cache"  # inside the sweep's results folder
@@ -201,7 +204,8 @@ def execute_run(run: RunSpec) -> dict:
     try:
         papermill.execute_notebook(run.notebook, str(run_dir / NOTEBOOK_FILE),
                                    parameters=run.parameters, kernel_name=KERNEL,
-                                   cwd=str(run_dir), progress_bar=False, log_output=False)
+                                   cwd=str(run_dir), progress_bar=False, log_output=False,
+                                   extra_arguments=KERNEL_ARGUMENTS)
         read_metrics(run_dir)
     except Exception as error:  # noqa: BLE001 -- a failed run is recorded, the sweep goes on
         message = _one_line(error)

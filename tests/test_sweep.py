@@ -127,6 +127,7 @@ grid:
                               capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert "2 of 2 runs finished, 0 failed" in finished.stdout
+    assert "without encryption" not in finished.stderr  # the kernel's start-up warning, per run
     assert all(run_status(run) == "done" for run in runs)
     run_dirs = sorted(p.parent.name for p in (results / "smoke").rglob("metrics.json"))
     assert run_dirs == sorted(run.run_id for run in runs)
