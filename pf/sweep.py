@@ -292,7 +292,8 @@ def _plan(runs: list[RunSpec], states: dict, echo) -> None:
         if needs_reference(config):
             path = reference_path(config, resolve_device(config.device).type)
             reused = path in references or path.exists()
-            references.add(path)
+            if states[run.run_id] != "done":  # a finished run may predate the cache
+                references.add(path)
         try:
             cost = planned_cost(config, reference_reused=reused)
         except ConfigError:  # an image folder's size is unknown before loading it
