@@ -10,7 +10,18 @@ chosen by ``rest``:
 - ``"reinit"``: a fresh draw from each layer's initial distribution
   (``pf.models.init_weights``), seeded; the extended paper's ablation ranks it first;
 - ``"zero"``: zero weights and biases (BatchNorm statistics stay at their initial 0/1),
-  so that the fused network computes exactly what the pruned one does.
+  so that the fused network computes exactly what the pruned one does (in eval mode).
+  Know what this ablation then measures: a channel fusion did not fill has zero weights
+  into it, zero BatchNorm scale and shift, and zero weights out of it (the next layer's
+  inputs, the classifier's columns), so training never gives it a gradient: its
+  in-weights' gradient passes through its zero BN scale, its out-weights' is scaled by
+  its activation (zero), its BN scale's by its normalised input (zero), and its BN
+  shift's comes back only through its zero out-weights; weight decay keeps zero at
+  zero. The fused "dense" target therefore trains as the pruned network padded with
+  zeros, and reaches the pruned architecture's accuracy (trained on from theta_p*, with
+  distillation), not the dense one's: a test trains a fused ResNet-8 at p = 0.5 and
+  finds all 168 non-fused filters still exactly zero. The extended paper's ranking
+  (reinit > keep > zero) fits this reading; it does not say how its "zero" was built.
 
 Neither input is modified.
 """

@@ -1,13 +1,16 @@
 import copy
+import dataclasses
 import json
 
 import pytest
 import torch
 
+from pf.config import make_config
 from pf.fuse import fuse
 from pf.models import build_model
 from pf.prune import (ChannelMapError, gather, load_channel_map, prune_at_init,
                       save_channel_map)
+from pf.train import fit
 
 
 def _dense(arch="resnet20", seed=0):
@@ -25,6 +28,16 @@ def _pretend_trained(model, seed=1):
             elif tensor.is_floating_point():
                 tensor.add_(0.1 * torch.randn(tensor.shape, generator=g))
     return model
+
+
+def _outside(indices: list, shape: torch.Size) -> torch.Tensor:
+    """A mask of the entries a channel-map entry does not cover: what fusion's rest fills."""
+    outside = torch.ones(shape, dtype=torch.bool)
+    if not len(shape):  # a scalar (BN's batch count) is covered whole
+        return ~outside
+    outside[torch.meshgrid(*[torch.arange(n) if kept is None else torch.tensor(kept)
+                             for kept, n in zip(indices, shape)], indexing="ij")] = False
+    return outside
 
 
 @pytest.mark.parametrize("ratio, widths", [(0.5, (8, 16, 32)), (0.7, (4, 9, 19)),
@@ -100,6 +113,34 @@ def test_zero_rest_fusion_computes_exactly_the_trained_pruned_network(arch):
         torch.testing.assert_close(fused(x), pruned(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("rest", ["zero", "keep"])
+def test_zero_rest_channels_get_no_gradient_so_the_target_trains_as_the_pruned_net(synthetic,
+                                                                                  rest):
+    torch.manual_seed(0)
+    dense = build_model("resnet8", synthetic.num_classes, synthetic.in_channels)
+    pruned, channel_map = prune_at_init(dense, 0.5, input_shape=(3, 16, 16))
+    fused = fuse(dense, pruned, channel_map, rest=rest)
+    before = copy.deepcopy(fused.state_dict())
+    # Without weight decay a weight moves only if it gets a gradient, so "moved" means
+    # "learned"; zero stays zero under weight decay anyway.
+    schedule = dataclasses.replace(make_config("smoke").schedule(), weight_decay=0.0)
+    fit(fused, synthetic, torch.arange(len(synthetic.train)), schedule, device="cpu",
+        teacher=pruned, record_curve=False, progress=False)  # as PruneFuse trains it
+    after = fused.state_dict()
+    filters = moved = 0
+    for name, parameter in fused.named_parameters():
+        indices = channel_map["tensors"][name]["indices"]
+        if rest == "zero":  # every weight fusion zeroed, filters, BN and classifier alike
+            assert not after[name][_outside(indices, parameter.shape)].any(), name
+        if parameter.dim() == 4:  # convolution filters fusion did not fill
+            kept = set(range(len(parameter)) if indices[0] is None else indices[0])
+            for row in sorted(set(range(len(parameter))) - kept):
+                filters += 1
+                moved += not torch.equal(after[name][row], before[name][row])
+    assert filters == 168
+    assert moved == (0 if rest == "zero" else filters)
+
+
 def test_keep_rest_fusion_keeps_dense_init_outside_the_map_and_mutates_nothing():
     dense = _dense()
     pruned, channel_map = prune_at_init(dense, 0.5)
@@ -110,10 +151,7 @@ def test_keep_rest_fusion_keeps_dense_init_outside_the_map_and_mutates_nothing()
     for name, tensor in dense_before.items():
         indices = channel_map["tensors"][name]["indices"]
         assert torch.equal(gather(fused[name], indices), pruned_before[name]), name
-        outside = torch.ones_like(tensor, dtype=torch.bool)
-        outside[tuple(torch.meshgrid(*[torch.arange(n) if k is None else torch.tensor(k)
-                                       for k, n in zip(indices, tensor.shape)], indexing="ij"))
-                if tensor.dim() else ...] = False
+        outside = _outside(indices, tensor.shape)
         assert torch.equal(fused[name][outside], tensor[outside]), name
     for before, module in ((dense_before, dense), (pruned_before, pruned)):
         for name, tensor in module.state_dict().items():
