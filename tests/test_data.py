@@ -1,4 +1,8 @@
+import os
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pf.data import CROP_PADDING, Batches, DatasetNotFound, augment_batch, load_dataset
+from pf.data import (CROP_PADDING, Batches, DatasetNotFound, _channel_stats, augment_batch,
+                     load_dataset)
 
 
 def test_digits_are_real_uint8_images_with_a_fixed_split():
@@ -26,6 +31,76 @@ def test_decoded_once_then_read_from_the_cache(monkeypatch, tmp_path):
     again = load_dataset("digits", root=tmp_path)
     assert torch.equal(first.train.images, again.train.images)
     assert again.mean == first.mean and again.classes == first.classes
+
+
+# A worker that counts its builds in MARKER, then loads digits once GO exists. Its build
+# sleeps so that a second worker, started with it, reaches the cache while it builds.
+CONCURRENT_WORKER = """
+import sys, time
+from pathlib import Path
+import pf.data
+
+root, marker, go = map(Path, sys.argv[1:4])
+build = pf.data._digits
+def counted_build():
+    with marker.open("a") as log:
+        log.write("built\\n")
+    time.sleep(1)
+    return build()
+pf.data._digits = counted_build
+Path(f"{go}.{sys.argv[4]}").touch()
+while not go.exists():
+    time.sleep(0.01)
+print(int(pf.data.load_dataset("digits", root=root).train.images.sum()))
+"""
+
+
+def test_workers_starting_together_prepare_the_dataset_once(tmp_path):
+    marker, go = tmp_path / "builds.log", tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WORKER, str(tmp_path / "data"),
+                                 str(marker), str(go), str(k)], stdout=subprocess.PIPE, text=True)
+               for k in range(2)]
+    deadline = time.monotonic() + 120
+    while not all(Path(f"{go}.{k}").exists() for k in range(2)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()  # both workers are imported and waiting: release them together
+    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0]
+    assert marker.read_text() == "built\n"  # the second worker read the first one's cache
+    assert outputs[0] == outputs[1] and int(outputs[0]) > 0
+
+
+def test_the_cache_temp_file_is_not_named_by_the_process_id_alone(monkeypatch, tmp_path):
+    # Another node of a shared filesystem, with the same process id, writing its cache.
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    foreign = cache / "digits.tmp4242"
+    foreign.write_bytes(b"another node's half-written cache")
+    dataset = load_dataset("digits", root=tmp_path)
+    assert foreign.read_bytes() == b"another node's half-written cache"
+    assert sorted(p.name for p in cache.iterdir()) == ["digits.lock", "digits.pt", foreign.name]
+    assert torch.equal(load_dataset("digits", root=tmp_path).train.images, dataset.train.images)
+
+
+def test_channel_stats_in_chunks_equal_one_float64_pass_over_all_pixels(monkeypatch):
+    images = torch.randint(0, 256, (20, 3, 9, 11), dtype=torch.uint8)
+    images[:5] = 255  # a skewed distribution, not a uniform one
+    pixels = images.transpose(0, 1).reshape(3, -1).double() / 255
+    expected = pixels.mean(1).tolist() + pixels.std(1).tolist()
+    seen = []
+    bincount = torch.bincount
+
+    def recording_bincount(values, *args, **kwargs):
+        seen.append(len(values))
+        return bincount(values, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "bincount", recording_bincount)
+    for chunk_size in (1, 7, 20):
+        seen.clear()
+        mean, std = _channel_stats(images, chunk_size=chunk_size)
+        assert list(mean) + list(std) == pytest.approx(expected, abs=1e-12)
+        assert max(seen) == min(chunk_size, 20) * 9 * 11  # one chunk's channel at a time
 
 
 def _write_image_tree(root: Path, size=(8, 8), per_class=3):
