@@ -17,18 +17,28 @@ selector score the unlabeled pool and label the next ``budgets[r+1] - budgets[r]
 
 With ``metric="random"`` only PruneFuse still trains its selector (fusion needs it).
 Every network is re-trained from one seeded initialisation per role, so rounds differ
-only in their labeled set (our choice; PruneFuse states it for theta_p).
+only in their labeled set (our choice; PruneFuse states it for theta_p). The target is
+drawn after ``torch.manual_seed(seed)`` (PruneFuse's selector is pruned from it); SVP's
+proxy from its own stream, ``role_seed(seed, "proxy")``, never another seed's target.
 
-Each round records what it spent, in MACs (``pf.flops``) and seconds: the selector's
-training, the target's training, and pool scoring (the selector's forward passes over
-the pool; the seconds include picking, e.g. greedy k-centers) for the NEXT round's
-labels. ``data_selection`` at a budget is the paper's Fig. 3 quantity: the selector
-training and pool scoring of every earlier round, i.e. all that chose this labeled set.
+Each round records what it spent in MACs (``pf.flops``), phase by phase as
+``pf.cost.planned_cost`` plans it: the selector's training, the target's training, pool
+scoring (the selector's forward passes over the pool) for the NEXT round's labels, the
+test-set evaluations (``evaluation``: after every epoch of the target, after the last of
+a selector) and the distillation teacher's forward passes (``distillation``: one per
+image the target trains on). Seconds are recorded for the phases with a clock of their
+own: the trainings (whole ``fit`` calls, so their evaluations and teacher forwards are
+inside) and pool scoring (which includes picking, e.g. greedy k-centers). Evaluation and
+distillation are counted in MACs only: the teacher's forwards run inside the training
+step, and timing them apart would cost a host sync per step. ``data_selection`` at a
+budget is the paper's Fig. 3 quantity: the selector training and pool scoring of every
+earlier round, i.e. all that chose this labeled set.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 
 import torch
@@ -43,18 +53,39 @@ from pf.prune import prune_at_init
 from pf.select import FEATURE_METRICS, LABELED_AWARE_METRICS, select
 from pf.train import FitResult, fit, predict
 
-__all__ = ["run_active_learning"]
+__all__ = ["role_seed", "initial_networks", "run_active_learning"]
 
 
-def _selector_init(config: Config, dense_init: torch.nn.Module, dataset: Dataset):
-    """The selector's initial network and, for PruneFuse, the channel map (else None)."""
+def role_seed(seed: int, role: str) -> int:
+    """The seed of ``role``'s own random stream in a run of ``seed``: a stable hash of both.
+
+    Streams of different (seed, role) pairs never coincide, as ``seed + 1`` did: the SVP
+    proxy of seed s drew exactly what the target of seed s + 1 drew.
+    """
+    digest = hashlib.sha256(f"pf/{role}/{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % 2**63
+
+
+def initial_networks(config: Config, dataset: Dataset) -> tuple:
+    """The networks a run starts from: ``(target, selector, channel_map)``.
+
+    The target theta is drawn after ``torch.manual_seed(config.seed)``. The selector is
+    theta itself (baseline), ``proxy_arch`` drawn from ``role_seed(seed, "proxy")`` and
+    leaving the global generator as theta left it (svp), or theta pruned at init
+    (prunefuse, the only one with a channel map; None otherwise).
+    """
+    torch.manual_seed(config.seed)
+    target = build_model(config.arch, dataset.num_classes, dataset.in_channels)
     if config.method == "baseline":
-        return dense_init, None
+        return target, target, None
     if config.method == "svp":
-        torch.manual_seed(config.seed + 1)  # the proxy's own draw, distinct from theta's
-        return build_model(config.proxy_arch, dataset.num_classes, dataset.in_channels), None
-    return prune_at_init(dense_init, config.prune_ratio, config.importance,
-                         tuple(dataset.train.images.shape[1:]), seed=config.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(role_seed(config.seed, "proxy"))
+            proxy = build_model(config.proxy_arch, dataset.num_classes, dataset.in_channels)
+        return target, proxy, None
+    pruned, channel_map = prune_at_init(target, config.prune_ratio, config.importance,
+                                        tuple(dataset.train.images.shape[1:]), seed=config.seed)
+    return target, pruned, channel_map
 
 
 def _train(model, dataset, labeled, schedule, config, seed, desc, progress, **options) -> FitResult:
@@ -105,9 +136,7 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
                           f"{config.method} (pf.experiment.run_experiment runs every method)")
     image_shape = tuple(dataset.train.images.shape[1:])
     device = dataset.train.images.device
-    torch.manual_seed(config.seed)
-    dense_init = build_model(config.arch, dataset.num_classes, dataset.in_channels)
-    selector_init, channel_map = _selector_init(config, dense_init, dataset)
+    dense_init, selector_init, channel_map = initial_networks(config, dataset)
     uses_selector = config.metric != "random" or config.method == "prunefuse"
     selector_arch = {"baseline": config.arch, "svp": config.proxy_arch,
                      "prunefuse": f"{config.arch}@p={config.prune_ratio}"}[config.method]
@@ -118,6 +147,7 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
                      "forward_macs": forward_macs(selector_init, image_shape)},
     }
     target_macs, selector_macs = (networks[k]["forward_macs"] for k in ("target", "selector"))
+    test_size = len(dataset.test)
 
     first = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(config.seed))
     added = first[:config.budgets[0]].to(device)
@@ -139,6 +169,8 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
             selector = copy.deepcopy(selector_init)
             selector_result = _train(selector, dataset, labeled, config.selector_schedule(), config,
                                      seed, f"selector @ {budget}", progress, record_curve=False)
+        # Counted before the baseline's target becomes its selector below: evaluated once.
+        selector_evaluations = 0 if selector_result is None else len(selector_result.curve)
 
         target = copy.deepcopy(dense_init)
         init, teacher = "scratch", None
@@ -158,7 +190,11 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
         macs = {"selector_training": 0 if selector_result is None else training_macs(
                     selector_macs, selector_result.images_seen),
                 "target_training": training_macs(target_macs, target_result.images_seen),
-                "pool_scoring": 0, "data_selection": spent["macs"]}
+                "pool_scoring": 0,
+                "evaluation": test_size * (selector_macs * selector_evaluations
+                                           + target_macs * len(target_result.curve)),
+                "distillation": 0 if teacher is None else selector_macs * target_result.images_seen,
+                "data_selection": spent["macs"]}
         if not last:
             start = time.perf_counter()
             count = config.budgets[index + 1] - budget

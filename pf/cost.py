@@ -2,16 +2,20 @@
 
 A GPU budget is planned in images and MACs: ``planned_cost(config)`` walks the same
 protocol that ``pf.active`` (or ``pf.prune_data``) will run, with the networks' forward
-MACs from ``pf.flops``, and returns per phase the images processed and their MACs. The
-phases a run records in metrics.json (``selector_training``, ``pool_scoring``,
-``target_training``) come out equal to what the run then records (tests pin this); the
-plan also counts what runs do not record: the test-set evaluations after every epoch
-(``evaluation``), the distillation teacher's forwards (``distillation``) and, for data
-pruning, the full reference run (``reference_scoring``; none with ``reference_reused``,
-for a run that will find it in its ``reference_cache``). Training one image costs 3
-forwards, as everywhere in pf. kNN and GNN extrapolation are not counted (no
-convolutions; seconds next to the trainings). Time is not predicted: divide by the
-images/s that ``benchmarks/bench_train.py`` measures on your machine.
+MACs from ``pf.flops``, and returns per phase the images processed and their MACs:
+``selector_training``, ``pool_scoring``, ``target_training``, the test-set evaluations
+(``evaluation``: after every epoch of a target, after the last of a selector or scoring
+run), the distillation teacher's forwards (``distillation``) and, for data pruning, the
+full reference run (``reference_scoring``; none with ``reference_reused``, for a run that
+will find it in its ``reference_cache``). An active-learning run records every phase in
+its rounds' ``macs``, and each planned phase equals the recorded sum over rounds (tests
+pin this), except that the AL baseline's record books its selecting target's training
+twice, as target and as selector training, where the plan counts it once. A data-pruning
+run records its scoring phases once, in its ``scores`` block, and each retraining in its
+round. Training one image costs 3 forwards, as everywhere in pf. kNN and GNN
+extrapolation are not counted (no convolutions; seconds next to the trainings). Time is
+not predicted: divide by the images/s that ``benchmarks/bench_train.py`` measures on
+your machine.
 
     planned_cost(make_config("paper"))["total_macs"]
 """

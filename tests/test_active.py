@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pf.active import run_active_learning
+from pf.active import initial_networks, run_active_learning
 from pf.config import METHODS, make_config
 from pf.flops import forward_macs, selection_macs
 from pf.models import build_model
@@ -90,6 +90,21 @@ def test_records_carry_accuracies_curves_and_phases(runs):
             assert (round_["selector"] is None) == (last and method != "prunefuse")
     fused = runs["prunefuse"]["rounds"][-1]["target"]
     assert fused["init"] == "fused" and fused["kd"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_rounds_record_their_test_evaluations_and_teacher_forwards(runs, method):
+    run = runs[method]
+    target, selector = (run["networks"][role]["forward_macs"] for role in ("target", "selector"))
+    for round_ in run["rounds"]:
+        # 256 test images after each target epoch, and after a selector's one (last) epoch,
+        # unless the baseline's target is its selector; the teacher sees each training image.
+        trained_selector = round_["selector"] is not None and method != "baseline"
+        evaluated = target * len(round_["target"]["curve"]) + selector * trained_selector
+        assert round_["macs"]["evaluation"] == 256 * evaluated
+        taught = selector * round_["labeled"] if round_["target"]["kd"] else 0
+        assert round_["macs"]["distillation"] == taught
+    assert any(r["macs"]["distillation"] for r in run["rounds"]) == (method == "prunefuse")
     assert runs["baseline"]["rounds"][0]["selector"]["is_target"]
 
 
@@ -125,6 +140,27 @@ def test_random_metric_charges_no_selection(synthetic):
     run = _run(synthetic, method="prunefuse", metric="random", budgets=[40, 100, 160])
     assert [r["macs"]["data_selection"] for r in run["rounds"]] == [0, 0, 0]
     assert all(r["selector"] is not None for r in run["rounds"])  # fusion still needs it
+
+
+def _weights(network: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([parameter.detach().flatten() for parameter in network.parameters()])
+
+
+def test_the_svp_proxy_draws_from_its_own_stream_never_another_seeds_target(synthetic):
+    def networks(seed):  # proxy and target of one architecture: their draws compare directly
+        config = make_config("smoke", {"method": "svp", "proxy_arch": "resnet8", "seed": seed})
+        return initial_networks(config, synthetic)
+
+    target_0, proxy_0, _ = networks(0)
+    after_target_0 = torch.rand(4)
+    target_1, _, _ = networks(1)
+    assert not torch.equal(_weights(proxy_0), _weights(target_1))  # seed + 1 made them equal
+    assert not torch.equal(_weights(proxy_0), _weights(target_0))
+    assert torch.equal(_weights(proxy_0), _weights(networks(0)[1]))
+    # theta, and the global stream after it, are what torch.manual_seed(seed) gave before.
+    torch.manual_seed(0)
+    assert torch.equal(_weights(target_0), _weights(build_model("resnet8", 10, 3)))
+    assert torch.equal(after_target_0, torch.rand(4))
 
 
 def test_prunefuse_selects_with_the_seeded_target_pruned_at_init(synthetic):
