@@ -2,7 +2,7 @@
 
     pf sweep notebooks/sweeps/demo.yaml                 # local, one run at a time on CPU
     pf sweep notebooks/sweeps/paper.yaml --jobs 4       # local, 4 workers (one per GPU if any)
-    pf sweep notebooks/sweeps/paper.yaml --executor slurm --partition gpu
+    pf sweep notebooks/sweeps/paper.yaml --executor slurm --partition gpu --mem-gb 32
     pf sweep notebooks/sweeps/demo.yaml --dry-run       # the runs, their state and planned cost
 
 A sweep file names a notebook, a preset, fixed parameters, a grid and seeds::
@@ -31,7 +31,12 @@ skipped; a run that raises leaves ``error.json`` and the sweep goes on; a killed
 loses nothing finished, and its half-done run is simply run again next time. The
 executors share ``execute_run``: ``local`` is a process pool with one worker per visible
 GPU (``CUDA_VISIBLE_DEVICES`` per worker) or ``--jobs`` workers on CPU; ``slurm`` is a
-submitit job array (tests use submitit's ``local`` cluster).
+submitit job array (tests use submitit's ``local`` cluster), where a job that Slurm
+stopped (timed out, pre-empted, out of memory, node failure) counts as a failed run: it
+gets an ``error.json`` and the next ``pf sweep`` submits it again. Notebooks always run
+on an ipykernel of the interpreter that runs the sweep (``sys.executable``), never on a
+kernel spec named like the notebook's kernel that ``JUPYTER_PATH`` or a system folder
+may hold for another environment.
 """
 
 from __future__ import annotations
@@ -43,12 +48,15 @@ import logging
 import multiprocessing
 import os
 import re
+import sys
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpec
 
 from pf.config import ConfigError, from_parameters, make_config
 from pf.cost import planned_cost
@@ -59,7 +67,7 @@ from pf.train import resolve_device
 __all__ = ["RunSpec", "load_sweep", "run_status", "execute_run", "run_sweep"]
 
 SWEEP_KEYS = {"notebook", "preset", "parameters", "grid", "seeds", "name"}
-KERNEL = "python3"  # the kernel of the environment pf is installed in
+KERNEL = "python3"  # the kernel name the executed notebooks record (any Jupyter has one)
 # The kernel app warns on every start that its local TCP sockets are unencrypted (jupyter's
 # default transport); a sweep would print it once per run. Its errors still show.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
@@ -187,6 +195,24 @@ class _UndeclaredParameters(logging.Filter):
 _UNDECLARED = _UndeclaredParameters()
 
 
+class _SweepInterpreterKernel(AsyncKernelManager):
+    """Starts ipykernel under ``sys.executable``, whatever kernel spec the name resolves to.
+
+    jupyter_client looks a kernel name up on ``JUPYTER_PATH``, then in the user's and the
+    system's folders: a ``python3`` spec there (``/usr/local/share/jupyter/kernels``,
+    say, pointing at ``/usr/bin/python3``) would run the notebook in another environment,
+    with other library versions or without pf at all. The sweep's own interpreter is the
+    one whose versions it validated the configs with and records in each run.
+    """
+
+    @property
+    def kernel_spec(self) -> KernelSpec:
+        """The spec every kernel of a sweep starts from: this interpreter's ipykernel."""
+        return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher",
+                                "-f", "{connection_file}"],
+                          display_name=f"Python ({sys.executable})", language="python")
+
+
 def execute_run(run: RunSpec) -> dict:
     """Execute ``run``'s notebook with papermill unless it is already done; never raises
     for a failing run (its error goes to ``error.json``). Returns id, status, error."""
@@ -204,15 +230,21 @@ def execute_run(run: RunSpec) -> dict:
     try:
         papermill.execute_notebook(run.notebook, str(run_dir / NOTEBOOK_FILE),
                                    parameters=run.parameters, kernel_name=KERNEL,
+                                   kernel_manager_class=_SweepInterpreterKernel,
                                    cwd=str(run_dir), progress_bar=False, log_output=False,
                                    extra_arguments=KERNEL_ARGUMENTS)
         read_metrics(run_dir)
     except Exception as error:  # noqa: BLE001 -- a failed run is recorded, the sweep goes on
-        message = _one_line(error)
-        write_json(run_dir / ERROR_FILE, {"run_id": run.run_id, "error": message,
-                                          "traceback": traceback.format_exc()})
-        return {"run_id": run.run_id, "status": "failed", "error": message}
+        return _record_failure(run, _one_line(error))
     return {"run_id": run.run_id, "status": "done", "error": None}
+
+
+def _record_failure(run: RunSpec, message: str) -> dict:
+    """Write the run's ``error.json`` (message and the traceback being handled) and return
+    its failed record: what a later sweep reads as a run to do again."""
+    write_json(Path(run.run_dir) / ERROR_FILE, {"run_id": run.run_id, "error": message,
+                                                "traceback": traceback.format_exc()})
+    return {"run_id": run.run_id, "status": "failed", "error": message}
 
 
 def _one_line(error: Exception) -> str:
@@ -276,8 +308,19 @@ def _run_slurm(runs: list[RunSpec], folder: Path, cluster: str | None, slurm: di
     executor = submitit.AutoExecutor(folder=folder / "submitit", cluster=cluster)
     executor.update_parameters(**slurm)
     jobs = executor.map_array(execute_run, runs)
-    for job in jobs:
-        yield job.result()
+    for run, job in zip(runs, jobs):
+        try:
+            yield job.result()
+        except Exception as error:  # noqa: BLE001 -- one lost job must not lose the others
+            yield _record_failure(run, _job_error(error))
+
+
+def _job_error(error: Exception) -> str:
+    """A job's error as one line: submitit's opening sentence, which names the job and,
+    for a job stopped without a result (UncompletedJobError), Slurm's state (TIMEOUT,
+    PREEMPTED, OUT_OF_MEMORY, ...); the logs it appends stay in error.json's traceback."""
+    opening = " ".join(str(error).splitlines()[:2])
+    return f"{type(error).__name__}: {' '.join(opening.split()).rstrip(' -')}"
 
 
 def _plan(runs: list[RunSpec], states: dict, echo) -> None:
@@ -317,7 +360,8 @@ def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: s
 
     ``executor`` is ``local`` (``jobs`` workers, default one per visible GPU, else 1) or
     ``slurm`` (submitit; ``cluster="local"`` runs the array as local processes and
-    ``slurm`` holds submitit parameters such as ``timeout_min`` or ``slurm_partition``).
+    ``slurm`` holds submitit parameters such as ``timeout_min``, ``mem_gb``,
+    ``cpus_per_task`` or ``slurm_partition``; a job Slurm stopped is a failed run).
     ``dry_run`` lists the runs and their state without running anything. The summary is
     also written to ``<results>/<sweep>/sweep.json``.
     """

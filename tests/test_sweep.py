@@ -1,18 +1,23 @@
-"""Sweeps: grid expansion and ids, resuming, failures, a killed sweep, the Slurm path."""
+"""Sweeps: grid expansion and ids, resuming, failures, a killed sweep, the Slurm path, the
+notebooks' kernel."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
+import submitit
+from submitit.core.utils import UncompletedJobError
 
 from pf.config import ConfigError, from_parameters
 from pf.cost import planned_cost
-from pf.sweep import load_sweep, run_status, run_sweep
+from pf.sweep import RunSpec, execute_run, load_sweep, run_status, run_sweep
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PF = str(Path(sys.executable).with_name("pf"))
@@ -145,6 +150,83 @@ seeds: [0, 1]
     assert (results / "smoke" / "submitit").is_dir()
     assert run_sweep(path, results, executor="slurm", cluster="local",
                      echo=lambda *_: None)[0]["status"] == "skipped"
+
+
+# What submitit raises for a job Slurm stopped: its opening sentence, then the job's log.
+TIMED_OUT = ("Job 7_0 (task: 0) with path /scratch/submitit/7_0_0_result.pkl\n"
+             "has not produced any output (state: TIMEOUT)\nError stream produced:\n"
+             + "-" * 40 + "\nslurmstepd: error: *** JOB 7 CANCELLED DUE TO TIME LIMIT ***")
+
+
+class _StoppedJob:
+    """A submitit job that Slurm stopped before it wrote a result."""
+
+    def result(self):
+        raise UncompletedJobError(TIMED_OUT)
+
+
+class _FinishedJob:
+    """A submitit job that returned its run's record."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def result(self):
+        return {"run_id": self.run.run_id, "status": "done", "error": None}
+
+
+def test_a_slurm_job_stopped_without_a_result_is_a_failed_run_and_the_others_are_collected(
+        tmp_path, monkeypatch):
+    path = _sweep_file(tmp_path, "seeds: [0, 1, 2]\n")
+    results = tmp_path / "results"
+    submitted = []
+
+    def map_array(executor, function, runs):
+        submitted.append([run.run_id for run in runs])
+        return [_StoppedJob(), *map(_FinishedJob, runs[1:])]
+
+    monkeypatch.setattr(submitit.AutoExecutor, "map_array", map_array)
+    records = run_sweep(path, results, executor="slurm", cluster="local", echo=lambda *_: None)
+    assert [r["status"] for r in records] == ["failed", "done", "done"]
+    assert records[0]["error"] == ("UncompletedJobError: Job 7_0 (task: 0) with path /scratch/"
+                                   "submitit/7_0_0_result.pkl has not produced any output "
+                                   "(state: TIMEOUT)")
+    _, runs = load_sweep(path, results)
+    error = json.loads((Path(runs[0].run_dir) / "error.json").read_text())
+    assert error["error"] == records[0]["error"] and "DUE TO TIME LIMIT" in error["traceback"]
+    summary = json.loads((results / "smoke" / "sweep.json").read_text())
+    assert [r["status"] for r in summary["runs"]] == ["failed", "done", "done"]
+    assert run_status(runs[0]) == "failed"
+    run_sweep(path, results, executor="slurm", cluster="local", echo=lambda *_: None)
+    assert runs[0].run_id in submitted[1]  # resubmitted
+
+
+def test_notebooks_run_on_the_sweeps_interpreter_not_a_python3_kernel_spec_on_jupyter_path(
+        tmp_path, monkeypatch):
+    # Another environment that can run ipykernel (it reads this one's packages) ...
+    other = tmp_path / "other-env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(other)], check=True)
+    site_packages = next(other.glob("lib/python*/site-packages"))
+    (site_packages / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # ... and a kernel spec named python3 that starts it, first on JUPYTER_PATH.
+    decoy = tmp_path / "jupyter" / "kernels" / "python3"
+    decoy.mkdir(parents=True)
+    (decoy / "kernel.json").write_text(json.dumps({
+        "argv": [str(other / "bin" / "python"), "-m", "ipykernel_launcher",
+                 "-f", "{connection_file}"],
+        "display_name": "Python 3 (another environment)", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+
+    parameters = nbformat.v4.new_code_cell("out_dir = '.'", metadata={"tags": ["parameters"]})
+    probe = nbformat.v4.new_code_cell("import pathlib, sys\n"
+                                      "pathlib.Path('kernel.txt').write_text(sys.executable)")
+    notebook = nbformat.v4.new_notebook(cells=[parameters, probe], metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(notebook, tmp_path / "probe.ipynb")
+    run = RunSpec("probe", str(tmp_path / "run"), str(tmp_path / "probe.ipynb"), {},
+                  {"out_dir": "."})
+    execute_run(run)  # failed (the probe writes no metrics.json): only where it ran matters
+    assert (tmp_path / "run" / "kernel.txt").read_text() == sys.executable
 
 
 def test_dry_run_lists_runs_and_runs_nothing(tmp_path):
