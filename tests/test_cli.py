@@ -1,6 +1,7 @@
 """The `pf` command: end to end through the console script, as a user runs it."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,53 @@ def test_figures_of_a_missing_folder_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr == (f"pf: error: results: no folder {tmp_path / 'nothing'}; "
                              "run pf sweep or pf run first\n")
+
+
+def _smoke_sweep(tmp_path) -> Path:
+    """A one-run sweep file over the real prunefuse notebook."""
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    (tmp_path / "prunefuse.ipynb").write_bytes((notebooks / "prunefuse.ipynb").read_bytes())
+    (tmp_path / "sweeps").mkdir()
+    path = tmp_path / "sweeps" / "smoke.yaml"
+    path.write_text("notebook: prunefuse.ipynb\npreset: smoke\n")
+    return path
+
+
+def test_sweep_passes_memory_and_cpus_per_task_to_slurm(tmp_path, monkeypatch):
+    import submitit
+
+    from pf.cli import main
+
+    # submitit's Slurm executor only needs to find srun to be built; nothing is submitted.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    slurm = {}
+
+    def map_array(executor, function, runs):
+        slurm.update(executor._executor.parameters)  # what submitit turns into #SBATCH lines
+        return []
+
+    monkeypatch.setattr(submitit.AutoExecutor, "map_array", map_array)
+    status = main(["sweep", str(_smoke_sweep(tmp_path)), "--results", str(tmp_path / "results"),
+                   "--executor", "slurm", "--mem-gb", "48", "--cpus-per-task", "6", "--gpus", "2",
+                   "--partition", "gpu"])
+    assert status == 0
+    assert {key: slurm.get(key) for key in ("mem", "cpus_per_task", "gpus_per_node",
+                                            "partition")} == {
+        "mem": "48GB", "cpus_per_task": 6, "gpus_per_node": 2, "partition": "gpu"}
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--mem-gb", "0"], "pf: error: mem-gb: must be a positive number of GB, got 0.0"),
+    (["--cpus-per-task", "0"], "pf: error: cpus-per-task: must be a positive integer, got 0"),
+    (["--gpus", "-1"], "pf: error: gpus: must be 0 or more, got -1"),
+])
+def test_bad_slurm_resources_are_one_line_exit_2(tmp_path, capsys, option, message):
+    from pf.cli import main
+
+    status = main(["sweep", str(_smoke_sweep(tmp_path)), "--results", str(tmp_path / "results"),
+                   "--executor", "slurm", *option])
+    assert status == 2 and capsys.readouterr().err == message + "\n"
+    assert not (tmp_path / "results").exists()
