@@ -67,7 +67,7 @@ from pf.train import resolve_device
 __all__ = ["RunSpec", "load_sweep", "run_status", "execute_run", "run_sweep"]
 
 SWEEP_KEYS = {"notebook", "preset", "parameters", "grid", "seeds", "name"}
-KERNEL = "python3"  # the name papermill writes parameters for; what starts: see below
+KERNEL = "python3"  # papermill writes parameters for it; _SweepInterpreterKernel starts it
 # The kernel app warns on every start that its local TCP sockets are unencrypted (jupyter's
 # default transport); a sweep would print it once per run. Its errors still show.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
