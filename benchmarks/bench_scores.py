@@ -1,7 +1,8 @@
 """Cost of recording training dynamics (pf.scores.DynamicsRecorder) and of the scores.
 
-Training: ``pf.train.fit`` without a recorder, with a full-softmax fp32 recorder and with
-a true-class-only bf16 recorder, same data, initial weights and seed (so the same work),
+Training: ``pf.train.fit`` without a recorder, with a full-softmax fp32 recorder, with a
+true-class-only bf16 recorder and with the lean recorders pf.prune_data uses for TDDS and
+EL2N (``DynamicsRecorder.for_score``), same data, initial weights and seed (same work),
 run in interleaved rounds so that load on a shared machine hits every variant alike; the
 median over rounds is reported as a ratio to the run without a recorder. Evaluation is
 off (``record_curve=False``) so the ratio is against the training steps alone. Since
@@ -9,7 +10,7 @@ that ratio drowns in noise on a busy machine, ``record`` is also timed on its ow
 step, against the mean step time. Scores: wall-clock of DU, TDDS, EL2N and forgetting
 counts on a random history.
 
-    python benchmarks/bench_scores.py                   # CPU: resnet20, 1,280 images x 1 epoch
+    python benchmarks/bench_scores.py                   # CPU: resnet20, 640 images x 2 epochs
     python benchmarks/bench_scores.py --train-images 25000 --epochs 2 --rounds 5    # GPU
 
 Data: as ``bench_train.py`` (real CIFAR-10 from ../shared/data, else random images).
@@ -43,7 +44,11 @@ from pf.train import Schedule, fit, resolve_device
 RECORDERS = {  # variant name -> recorder factory
     "no recorder": lambda: None,
     "full softmax, fp32": lambda: DynamicsRecorder(),
-    "true class, bf16": lambda: DynamicsRecorder(true_class_only=True, dtype=torch.bfloat16),
+    "true class, bf16": lambda: DynamicsRecorder(keep=("true_probs", "correct"),
+                                                 dtype=torch.bfloat16),
+    # the lean records pf.prune_data uses for TDDS and EL2N: they compute per step
+    "tdds shifts (lean)": lambda: DynamicsRecorder.for_score("tdds"),
+    "el2n per epoch (lean)": lambda: DynamicsRecorder.for_score("el2n"),
 }
 
 
@@ -55,7 +60,7 @@ def _sync(device: torch.device) -> None:
 def time_record(recorder: DynamicsRecorder, labels: torch.Tensor, classes: int, batch_size: int,
                 device: torch.device, steps: int = 500) -> float:
     """Seconds one ``recorder.record`` call takes for a batch, averaged over ``steps``."""
-    recorder.begin(1, labels, classes)
+    recorder.begin(2, labels, classes)  # epoch 1 has a previous epoch: TDDS's shifts compute
     g = torch.Generator(device=device).manual_seed(0)
     logits = torch.randn(batch_size, classes, generator=g, device=device)
     idx = torch.randperm(len(labels), generator=g, device=device)[:batch_size]
@@ -63,7 +68,7 @@ def time_record(recorder: DynamicsRecorder, labels: torch.Tensor, classes: int, 
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        recorder.record(0, idx, logits, labels[idx])
+        recorder.record(1, idx, logits, labels[idx])
     _sync(device)
     return (time.perf_counter() - start) / steps
 
@@ -92,8 +97,9 @@ def main(argv=None) -> dict:
     """Time fit with and without recorders and the scores; print tables, return results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet20")
-    parser.add_argument("--train-images", type=int, default=1280)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--train-images", type=int, default=640)
+    # 2 epochs at least: TDDS's shifts compare consecutive epochs
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--precision", default="auto")

@@ -22,7 +22,7 @@ from pf.fuse import REST_MODES
 from pf.models import MODELS
 from pf.extrapolate import WEIGHTINGS
 from pf.prune import IMPORTANCES
-from pf.scores import DU_WINDOW, TDDS_WINDOW
+from pf.scores import DU_WINDOW, TDDS_SPAN, TDDS_SPAN_EPOCHS, TDDS_SPANS, TDDS_WINDOW
 from pf.select import METRICS
 from pf.train import Schedule
 
@@ -81,6 +81,10 @@ class Config:
     # --- data pruning (method=prune_data; Schmidt, Dhungel et al., arXiv 2506.09010) ---
     # training-dynamics score: du | tdds | el2n | forgetting; the highest are kept
     score: str = "du"
+    # tdds: which end of the scoring run it scores, last | first (pf.scores.tdds_epochs;
+    # last: the score-extrapolation paper's code, first: the TDDS authors')
+    tdds_span: str = TDDS_SPAN
+    tdds_span_epochs: int = TDDS_SPAN_EPOCHS  # tdds: epochs of that span (TDDS's trajectory_len)
     # full: a run on the whole train set scores it | subset: score a subset, extrapolate
     score_source: str = "full"
     score_subset: float = 0.2  # subset: fraction of the train set the scoring run sees, in (0, 1)
@@ -262,12 +266,19 @@ def _check_data_pruning(config: Config) -> None:
     for key in ("knn_k", "gnn_epochs"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key}: must be a positive integer, got {getattr(config, key)}")
+    if config.tdds_span not in TDDS_SPANS:
+        raise ConfigError(f"tdds_span: {config.tdds_span!r} is not one of {', '.join(TDDS_SPANS)}")
+    if config.tdds_span_epochs < SCORE_WINDOWS["tdds"]:
+        raise ConfigError(f"tdds_span_epochs: must be at least {SCORE_WINDOWS['tdds']} (TDDS's "
+                          f"window), got {config.tdds_span_epochs}")
     # The scoring run's length only matters when this run scores; the AL presets are short.
-    window = SCORE_WINDOWS.get(config.score)
+    tdds = config.score == "tdds"
+    needed = config.tdds_span_epochs if tdds else SCORE_WINDOWS.get(config.score)
     epochs = config.score_schedule().epochs
-    if config.method == DATA_PRUNING and window and epochs < window:
+    if config.method == DATA_PRUNING and needed and epochs < needed:
         raise ConfigError(f"score_lr_schedule: {config.score} needs a scoring run of at least "
-                          f"{window} epochs (its window), got {epochs}; set score_lr_schedule")
+                          f"{needed} epochs ({'tdds_span_epochs' if tdds else 'its window'}), "
+                          f"got {epochs}; set score_lr_schedule")
 
 
 def _check_schedule(key: str, pieces: list, allow_empty: bool) -> None:

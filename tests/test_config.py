@@ -75,3 +75,13 @@ def test_unknown_preset():
 def test_every_field_is_a_json_type():
     for value in Config().to_dict().values():
         assert type(value) in (str, int, float, bool, list)
+
+
+def test_tdds_span_defaults_to_the_last_10_epochs_and_is_checked_for_every_method():
+    config = make_config("demo", {"method": "prune_data", "score": "tdds"})
+    assert (config.tdds_span, config.tdds_span_epochs) == ("last", 10)
+    assert make_config("demo", {"tdds_span": "first"}).tdds_span == "first"
+    with pytest.raises(ConfigError, match='tdds_span: expected str like "last", got 10'):
+        make_config("demo", {"tdds_span": 10})
+    with pytest.raises(ConfigError, match="tdds_span: 'mid' is not one of last, first"):
+        make_config("demo", {"method": "prunefuse", "tdds_span": "mid"})

@@ -278,3 +278,104 @@ def test_an_unreadable_or_foreign_cache_file_is_recomputed(synthetic, tmp_path, 
     assert trainings == ["score du", "reference du"] and not second["scores"]["reference_cached"]
     assert second["reference_scores"] == first["reference_scores"]
     assert torch.load(path, weights_only=True)["identity"]["train_size"] == 512
+
+
+
+@pytest.fixture
+def tiny(synthetic):
+    """The first 64 training and 32 test images of ``synthetic``: recorded runs in seconds."""
+    from dataclasses import replace
+
+    from pf.data import Split
+
+    def head(split, n):
+        return Split(split.images[:n], split.labels[:n])
+
+    return replace(synthetic, train=head(synthetic.train, 64), test=head(synthetic.test, 32))
+
+
+def test_the_reference_cache_never_writes_into_another_writers_temporary_file(tiny, tmp_path):
+    """On a shared filesystem another node's writer can have this process's id: the file
+    it is writing (named as pf once named its own: cache file, pid, .partial) must
+    survive, and this run's own temporary file must be gone once the cache file is in place."""
+    import os
+
+    from pf.prune_data import reference_path, run_data_pruning
+
+    config = make_config("smoke", {**SMOKE, "score": "el2n", "score_lr_schedule": [[1, 0.05]],
+                                   "prune_rates": [], "reference_cache": str(tmp_path)})
+    path = reference_path(config, "cpu")
+    others = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    others.write_bytes(b"another node is writing this")
+    run = run_data_pruning(config, tiny, progress=False)
+    assert others.read_bytes() == b"another node is writing this"
+    assert list(tmp_path.glob("*.partial")) == [others]
+    stored = torch.load(path, weights_only=True)
+    assert stored["scores"].tolist() == run["reference_scores"]
+
+
+# ---------------------------------------------------------------------------------------
+# TDDS's span
+# ---------------------------------------------------------------------------------------
+
+SPAN_RUN = {"method": "prune_data", "score": "tdds", "prune_rates": [],
+            "score_lr_schedule": [[13, 0.05]]}
+
+
+def test_tdds_scores_the_last_or_first_span_of_the_scoring_run(tiny):
+    """The run's TDDS equals TDDS of the full softmax history cut to the span's epochs,
+    and the scores block records the span (last 10 by default)."""
+    import copy
+
+    from pf.models import build_model
+    from pf.prune_data import SCORING_SEED, score_training_set
+    from pf.scores import record_dynamics, tdds
+
+    config = make_config("smoke", SPAN_RUN)
+    torch.manual_seed(config.seed)
+    init = build_model(config.arch, tiny.num_classes, tiny.in_channels)
+    full, _ = record_dynamics(copy.deepcopy(init), tiny, torch.arange(64),
+                              config.score_schedule(), device="cpu", record_curve=False,
+                              seed=config.seed * 1000 + SCORING_SEED, **config.fit_options())
+    assert full.probs.shape[0] == 13
+    expected = {"last": tdds(full.probs[-10:]), "first": tdds(full.probs[:10])}
+    assert not torch.allclose(expected["last"], expected["first"])
+    for span in ("last", "first"):
+        overrides = {} if span == "last" else {"tdds_span": "first"}  # last: the default
+        scoring = score_training_set(make_config("smoke", {**SPAN_RUN, **overrides}), tiny, init)
+        torch.testing.assert_close(scoring["scores"], expected[span], rtol=1e-5, atol=1e-6)
+        summary = scoring["summary"]
+        assert (summary["tdds_span"], summary["tdds_span_epochs"]) == (span, 10)
+
+
+def test_the_span_is_recorded_only_for_tdds_and_keys_its_reference_runs(tiny):
+    from pf.prune_data import reference_identity, reference_path, run_data_pruning
+
+    block = run_data_pruning(make_config("smoke", {**SMOKE, "prune_rates": [],
+                                                   "score_reference": False}),
+                             tiny, progress=False)["scores"]
+    assert block["score"] == "du" and block["tdds_span"] is block["tdds_span_epochs"] is None
+
+    cache = {**SPAN_RUN, "score_source": "subset", "reference_cache": "cache"}
+    paths = {(span, length): reference_path(make_config("smoke", {
+        **cache, "tdds_span": span, "tdds_span_epochs": length}), "cpu")
+        for span in ("last", "first") for length in (10, 12)}
+    assert len(set(paths.values())) == 4
+    # DU's reference runs do not depend on TDDS's span: same identity, same cache file.
+    du = [make_config("smoke", {**cache, "score": "du", "tdds_span": span})
+          for span in ("last", "first")]
+    assert reference_identity(du[0]) == reference_identity(du[1])
+    assert "tdds_span" not in reference_identity(du[0])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"tdds_span": "middle"}, "tdds_span: 'middle' is not one of last, first"),
+    ({"tdds_span_epochs": 5}, "tdds_span_epochs: must be at least 10 (TDDS's window), got 5"),
+    ({"tdds_span_epochs": 20},
+     "score_lr_schedule: tdds needs a scoring run of at least 20 epochs (tdds_span_epochs), "
+     "got 13; set score_lr_schedule"),
+])
+def test_bad_tdds_spans_name_themselves_in_one_line(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        make_config("smoke", {**SPAN_RUN, **overrides})
+    assert str(error.value) == message

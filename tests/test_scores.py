@@ -6,8 +6,9 @@ import torch
 
 from pf.data import Batches
 from pf.models import build_model
-from pf.scores import (DynamicsRecorder, dynamic_uncertainty, el2n, forgetting_counts,
-                       record_dynamics, tdds, true_class_probs)
+from pf.scores import (RECORDS, DynamicsRecorder, dynamic_uncertainty, el2n, el2n_per_epoch,
+                       forgetting_counts, prediction_shifts, record_dynamics, tdds, tdds_epochs,
+                       tdds_from_shifts, true_class_probs)
 from pf.train import Schedule, fit
 
 SHORT = Schedule(((2, 0.05),), batch_size=32)
@@ -134,6 +135,115 @@ def test_bad_windows_and_histories_are_refused():
         tdds(true_class_probs(probs, labels))
     with pytest.raises(ValueError, match="dtype"):
         DynamicsRecorder(dtype=torch.int8)
+    with pytest.raises(ValueError, match="keep"):
+        DynamicsRecorder(keep=("probs", "logits"))
+    with pytest.raises(ValueError, match="epochs"):
+        DynamicsRecorder(epochs=range(0, 10, 2))
+    with pytest.raises(ValueError, match="score"):
+        DynamicsRecorder.for_score("aum")
+    labels = torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="beyond the run's 5 epochs"):
+        DynamicsRecorder(epochs=range(3, 6)).begin(5, labels, 3)
+    with pytest.raises(ValueError, match="shifts need at least 2 epochs"):
+        DynamicsRecorder.for_score("tdds", epochs=range(4, 5)).begin(5, labels, 3)
+
+
+# ---------------------------------------------------------------------------------------
+# TDDS's span
+# ---------------------------------------------------------------------------------------
+
+
+def test_tdds_epochs_are_the_first_or_last_of_the_run_and_last_by_default():
+    assert tdds_epochs(181) == range(171, 181)
+    assert tdds_epochs(181, "first") == range(10)
+    assert tdds_epochs(30, "last", 12) == range(18, 30)
+    assert tdds_epochs(12, "first", 12) == tdds_epochs(12, "last", 12) == range(12)
+    with pytest.raises(ValueError, match="span: 'middle' is not one of last, first"):
+        tdds_epochs(30, "middle")
+    with pytest.raises(ValueError, match="length: 31 needs 2 <= length <= 30"):
+        tdds_epochs(30, "last", 31)
+
+
+def test_tdds_from_shifts_is_tdds_and_scores_only_the_epochs_it_is_given():
+    probs, _ = _random_history(epochs=15)
+    shifts = prediction_shifts(probs)
+    assert shifts.shape == (14, 6)
+    torch.testing.assert_close(tdds_from_shifts(shifts, window=4), tdds(probs, window=4))
+    # One 10-epoch window per span: the first and last 10 of 15 epochs score differently.
+    first, last = tdds(probs[:10]), tdds(probs[-10:])
+    assert not torch.allclose(first, last)
+    torch.testing.assert_close(tdds_from_shifts(shifts[:9]), first)
+    torch.testing.assert_close(tdds_from_shifts(shifts[-9:]), last)
+
+
+# ---------------------------------------------------------------------------------------
+# Lean records: what one score needs, nothing more
+# ---------------------------------------------------------------------------------------
+
+FEED_SHAPE = (15, 40, 7)  # epochs, samples, classes
+
+
+def _feed(recorders, dtype=torch.float32, seed=0):
+    """Drive ``recorders`` as fit does: every epoch the same 30 of 40 samples in a fresh
+    shuffled order, in batches of 8 (a short last one), with random logits."""
+    epochs, n, classes = FEED_SHAPE
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(classes, (n,), generator=g)
+    trained = torch.randperm(n, generator=g)[:30]
+    logits = 4 * torch.randn(epochs, n, classes, generator=g)
+    for recorder in recorders:
+        recorder.begin(epochs, labels, classes)
+    for epoch in range(epochs):
+        order = trained[torch.randperm(len(trained), generator=g)]
+        for idx in order.split(8):
+            for recorder in recorders:
+                recorder.record(epoch, idx, logits[epoch, idx], labels[idx])
+    return labels, trained
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_each_lean_record_gives_the_score_of_the_full_history(dtype):
+    full = DynamicsRecorder(keep=("probs", "correct"), dtype=dtype)
+    lean = {score: DynamicsRecorder.for_score(score, dtype=dtype)
+            for score in ("du", "tdds", "el2n", "forgetting")}
+    labels, trained = _feed([full, *lean.values()], dtype)
+    epochs, n, classes = FEED_SHAPE
+    exact = {"rtol": 0, "atol": 0, "equal_nan": True}
+    close = {"rtol": 1e-5, "atol": 1e-6, "equal_nan": True}  # fp32 rounding, batched differently
+    torch.testing.assert_close(dynamic_uncertainty(lean["du"].true_probs),
+                               dynamic_uncertainty(full.probs, labels), **exact)
+    torch.testing.assert_close(forgetting_counts(lean["forgetting"].correct),
+                               forgetting_counts(full.correct), **exact)
+    torch.testing.assert_close(lean["el2n"].el2n.mean(0), el2n(full.probs, labels), **close)
+    torch.testing.assert_close(lean["el2n"].el2n, el2n_per_epoch(full.probs, labels), **close)
+    torch.testing.assert_close(tdds_from_shifts(lean["tdds"].shifts), tdds(full.probs), **close)
+    assert tdds(full.probs)[trained].isfinite().all()  # so NaN == NaN is not all it checks
+
+    # Each keeps one record, of the expected (smaller) shape.
+    shapes = {"du": ("true_probs", (epochs, n)), "forgetting": ("correct", (epochs, n)),
+              "el2n": ("el2n", (epochs, n)), "tdds": ("shifts", (epochs - 1, n))}
+    for score, (name, shape) in shapes.items():
+        kept = {record: getattr(lean[score], record) for record in RECORDS
+                if getattr(lean[score], record) is not None}
+        assert list(kept) == [name] and kept[name].shape == shape, score
+    assert full.probs.shape == (epochs, n, classes)
+    assert lean["forgetting"].correct.dtype == torch.int8
+    assert lean["du"].true_probs.dtype == dtype
+    assert lean["el2n"].el2n.dtype == lean["tdds"].shifts.dtype == torch.float32
+
+
+@pytest.mark.parametrize("span", ["first", "last"])
+def test_a_recorder_over_tdds_span_keeps_only_those_epochs(span):
+    epochs = tdds_epochs(FEED_SHAPE[0], span)
+    full = DynamicsRecorder()
+    spanned = DynamicsRecorder(keep=("probs", "correct"), epochs=epochs)
+    lean = DynamicsRecorder.for_score("tdds", epochs=epochs)
+    _feed([full, spanned, lean])
+    assert spanned.probs.shape == (10, *FEED_SHAPE[1:]) and lean.shifts.shape == (9, 40)
+    assert torch.equal(spanned.probs.nan_to_num(), full.probs[epochs].nan_to_num())
+    assert torch.equal(spanned.correct, full.correct[epochs])
+    torch.testing.assert_close(tdds_from_shifts(lean.shifts), tdds(full.probs[epochs]),
+                               rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,7 +298,8 @@ def test_recording_does_not_change_training(synthetic):
     subset = torch.arange(96)
     runs = []
     for recorder in (None, DynamicsRecorder(),
-                     DynamicsRecorder(true_class_only=True, dtype=torch.bfloat16)):
+                     DynamicsRecorder(keep=("true_probs", "correct"), dtype=torch.bfloat16),
+                     DynamicsRecorder.for_score("tdds", epochs=range(2))):
         model = _model(seed=3)
         result = fit(model, synthetic, subset, SHORT, device="cpu", seed=3, recorder=recorder,
                      record_curve=False)
@@ -199,9 +310,11 @@ def test_recording_does_not_change_training(synthetic):
             assert torch.equal(p, q), name
         assert result.curve == plain_result.curve
         assert result.train_loss == plain_result.train_loss
-    full, true_only = recorded[0][2], recorded[1][2]
-    assert true_only.probs.shape == (2, 512) and true_only.probs.dtype == torch.bfloat16
-    torch.testing.assert_close(true_only.probs[:, subset].float(),
+    full, true_only, shifts = (run[2] for run in recorded)
+    assert true_only.true_probs.shape == (2, 512) and true_only.true_probs.dtype == torch.bfloat16
+    assert true_only.probs is None
+    torch.testing.assert_close(true_only.true_probs[:, subset].float(),
                                true_class_probs(full.probs, full.labels)[:, subset],
                                rtol=1e-2, atol=4e-3)
     assert torch.equal(true_only.correct, full.correct)
+    torch.testing.assert_close(shifts.shifts, prediction_shifts(full.probs), equal_nan=True)
