@@ -22,9 +22,10 @@ TDDS scores a span of the run, the last 10 epochs by default (``tdds_epochs`` sa
 Memory. The full softmax history costs 4 C bytes per sample per epoch in fp32: for
 Tiny-ImageNet (N = 100,000, C = 200) over SVP's 181 epochs that is 14.5 GB on the device.
 A recorder made by ``DynamicsRecorder.for_score`` keeps only what its score reads, and
-the score computed from it equals the one computed from the full fp32 history (DU and
-forgetting exactly; EL2N and TDDS to fp32 rounding, rtol 1e-5: the same operations, only
-batched differently). Per sample (Tiny-ImageNet, 181 epochs, all samples):
+the score computed from it equals the one computed from the full history: DU and
+forgetting bit for bit; EL2N and TDDS are the same operations batched differently, bit
+for bit on the runs we compared, tested to rtol 1e-5. Per score, with the Tiny-ImageNet
+total over 181 epochs:
 
     score       record         bytes per sample per epoch      Tiny-ImageNet
     du          true_probs     4 (true-class probability)      72 MB
