@@ -35,6 +35,7 @@ notebook that uses this module keeps its own backend and style.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.style
@@ -45,7 +46,7 @@ from matplotlib.ticker import MaxNLocator
 
 from pf.companion_figures import (accuracy_vs_prune_rate, correlation_table, pruning_table,
                                   score_correlation, selection_metrics_vs_budget)
-from pf.config import DATA_PRUNING
+from pf.config import DATA_PRUNING, ConfigError
 from pf.flops import UNIT
 from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
                          notebook_figure, panel_grid, per_dataset, spread, write_table)
@@ -330,11 +331,13 @@ def plot_curves(curves: dict[str, list[float]], title: str = "") -> Figure:
     return fig
 
 
-def make_figures(results_dir: str | Path, out_dir: str | Path,
-                 fig4_budget: int | None = None) -> dict[str, list[Path] | str]:
+def make_figures(results_dir: str | Path, out_dir: str | Path, fig4_budget: int | None = None,
+                 only: Iterable[str] | None = None) -> dict[str, list[Path] | str]:
     """Collect the runs under ``results_dir`` and write every figure and table to
     ``out_dir``, the PruneFuse ones and the companion methods' (``pf.companion_figures``);
-    returns, per name, the files written or the one-line reason for none.
+    returns, per name, the files written or the one-line reason for none. ``only`` names
+    the figures and tables to make (default: all of them); an unknown name is a
+    ConfigError listing the known ones.
 
     Runs of different sweeps (the first folder level under ``results_dir``) are
     different experiments, with their own budgets and schedules, and are never averaged
@@ -343,31 +346,38 @@ def make_figures(results_dir: str | Path, out_dir: str | Path,
     one more group, drawn into ``out_dir`` itself).
     """
     table, scores = collect(results_dir), collect_scores(results_dir)
+    only = [only] if isinstance(only, str) else None if only is None else list(only)
     sweeps = sorted(table.sweep.unique())
     if len(sweeps) <= 1:
-        return _experiment_figures(table, scores, Path(out_dir), fig4_budget)
+        return _experiment_figures(table, scores, Path(out_dir), fig4_budget, only)
     made = {}
     for sweep in sweeps:
         drawn = _experiment_figures(table[table.sweep == sweep], scores[scores.sweep == sweep],
-                                    Path(out_dir) / sweep, fig4_budget)
+                                    Path(out_dir) / sweep, fig4_budget, only)
         made.update({f"{sweep}/{name}" if sweep else name: files for name, files in drawn.items()})
     return made
 
 
 def _experiment_figures(table: pd.DataFrame, scores: pd.DataFrame, out_dir: Path,
-                        fig4_budget: int | None) -> dict[str, list[Path] | str]:
-    """Every figure and table of one experiment's runs (``make_figures``)."""
+                        fig4_budget: int | None,
+                        only: list[str] | None) -> dict[str, list[Path] | str]:
+    """The figures and tables named in ``only`` (None: all) of one experiment's runs
+    (``make_figures``)."""
     pruning = table.method == DATA_PRUNING  # its rounds are pruning rates, not AL budgets
     learning = table[~pruning]
-    return {
-        "accuracy_vs_budget": accuracy_vs_budget(learning, out_dir),
-        "main_table": main_table(learning, out_dir),
-        "fig3_selection_flops": fig3_selection_flops(learning, out_dir),
-        "fig4_fused_vs_scratch": fig4_fused_vs_scratch(learning, out_dir, fig4_budget),
-        "fig5_prunefuse_vs_svp": fig5_prunefuse_vs_svp(learning, out_dir),
-        "selection_metrics_vs_budget": selection_metrics_vs_budget(learning, out_dir),
-        "score_correlation": score_correlation(scores, out_dir),
-        "score_correlation_table": correlation_table(scores, out_dir),
-        "accuracy_vs_prune_rate": accuracy_vs_prune_rate(table[pruning], out_dir),
-        "pruning_table": pruning_table(table[pruning], out_dir),
+    drawers = {
+        "accuracy_vs_budget": lambda: accuracy_vs_budget(learning, out_dir),
+        "main_table": lambda: main_table(learning, out_dir),
+        "fig3_selection_flops": lambda: fig3_selection_flops(learning, out_dir),
+        "fig4_fused_vs_scratch": lambda: fig4_fused_vs_scratch(learning, out_dir, fig4_budget),
+        "fig5_prunefuse_vs_svp": lambda: fig5_prunefuse_vs_svp(learning, out_dir),
+        "selection_metrics_vs_budget": lambda: selection_metrics_vs_budget(learning, out_dir),
+        "score_correlation": lambda: score_correlation(scores, out_dir),
+        "score_correlation_table": lambda: correlation_table(scores, out_dir),
+        "accuracy_vs_prune_rate": lambda: accuracy_vs_prune_rate(table[pruning], out_dir),
+        "pruning_table": lambda: pruning_table(table[pruning], out_dir),
     }
+    unknown = [name for name in only or () if name not in drawers]
+    if unknown:
+        raise ConfigError(f"only: unknown figure {unknown[0]!r}; known: {', '.join(drawers)}")
+    return {name: draw() for name, draw in drawers.items() if only is None or name in only}

@@ -4,7 +4,9 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from pf.config import ConfigError
 from pf.figures import (fig3_selection_flops, fig4_fused_vs_scratch, fig5_prunefuse_vs_svp,
                         main_table, make_figures, plot_run)
 from pf.results import collect, mean_std
@@ -124,6 +126,19 @@ def test_sweeps_are_drawn_apart_never_averaged_together(tmp_path):
     assert "90.00 ± 0.00 (n=2)" in (out / "early" / "main_table.md").read_text()
     assert "70.00 ± 0.00 (n=2)" in (out / "late" / "main_table.md").read_text()
     assert "main_table" not in made and not (out / "main_table.md").exists()
+
+
+def test_only_the_named_figures_are_made_each_sweep_apart(tmp_path):
+    """flops.ipynb draws Fig. 3 of every sweep under results/, each from its own runs."""
+    results, out = tmp_path / "results", tmp_path / "figures"
+    for sweep in ("early", "late"):
+        _paper_tree(results, sweep=sweep)
+    made = make_figures(results, out, only="fig3_selection_flops")
+    assert set(made) == {"early/fig3_selection_flops", "late/fig3_selection_flops"}
+    assert {p.name for p in out.rglob("*")} == {"early", "late", "fig3_selection_flops.png",
+                                                 "fig3_selection_flops.pdf"}
+    with pytest.raises(ConfigError, match="^only: unknown figure 'fig9'; known: accuracy_vs"):
+        make_figures(results, out, only=["main_table", "fig9"])
 
 
 def test_main_table_cells_are_mean_std_over_seeds(tmp_path):

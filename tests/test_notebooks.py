@@ -1,6 +1,9 @@
-"""Every notebook runs under papermill with small parameters; bad ones fail like the CLI."""
+"""Every notebook runs under papermill with small parameters; bad ones fail like the CLI; and
+every notebook runs with its defaults from notebooks/, as JupyterLab runs it, leaving the
+project's tracked folders as they were."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +13,12 @@ import papermill
 import pytest
 
 from pf.config import make_config
+from pf.paths import project_path
 from pf.results import read_metrics
 from test_results import write_run
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+PROJECT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = PROJECT / "notebooks"
 PF = str(Path(sys.executable).with_name("pf"))
 SMOKE_OVERRIDES = {"lr_schedule": [[1, 0.05]]}
 SMOKE = {**make_config("smoke", SMOKE_OVERRIDES).to_dict(), "progress": False}
@@ -141,3 +146,85 @@ def test_every_parameter_is_documented_for_papermill():
         documented = PythonTranslator.inspect(cell)
         assert [p.name for p in documented] == assigned, path.name
         assert all(p.help for p in documented), path.name
+
+
+# ---------------------------------------------------------------------------------------
+# Run from notebooks/, as JupyterLab runs them
+# ---------------------------------------------------------------------------------------
+
+# What each notebook writes with its default parameters, relative to the project root
+# (runs/ is git-ignored scratch). A new notebook fails the test below until it is listed.
+DEFAULT_OUTPUTS = {
+    "quickstart.ipynb": [],
+    "prunefuse.ipynb": ["runs/notebook/metrics.json"],
+    "flops.ipynb": ["runs/flops/protocol/fig3_selection_flops.png",
+                    "runs/flops/runs/demo/fig3_selection_flops.png"],
+    "figures.ipynb": ["runs/figures/demo/main_table.md",
+                      "runs/figures/norms/selection_metrics_vs_budget.png",
+                      "runs/figures/score_extrapolation/score_correlation.png"],
+    "subset_selection_norms.ipynb": ["runs/norms/metrics.json"],
+    "score_extrapolation.ipynb": ["runs/score_extrapolation/metrics.json"],
+}
+# prunefuse.ipynb's defaults are the paper's setting (CIFAR-10 download, GPU hours): it runs
+# at smoke size here, its paths at their defaults.
+COMPUTE_OVERRIDES = {"prunefuse.ipynb": SMOKE}
+
+
+def _git(project: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(project), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """What a fresh clone holds of the project, minus the package (pf is imported from
+    wherever it is installed): pyproject.toml, .gitignore, notebooks/ and the committed
+    results/, staged in a new git repository so that `git status` shows what runs add."""
+    clone = tmp_path_factory.mktemp("clone")
+    for name in ("pyproject.toml", ".gitignore"):
+        shutil.copy(PROJECT / name, clone / name)
+    for name in ("notebooks", "results"):
+        shutil.copytree(PROJECT / name, clone / name,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    _git(clone, "init", "-q")
+    _git(clone, "add", "-A")
+    return clone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_every_notebook_runs_from_notebooks_with_its_defaults(clone, tmp_path, name):
+    """JupyterLab starts the kernel in notebooks/: default paths must still mean the
+    project's results/ and runs/, and nothing may land in the tracked tree (a stray file
+    there would also stamp every later run +dirty)."""
+    assert name in DEFAULT_OUTPUTS, f"{name}: list what its defaults write in DEFAULT_OUTPUTS"
+    before = _git(clone, "status", "--porcelain", "--untracked-files=all")
+    papermill.execute_notebook(str(clone / "notebooks" / name), str(tmp_path / name),
+                               parameters=COMPUTE_OVERRIDES.get(name, {}), kernel_name="python3",
+                               cwd=str(clone / "notebooks"), progress_bar=False)
+    assert _git(clone, "status", "--porcelain", "--untracked-files=all") == before
+    for output in DEFAULT_OUTPUTS[name]:
+        assert (clone / output).stat().st_size > 0, output
+
+
+def test_relative_paths_resolve_against_the_project_from_its_notebooks_folder(tmp_path,
+                                                                               monkeypatch):
+    (tmp_path / "pyproject.toml").touch()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert project_path("results") == tmp_path / "results"
+    assert project_path("/data/runs") == Path("/data/runs")
+    assert project_path("~/runs") == Path.home() / "runs"
+
+
+def test_relative_paths_resolve_against_the_working_folder_elsewhere(tmp_path, monkeypatch):
+    """pf sweep runs each notebook in its run folder with out_dir "."; a notebooks folder
+    outside a project is just a folder."""
+    (tmp_path / "pyproject.toml").touch()
+    run_dir = tmp_path / "results" / "demo" / "run-0"
+    lone_notebooks = tmp_path / "elsewhere" / "notebooks"
+    for folder in (run_dir, lone_notebooks):
+        folder.mkdir(parents=True)
+        monkeypatch.chdir(folder)
+        assert project_path(".") == folder
+        assert project_path("runs") == folder / "runs"
