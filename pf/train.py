@@ -2,7 +2,8 @@
 
 The data stays on the training device (see ``pf.data.Batches``) and batches are
 channels_last (cuDNN's fastest layout; on the 2-core development CPU, ResNet-20 also
-trained 1.7x faster with it than in NCHW). On CUDA the step runs under bf16 autocast and
+trained 1.7x faster with it than in NCHW), except where oneDNN crashes on it (see
+``memory_format_for``). On CUDA the step runs under bf16 autocast and
 never waits for the host (the loss is summed on the device and read once an epoch);
 ``compile=True`` wraps the model in ``torch.compile``. On CPU the same code runs in fp32
 unless ``precision="bf16"`` is asked for. The test accuracy of every epoch is recorded;
@@ -36,6 +37,7 @@ __all__ = [
     "predict",
     "resolve_device",
     "inference_batch_size",
+    "memory_format_for",
 ]
 
 
@@ -65,6 +67,8 @@ class Schedule:
         raise IndexError(f"epoch beyond the schedule's {self.epochs} epochs")
 
 
+# oneDNN's channels_last stride-2 weight gradient crashes below 8 input channels on AVX2.
+UNSAFE_CHANNELS = 8
 PAPER_SCHEDULE = Schedule(((1, 0.01), (90, 0.1), (45, 0.01), (45, 0.001)))
 
 
@@ -96,6 +100,24 @@ def _autocast(device: torch.device, precision: str):
     if bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_format:
+    """channels_last, or NCHW for a network that oneDNN's channels_last kernels crash on.
+
+    On AVX2-only CPUs (e.g. AMD EPYC; Intel with ``ONEDNN_MAX_CPU_ISA=AVX2``), oneDNN
+    3.12 (torch 2.14) corrupts the heap in the weight gradient of a stride-2 convolution
+    with fewer than ``UNSAFE_CHANNELS`` input channels in channels_last when one
+    intra-op thread runs it (pytest-xdist workers, ``pf sweep --jobs`` on few cores):
+    pruned CIFAR ResNets at p >= 0.6 have such shortcuts (stage-1 widths 6/4/3). NCHW
+    runs them correctly. Only such networks train in NCHW on CPU, so every other
+    network keeps channels_last's speed; on CUDA nothing changes.
+    """
+    if device.type == "cpu" and any(
+            isinstance(m, nn.Conv2d) and max(m.stride) > 1 and m.in_channels < UNSAFE_CHANNELS
+            for m in model.modules()):
+        return torch.contiguous_format
+    return torch.channels_last
 
 
 def inference_batch_size(batch_size: int, device: torch.device) -> int:
@@ -148,9 +170,10 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     """
     device = resolve_device(device)
     dataset = dataset.to(device)
-    model.to(device=device, memory_format=torch.channels_last)
+    layout = memory_format_for(model, device)
+    model.to(device=device, memory_format=layout)
     if teacher is not None:
-        teacher.to(device=device, memory_format=torch.channels_last).eval()
+        teacher.to(device=device, memory_format=layout).eval()
     forward = torch.compile(model) if compile else model
     optimizer = torch.optim.SGD(
         model.parameters(), lr=schedule.lr_at(0), momentum=schedule.momentum,
@@ -158,7 +181,8 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     )
     generator = torch.Generator(device=device).manual_seed(seed)
     batches = Batches(dataset.train, indices, schedule.batch_size, dataset, shuffle=True,
-                      augment=dataset.augment, generator=generator, with_indices=True)
+                      augment=dataset.augment, generator=generator, with_indices=True,
+                      memory_format=layout)
     if recorder is not None:
         recorder.begin(schedule.epochs, dataset.train.labels, dataset.num_classes)
     result, start = FitResult(), time.perf_counter()
@@ -206,7 +230,8 @@ def predict(model: nn.Module, split: Split, dataset: Dataset, indices: torch.Ten
     """
     device = split.images.device
     model.eval()
-    batches = Batches(split, indices, inference_batch_size(batch_size, device), dataset)
+    batches = Batches(split, indices, inference_batch_size(batch_size, device), dataset,
+                      memory_format=memory_format_for(model, device))
     logits, feats = [], []
     for x, _ in batches:
         with _autocast(device, precision):
