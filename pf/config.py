@@ -119,6 +119,8 @@ class Config:
     device: str = "auto"  # auto (CUDA if present) | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # wrap the training forward in torch.compile
+    # CUDA: reproducible kernels (pf.train.set_determinism); false lets cuDNN autotune
+    deterministic: bool = True
     eval_batch_size: int = 0  # test evaluation and pool scoring batch; 0 = 1024 on CUDA, 128 on CPU
 
     def schedule(self) -> Schedule:

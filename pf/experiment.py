@@ -38,7 +38,7 @@ from pf.flops import UNIT
 from pf.prune import save_channel_map
 from pf.prune_data import check_data_pruning, run_data_pruning
 from pf.results import METRICS_FILE, environment, write_json
-from pf.train import resolve_device
+from pf.train import resolve_device, set_determinism
 
 __all__ = ["SCHEMA_VERSION", "SELECTED_FILE", "CHANNEL_MAP_FILE", "SCORES_FILE", "run_experiment"]
 
@@ -60,6 +60,7 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but no CUDA device is available; "
                           "use auto or cpu")
+    set_determinism(config.deterministic, device)
     dataset = load_dataset(config.dataset, config.data_dir or None)
     pruning = config.method == DATA_PRUNING
     if pruning:

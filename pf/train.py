@@ -17,6 +17,7 @@ the one reported is the last.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -38,7 +39,12 @@ __all__ = [
     "resolve_device",
     "inference_batch_size",
     "memory_format_for",
+    "set_determinism",
+    "CUBLAS_WORKSPACE",
 ]
+
+# cuBLAS needs a fixed workspace for reproducible GEMMs (NVIDIA's documented setting).
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,33 @@ def _autocast(device: torch.device, precision: str):
     if bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    """Make CUDA kernels reproducible (``deterministic=True``) or let them autotune.
+
+    On CUDA, True turns on ``cudnn.deterministic``, turns off cuDNN's benchmark
+    autotuning (it may pick different algorithms run to run) and calls
+    ``torch.use_deterministic_algorithms(True, warn_only=True)`` with cuBLAS's fixed
+    workspace (``CUBLAS_WORKSPACE_CONFIG``, set here unless the user set it; it must be set
+    before cuBLAS starts, so call this before any CUDA work). ``warn_only``: an op that has
+    no deterministic CUDA kernel warns instead of stopping the run (never crash); pf's
+    trainings use none that matter (the ResNets' 1x1 global-pool backward adds one value
+    per input, so its atomic adds are exact). Uninitialised memory is not filled (a
+    debugging aid that costs a write per allocation; pf reads none). False lets cuDNN
+    benchmark its algorithms: faster, but the same seed may select other samples.
+    The cost of True on a GPU is not yet measured (no GPU has run pf; see benchmarks).
+    On CPU nothing changes: its kernels are deterministic already, so both settings give
+    bit-identical runs and the CPU-wide switches are left alone.
+    """
+    if device.type != "cuda":
+        return
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_format:

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -127,3 +128,54 @@ def test_memory_format_is_nchw_only_for_networks_onednn_crashes_on():
     assert memory_format_for(dense, cpu) == torch.channels_last
     assert memory_format_for(pruned, cpu) == torch.contiguous_format
     assert memory_format_for(pruned, cuda) == torch.channels_last
+
+
+@pytest.fixture
+def _restore_determinism(monkeypatch):
+    """set_determinism changes process-wide switches: put them back after the test."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.utils.deterministic.fill_uninitialized_memory)
+    yield
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
+    torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+    torch.utils.deterministic.fill_uninitialized_memory = saved[4]
+
+
+def test_deterministic_cuda_settings(_restore_determinism):
+    import os
+
+    from pf.train import CUBLAS_WORKSPACE, set_determinism
+
+    set_determinism(True, torch.device("cuda"))  # only switches: no CUDA device needed
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()  # never stops a run
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE
+    set_determinism(False, torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_determinism_leaves_the_cpu_alone(_restore_determinism):
+    from pf.train import set_determinism
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    set_determinism(True, torch.device("cpu"))
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_same_seed_selects_the_same_samples_on_cuda(tmp_path):
+    from pf.config import make_config
+    from pf.experiment import run_experiment
+
+    config = make_config("smoke", {"device": "cuda", "method": "prunefuse"})
+    runs = [run_experiment(config, tmp_path / str(i), progress=False) for i in range(2)]
+    selected = [json.loads((tmp_path / str(i) / "selected.json").read_text()) for i in range(2)]
+    assert selected[0] == selected[1]
+    assert [r["target"]["curve"] for r in runs[0]["rounds"]] == \
+        [r["target"]["curve"] for r in runs[1]["rounds"]]
