@@ -3,15 +3,27 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
+# The exact, tested environment; pyproject.toml keeps the ranges a library user installs from.
+LOCK := requirements.lock
 
-.PHONY: setup demo companion test bench clean
+.PHONY: setup lock demo companion test bench clean
 
-# The environment is (re)built whenever pyproject.toml changes.
-$(READY): pyproject.toml
+# The environment is (re)built whenever pyproject.toml or the lock changes: the locked
+# packages first, then pf itself without resolving anything again.
+$(READY): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(READY)
+
+lock:  ## rewrite requirements.lock from a fresh install of pyproject.toml's ranges
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	{ echo "# The exact environment make installs (pip install -r $(LOCK); pf itself with --no-deps)."; \
+	  echo "# Written by 'make lock' from pyproject.toml's ranges on Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'), $$(date +%Y-%m-%d); library users keep pyproject's ranges."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > $(LOCK)
+	rm -rf .lock-venv
 
 setup: $(READY)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import warnings
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 import pf
 from pf.config import Config
+from pf import provenance
 
 __all__ = ["METRICS_FILE", "COLUMNS", "SCORE_COLUMNS", "SCORE_NAMES", "write_json", "read_metrics",
            "environment", "run_label", "scoring_label", "run_table", "round_table", "collect",
@@ -63,20 +63,6 @@ def read_metrics(run_dir: str | Path) -> dict:
     return metrics
 
 
-def _git_commit() -> str:
-    """The commit of the pf source tree, with '+dirty' for uncommitted changes."""
-    source = Path(pf.__file__).resolve().parent
-
-    def run(*args):
-        return subprocess.run(["git", "-C", str(source), *args], check=True,
-                              capture_output=True, text=True).stdout.strip()
-
-    try:
-        return run("rev-parse", "HEAD") + ("+dirty" if run("status", "--porcelain") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -88,13 +74,22 @@ def _cpu_name() -> str:
 
 
 def environment(device: torch.device) -> dict:
-    """Versions, code commit and hardware, stored with every run."""
+    """Versions, code commit and hardware, stored with every run.
+
+    ``git_commit`` ends in "+dirty" when the files that compute results differ from the
+    commit (``pf.provenance``), which ``git_dirty`` and ``dirty_files`` say too; ``lock``
+    is the environment lock's identity and whether the installed packages match it.
+    """
     import torchvision
 
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    code = provenance.code_state()
     return {
         "pf": pf.__version__,
-        "git_commit": _git_commit(),
+        "git_commit": code["git_commit"] + ("+dirty" if code["git_dirty"] else ""),
+        "git_dirty": code["git_dirty"],
+        "dirty_files": code["dirty_files"],
+        "lock": provenance.lock_state(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
