@@ -61,6 +61,13 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
         raise ConfigError("device: cuda was asked for but no CUDA device is available; "
                           "use auto or cpu")
     set_determinism(config.deterministic, device)
+    if config.compile:
+        # Compiled code is cached per function (ResNet.forward, the blocks' forward) across
+        # every network of the process, and each new width, mode or shape is a recompile:
+        # a notebook session running a few networks hit dynamo's recompile limit (8) and
+        # then trained eager without a word. One run needs about 4 (selector and target,
+        # train and eval), so each run starts from an empty cache.
+        torch._dynamo.reset()
     dataset = load_dataset(config.dataset, config.data_dir or None)
     pruning = config.method == DATA_PRUNING
     if pruning:

@@ -26,3 +26,30 @@ def test_compiled_training_matches_eager_training(synthetic):
     for name, weight in eager_weights.items():
         torch.testing.assert_close(compiled_weights[name], weight, rtol=1e-3, atol=1e-3,
                                    msg=lambda text, name=name: f"{name}: {text}")
+
+
+def test_runs_in_one_process_stay_compiled(monkeypatch, caplog):
+    """Five compiled runs of different networks (a notebook session) never hit dynamo's
+    recompile limit, after which training would silently run eager; every run compiles
+    its own graphs. The eager backend keeps this fast: guards and recompiles are dynamo's."""
+    import functools
+
+    from torch._dynamo.utils import counters
+
+    from pf.config import make_config
+    from pf.experiment import run_experiment
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    runs = [{"method": "prunefuse", "prune_ratio": 0.5},
+            {"method": "prunefuse", "prune_ratio": 0.7},
+            {"method": "baseline", "arch": "resnet14"},
+            {"method": "svp", "arch": "resnet14", "proxy_arch": "resnet8"},
+            {"method": "prunefuse", "arch": "preact8"}]
+    graphs = []
+    with caplog.at_level("WARNING", logger="torch._dynamo"):
+        for overrides in runs:
+            before = counters["stats"]["unique_graphs"]
+            run_experiment(make_config("smoke", {**overrides, "compile": True}), progress=False)
+            graphs.append(counters["stats"]["unique_graphs"] - before)
+    assert not [r for r in caplog.records if "recompile_limit" in r.getMessage()]
+    assert all(count > 0 for count in graphs), graphs
