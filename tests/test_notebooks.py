@@ -111,10 +111,7 @@ def test_norms_notebook_runs_norm_gs_and_compares_metrics(tmp_path):
 def test_score_extrapolation_notebook_reports_correlations_and_pruned_accuracy(tmp_path):
     from test_companion_figures import _extrapolation_tree
 
-    pruning = {"method": "prune_data", "prune_rates": [0.5], "score_lr_schedule": [[10, 0.05]],
-               "score_source": "subset", "score_subset": 0.25, "score_reference": True}
-    parameters = {**make_config("smoke", {**SMOKE_OVERRIDES, **pruning}).to_dict(),
-                  "progress": False}
+    parameters = COMPUTE_OVERRIDES["score_extrapolation.ipynb"]
     notebook = _execute("score_extrapolation.ipynb", tmp_path, **parameters, out_dir="nb",
                         compare_dir=str(_extrapolation_tree(tmp_path / "compare")))
     metrics = read_metrics(tmp_path / "nb")
@@ -167,7 +164,14 @@ DEFAULT_OUTPUTS = {
 }
 # prunefuse.ipynb's defaults are the paper's setting (CIFAR-10 download, GPU hours): it runs
 # at smoke size here, its paths at their defaults.
-COMPUTE_OVERRIDES = {"prunefuse.ipynb": SMOKE}
+# Notebooks whose default compute is too long for the suite: smoke-sized, paths untouched.
+SMOKE_PRUNING = {"method": "prune_data", "prune_rates": [0.5], "score_lr_schedule": [[10, 0.05]],
+                 "score_source": "subset", "score_subset": 0.25, "score_reference": True}
+COMPUTE_OVERRIDES = {
+    "prunefuse.ipynb": SMOKE,
+    "score_extrapolation.ipynb": {**make_config("smoke", {**SMOKE_OVERRIDES, **SMOKE_PRUNING})
+                                  .to_dict(), "progress": False},
+}
 
 
 def _git(project: Path, *args: str) -> str:
