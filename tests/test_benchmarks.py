@@ -3,13 +3,18 @@
 import importlib.util
 from pathlib import Path
 
-BENCH_TRAIN = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
 
 
 def test_bench_train_times_every_runner_against_its_reference(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_train", BENCH_TRAIN)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load("bench_train")
     result = bench.main(["--data", "random", "--arch", "resnet8", "--train-images", "64",
                          "--epochs", "1", "--test-images", "32", "--pool-images", "64",
                          "--batch-size", "32", "--variants", "default,bf16", "--rounds", "2",
@@ -21,3 +26,11 @@ def test_bench_train_times_every_runner_against_its_reference(tmp_path):
     assert all(r["images_per_second"] > 0 for r in result["rows"])
     assert [r["ratio"] for r in result["rows"] if r["variant"].startswith("reference")] == [1, 1]
     assert (tmp_path / "bench.json").exists()
+
+
+def test_bench_layout_times_both_layouts():
+    # p = 0.5 keeps 8+ channels everywhere: channels_last is safe on every CPU at any threads.
+    rows = _load("bench_layout").main(["--arch", "resnet8", "--ratios", "0.5", "--threads", "1",
+                                       "--batch-size", "8", "--steps", "1", "--rounds", "1"])
+    assert [(r["ratio"], r["threads"]) for r in rows] == [(0.5, 1)]
+    assert rows[0]["channels_last_ms"] > 0 and rows[0]["nchw_ms"] > 0
