@@ -28,7 +28,7 @@ lock:  ## rewrite requirements.lock from a fresh install of pyproject.toml's ran
 setup: $(READY)
 
 demo: setup  ## the main job: the demo sweep on real handwritten digits (CPU), then its figures
-	$(BIN)/pf sweep notebooks/sweeps/demo.yaml --results runs
+	$(BIN)/pf sweep notebooks/sweeps/demo.yaml --results runs --jobs 2
 	$(BIN)/pf figures runs/demo
 
 companion: setup  ## the companion methods' demo sweeps (norm-based selection, score extrapolation) and figures
