@@ -128,8 +128,6 @@ def _sweep(args) -> int:
         slurm["mem_gb"] = args.mem_gb
     if args.partition:
         slurm["slurm_partition"] = args.partition
-    if not args.dry_run:
-        _warn_if_dirty()
     records = run_sweep(args.file, args.results, args.executor, args.jobs, args.dry_run,
                         slurm=slurm)
     failed = [r for r in records if r["status"] == "failed"]
@@ -200,15 +198,6 @@ def _summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _warn_if_dirty() -> None:
-    """Say loudly, before any work, that the results will not regenerate from a commit."""
-    from pf.provenance import dirty_warning
-
-    warning = dirty_warning()
-    if warning:
-        print(warning, file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pf`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -228,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
         from pf.experiment import run_experiment  # heavy imports only when running
 
         out = args.out or f"runs/{args.preset}/seed{config.seed}"
-        _warn_if_dirty()
         metrics = run_experiment(config, out, progress=args.progress)
     except (ConfigError, DatasetNotFound) as error:
         print(f"pf: error: {error}", file=sys.stderr)

@@ -26,6 +26,7 @@ computed).
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from pf.config import DATA_PRUNING, Config, ConfigError, check_budgets
 from pf.data import load_dataset
 from pf.flops import UNIT
 from pf.prune import save_channel_map
+from pf.provenance import dirty_warning
 from pf.prune_data import check_data_pruning, run_data_pruning
 from pf.results import METRICS_FILE, environment, write_json
 from pf.train import resolve_device, set_determinism
@@ -75,6 +77,9 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
     else:
         check_budgets(config.budgets, len(dataset.train))
     dataset = dataset.to(device)
+    warning = dirty_warning()  # after the checks: a bad parameter stays a one-line error
+    if warning:
+        print(warning, file=sys.stderr)
     if pruning:
         run = run_data_pruning(config, dataset, progress=progress)
     else:

@@ -377,6 +377,9 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
             forward, reference_run["images_seen"]),
         # of the run that computed it, also when this run reused it from the cache
         "reference_seconds": None if reference_run is None else reference_run["seconds"],
+        # the scoring run's test evaluation, and the reference run's when this run trained it
+        "evaluation_macs": forward * len(dataset.test) * (
+            1 + (reference_run is not None and not reused)),
         **correlations,
         "correlations_on": "unseen samples: extrapolated vs full-run scores; *_scored: the "
                            "subset run's own scores vs full-run scores on the scored samples",
@@ -392,11 +395,13 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
 
 
 def _round_record(index: int, rate: float, selection: str, kept: int, arch: str,
-                  result: FitResult, target_macs: int, selection_macs: dict,
-                  selection_seconds: dict) -> dict:
-    """One rate x selection, in the shape of ``pf.active``'s round records."""
+                  result: FitResult, target_macs: int, evaluation_macs: int,
+                  selection_macs: dict, selection_seconds: dict) -> dict:
+    """One rate x selection, in the shape of ``pf.active``'s round records; the
+    retraining's test evaluations are the round's ``evaluation`` MACs (their time is in
+    its training's)."""
     macs = {**selection_macs, "data_selection": sum(selection_macs.values()),
-            "target_training": target_macs}
+            "target_training": target_macs, "evaluation": evaluation_macs}
     seconds = {**selection_seconds, "data_selection": sum(selection_seconds.values()),
                "target_training": result.seconds}
     return {"round": index, "prune_rate": rate, "selection": selection,
@@ -450,7 +455,9 @@ def run_data_pruning(config: Config, dataset: Dataset, progress: bool | None = N
                      seed=config.seed * 1000 + RETRAIN_SEED, progress=progress,
                      desc=f"{selection} @ {rate:g}", **config.fit_options())
         rounds.append(_round_record(index, rate, selection, count, config.arch, result,
-                                    training_macs(target_forward, result.images_seen), *costs))
+                                    training_macs(target_forward, result.images_seen),
+                                    target_forward * len(dataset.test) * len(result.curve),
+                                    *costs))
         kept_sets.append(kept.tolist())
         bar.set_postfix(acc=f"{result.test_accuracy:.3f}")
     reference = scoring["reference"]

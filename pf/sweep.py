@@ -60,6 +60,7 @@ from jupyter_client.kernelspec import KernelSpec
 
 from pf.config import ConfigError, from_parameters, make_config
 from pf.cost import planned_cost
+from pf.provenance import dirty_warning
 from pf.prune_data import needs_reference, reference_path
 from pf.results import METRICS_FILE, read_metrics, write_json
 from pf.train import resolve_device
@@ -375,6 +376,9 @@ def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: s
     if dry_run:
         _plan(runs, states, echo)
         return [{"run_id": run.run_id, "status": states[run.run_id], "error": None} for run in runs]
+    warning = dirty_warning()
+    if warning and todo:
+        print(warning, file=sys.stderr)  # once for the sweep; each run's record says it too
 
     sweep_dir = Path(results_dir).resolve() / name
     records = {run.run_id: {"run_id": run.run_id, "status": "skipped", "error": None}

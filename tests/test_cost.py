@@ -58,6 +58,8 @@ def test_data_pruning_plan_matches_the_recorded_macs():
     assert plan["macs"]["reference_scoring"] == scores["reference_macs"]
     assert plan["macs"]["target_training"] == _recorded(metrics, "target_training")
     assert plan["images"]["target_training"] == sum(r["labeled"] for r in metrics["rounds"])
+    assert plan["macs"]["evaluation"] == (scores["evaluation_macs"]
+                                          + _recorded(metrics, "evaluation"))
 
 
 def test_known_dataset_sizes_are_the_loaded_ones():
