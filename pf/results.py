@@ -138,8 +138,12 @@ def run_label(method: str, prune_ratio: float = NAN, proxy_arch: str = "", fusio
 def scoring_label(scores: dict) -> str:
     """How a data-pruning run scored its samples, from its metrics' ``scores`` block:
     "DU, full run", "DU, kNN k=10 from 20 %", "TDDS, GNN k=20 from 10 %"; kNN with
-    exp(-distance) weights reads "kNN-exp"."""
+    exp(-distance) weights reads "kNN-exp". TDDS names its span ("TDDS (last 10
+    epochs)"), so that runs scoring other epochs are never averaged together; runs from
+    before the span existed scored every epoch and read plain "TDDS"."""
     name = SCORE_NAMES[scores["score"]]
+    if scores.get("tdds_span"):
+        name = f"{name} ({scores['tdds_span']} {scores['tdds_span_epochs']} epochs)"
     if scores["source"] == "full":
         return f"{name}, full run"
     how = {"knn": "kNN-exp" if scores["knn_weighting"] == "exp" else "kNN",
