@@ -50,7 +50,7 @@ from pf.flops import forward_macs, parameter_count, training_macs
 from pf.fuse import fuse
 from pf.models import build_model
 from pf.prune import prune_at_init
-from pf.select import FEATURE_METRICS, LABELED_AWARE_METRICS, select
+from pf.select import STRATEGIES, select
 from pf.train import FitResult, fit, predict
 
 __all__ = ["role_seed", "initial_networks", "run_active_learning"]
@@ -107,8 +107,8 @@ def _choose(config: Config, selector, dataset: Dataset, labeled_mask: torch.Tens
         generator = torch.Generator().manual_seed(seed)
         positions = select("random", count, pool_size=len(pool), generator=generator)
         return pool[positions.to(pool.device)], 0
-    if config.metric in FEATURE_METRICS:
-        with_labeled = config.metric in LABELED_AWARE_METRICS
+    if STRATEGIES[config.metric].inputs == "features":
+        with_labeled = STRATEGIES[config.metric].labeled_aware
         _, features = predict(selector, dataset.train, dataset, None if with_labeled else pool,
                               batch_size=config.eval_batch_size, precision=config.precision,
                               features=True)

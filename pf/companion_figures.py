@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
                          notebook_figure, panel_grid, per_dataset, spread, write_table)
 from pf.results import SCORE_NAMES, mean_std, summarize
+from pf.select import STRATEGIES
 
 __all__ = ["selection_metrics_vs_budget", "score_correlation", "correlation_table",
            "accuracy_vs_prune_rate", "pruning_table", "plot_scores"]
@@ -59,7 +60,8 @@ def _metrics_vs_budget(runs: pd.DataFrame) -> Drawing:
     for ax, ((arch, label), group) in zip(axes, groups):
         for metric, line in group.groupby("metric"):
             ax.errorbar(line.labeled, line["mean"] * 100, yerr=spread(line, 100), marker="o",
-                        ms=4, capsize=3, label=metric, color=METRIC_COLORS.get(metric))
+                        ms=4, capsize=3, label=STRATEGIES[metric].label,
+                        color=METRIC_COLORS.get(metric))
         ax.set(title=f"{arch} · {label}", xlabel="labeled samples (TOTAL)", ylabel=ACCURACY)
         ax.legend(fontsize=7, title="selection metric", title_fontsize=7)
     footer(fig, runs, pd.concat([group.n for _, group in groups]),

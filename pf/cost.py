@@ -29,7 +29,7 @@ from pf.flops import forward_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
 from pf.prune_data import SELECTIONS, keep_count, needs_reference, subset_size
-from pf.select import LABELED_AWARE_METRICS
+from pf.select import STRATEGIES
 
 __all__ = ["DATASET_SIZES", "PHASES", "planned_cost"]
 
@@ -60,7 +60,7 @@ def _scored_in_pool(metric: str, train_size: int, labeled: int) -> int:
     every training image for metrics that measure the pool against the labeled set."""
     if metric == "random":
         return 0
-    return train_size if metric in LABELED_AWARE_METRICS else train_size - labeled
+    return train_size if STRATEGIES[metric].labeled_aware else train_size - labeled
 
 
 def _active_learning(config: Config, train: int, test: int, target: int, selector: int) -> dict:

@@ -51,6 +51,7 @@ from pf.flops import UNIT
 from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
                          notebook_figure, panel_grid, per_dataset, spread, write_table)
 from pf.results import collect, collect_scores, run_table, summarize
+from pf.select import STRATEGIES
 
 __all__ = ["make_figures", "accuracy_vs_budget", "main_table", "fig3_selection_flops",
            "fig4_fused_vs_scratch", "fig5_prunefuse_vs_svp", "plot_run", "show_images",
@@ -99,7 +100,7 @@ def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
                       "linestyle": "--" if "(" in label else "-"})
             ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, marker="o", ms=4,
                         yerr=spread(line, 100), capsize=3, label=label, **style)
-        ax.set(title=f"{arch} · {metric}", xlabel=BUDGET, ylabel=ACCURACY)
+        ax.set(title=f"{arch} · {STRATEGIES[metric].label}", xlabel=BUDGET, ylabel=ACCURACY)
         ax.legend(fontsize=7)
     footer(fig, runs, stats.n, "Test split, final epoch; error bars: ± std over seeds.")
     return fig
@@ -147,7 +148,7 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
         bars = [summarize(rows[rows.labeled.isin(budgets)], ["labeled", "budget_fraction"],
                           "data_selection_macs") for rows in (theirs, ours)]
         if bars[0]["mean"].min() > 0:  # a random pick spends nothing, leaving no ratio to show
-            panels.append((f"{arch} · {metric} · p={ratio:g}", *bars))
+            panels.append((f"{arch} · {STRATEGIES[metric].label} · p={ratio:g}", *bars))
     if not panels:
         return ("no PruneFuse and AL-baseline runs with the same target and metric share a "
                 "budget after the random initial set with a selection cost above 0")
@@ -188,7 +189,8 @@ def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
         shared = set(group[group.fusion].labeled) & set(group[~group.fusion].labeled)
         chosen = budget if budget is not None else max(shared, default=None)
         if chosen in shared:
-            panels.append((f"{arch} · {metric} · p={ratio:g}", group[group.labeled == chosen]))
+            title = f"{arch} · {STRATEGIES[metric].label} · p={ratio:g}"
+            panels.append((title, group[group.labeled == chosen]))
     if not panels:
         at = "" if budget is None else f" at budget {budget}"
         return f"no PruneFuse runs with both fusion=True and fusion=False at p=0.5 or 0.6{at}"
@@ -239,7 +241,7 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
         [chosen] = _nearest(shared, [SVP_FRACTION])
         stats = summarize(group[group.labeled == chosen],
                           ["method", "label", "selector_params", "budget_fraction"])
-        panels.append((f"target {arch} · {metric}", stats))
+        panels.append((f"target {arch} · {STRATEGIES[metric].label}", stats))
     if not panels:
         return "no PruneFuse and SVP runs with the same target, metric and budget"
     fig, axes = panel_grid(len(panels))

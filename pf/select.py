@@ -1,5 +1,11 @@
 """Selection strategies for active learning: which pool samples get labeled next.
 
+``STRATEGIES`` is the one registry of them: each entry names the function, the input it
+reads (nothing, softmax rows, or penultimate features), whether it also reads the
+labeled set's features and whether it draws from a generator, and a display label.
+``select``, the active-learning loop (``pf.active``), the cost plan (``pf.cost``), the
+config's choices (``pf.config``) and the figures all read it: a new strategy is one entry.
+
 Every strategy returns positions INTO THE POOL (0..len(pool)-1 of the tensors it was
 given, not dataset indices): a 1-D int64 tensor of exactly ``count`` distinct positions,
 on the input's device. Ties are broken deterministically: among equal scores the lower
@@ -24,12 +30,15 @@ features' device: the same generator state gives the same positions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
 __all__ = [
+    "Strategy",
+    "STRATEGIES",
     "METRICS",
-    "FEATURE_METRICS",
-    "LABELED_AWARE_METRICS",
     "least_confidence",
     "entropy",
     "margin",
@@ -40,13 +49,6 @@ __all__ = [
     "norm_top",
     "select",
 ]
-
-METRICS = ("random", "least_confidence", "entropy", "margin", "kcenters",
-           "norm_gs", "norm_top", "norm_sample")
-# Metrics that read penultimate features, and those of them that also measure the pool
-# against the labeled set's features (so a selection round embeds every training image).
-FEATURE_METRICS = ("kcenters", "norm_gs", "norm_top", "norm_sample")
-LABELED_AWARE_METRICS = ("kcenters", "norm_gs")
 
 
 def _check_count(count: int, pool_size: int) -> None:
@@ -296,7 +298,45 @@ def norm_gs(features: torch.Tensor, count: int, generator: torch.Generator,
     return chosen
 
 
-def _pool_size(pool_size: int | None, *tensors: torch.Tensor | None) -> int:
+# --- the registry --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One selection strategy: its function and what that function reads.
+
+    ``select`` calls ``function(first, count=count, ...)`` where ``first`` is, by
+    ``inputs``: the pool size ("none": nothing about the samples is read), the softmax
+    rows ("probs") or the pool's UN-normalized penultimate features ("features"). It
+    adds ``labeled_features=`` when ``labeled_aware`` (the labeled set's features, which
+    the pool is measured against, so a round embeds every training image) and
+    ``generator=`` when ``needs_generator`` (a ``torch.Generator`` on the input's device).
+    ``label`` is the short name figure titles and legends show (tables keep ``name``).
+    """
+
+    name: str
+    function: Callable[..., torch.Tensor]
+    inputs: str
+    labeled_aware: bool
+    needs_generator: bool
+    label: str
+
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    # name, function, inputs, labeled_aware, needs_generator, label
+    Strategy("random", random_selection, "none", False, True, "random"),
+    Strategy("least_confidence", least_confidence, "probs", False, False, "least confidence"),
+    Strategy("entropy", entropy, "probs", False, False, "entropy"),
+    Strategy("margin", margin, "probs", False, False, "margin"),
+    Strategy("kcenters", k_centers, "features", True, False, "k-centers"),
+    Strategy("norm_gs", norm_gs, "features", True, True, "norm + Gram-Schmidt"),
+    Strategy("norm_top", norm_top, "features", False, False, "top norm"),
+    Strategy("norm_sample", norm_sample, "features", False, True, "norm sampling"),
+)}
+METRICS = tuple(STRATEGIES)  # the names config accepts, in the registry's order
+
+
+def _pool_size(metric: str, pool_size: int | None, *tensors: torch.Tensor | None) -> int:
     """The pool size: ``pool_size`` or the length of the given tensors, which must agree."""
     sizes = {len(t) for t in tensors if t is not None}
     if pool_size is not None:
@@ -304,7 +344,8 @@ def _pool_size(pool_size: int | None, *tensors: torch.Tensor | None) -> int:
     if len(sizes) > 1:
         raise ValueError(f"select: the pool sizes disagree ({sorted(sizes)}); pass one pool")
     if not sizes:
-        raise ValueError("select: random needs pool_size, probs or pool_features to know the pool")
+        raise ValueError(f"select: {metric} needs pool_size, probs or pool_features to know "
+                         "the pool")
     return sizes.pop()
 
 
@@ -312,37 +353,34 @@ def select(metric: str, count: int, *, probs: torch.Tensor | None = None,
            pool_features: torch.Tensor | None = None,
            labeled_features: torch.Tensor | None = None,
            generator: torch.Generator | None = None, pool_size: int | None = None) -> torch.Tensor:
-    """``count`` pool positions chosen by ``metric``, one of ``METRICS``.
+    """``count`` pool positions chosen by ``metric``, a name in ``STRATEGIES``.
 
-    ``random`` needs ``generator`` and takes the pool size from ``pool_size``, ``probs``
-    or ``pool_features``; ``least_confidence``, ``entropy`` and ``margin`` need ``probs``
-    (softmax outputs); ``kcenters`` needs ``pool_features`` and takes
-    ``labeled_features`` as its initial centers (None: no labeled set yet);
-    ``norm_gs`` needs ``pool_features`` (un-normalized) and ``generator`` (on their
-    device) and orthogonalizes against the span of ``labeled_features``; ``norm_sample``
-    needs the same two and ``norm_top`` only ``pool_features``, and both ignore
-    ``labeled_features`` (they do not orthogonalize).
+    What the entry declares is required: ``probs`` (softmax outputs) or
+    ``pool_features`` (un-normalized) by its ``inputs``, and ``generator`` (on their
+    device) when it ``needs_generator``. A strategy of ``inputs="none"`` takes the pool
+    size from ``pool_size``, ``probs`` or ``pool_features``. ``labeled_features`` is
+    passed only to a ``labeled_aware`` strategy, and may be None (no labeled set yet);
+    the others ignore it.
     An unknown metric, a missing input, or a count outside 0..pool size raises
     ``ValueError`` with a one-line message.
     """
-    if metric not in METRICS:
+    if metric not in STRATEGIES:
         raise ValueError(f"metric: unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    strategy = STRATEGIES[metric]
     given = {"probs": probs, "pool_features": pool_features, "generator": generator}
-    needs = {"random": ("generator",), "kcenters": ("pool_features",),
-             "norm_gs": ("pool_features", "generator"), "norm_top": ("pool_features",),
-             "norm_sample": ("pool_features", "generator")}
-    for name in needs.get(metric, ("probs",)):
+    required = {"none": [], "probs": ["probs"], "features": ["pool_features"]}[strategy.inputs]
+    if strategy.needs_generator:
+        required.append("generator")
+    for name in required:
         if given[name] is None:
             raise ValueError(f"metric: {metric} needs {name}")
-    if metric == "random":
-        return random_selection(_pool_size(pool_size, probs, pool_features), count, generator)
-    if metric == "kcenters":
-        return k_centers(pool_features, labeled_features, count)
-    if metric == "norm_gs":
-        return norm_gs(pool_features, count, generator, labeled_features)
-    if metric == "norm_sample":
-        return norm_sample(pool_features, count, generator)
-    if metric == "norm_top":
-        return norm_top(pool_features, count)
-    strategy = {"least_confidence": least_confidence, "entropy": entropy, "margin": margin}
-    return strategy[metric](probs, count)
+    if strategy.inputs == "none":
+        first = _pool_size(metric, pool_size, probs, pool_features)
+    else:
+        first = probs if strategy.inputs == "probs" else pool_features
+    extra = {}
+    if strategy.labeled_aware:
+        extra["labeled_features"] = labeled_features
+    if strategy.needs_generator:
+        extra["generator"] = generator
+    return strategy.function(first, count=count, **extra)

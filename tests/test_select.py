@@ -1,11 +1,14 @@
-"""Selection strategies: direction, tie-breaking, k-centers against a brute-force reference,
-norm-based sampling: its distribution, diversity, restarts and labeled span."""
+"""Selection strategies: the contract every registered strategy keeps (distinct picks,
+count, determinism, device, declared inputs), then what each computes: direction,
+tie-breaking, k-centers against a brute-force reference, norm-based sampling: its
+distribution, diversity, restarts and labeled span."""
 
 import pytest
 import torch
 
-from pf.select import (METRICS, entropy, k_centers, least_confidence, margin, norm_gs, norm_sample,
-                       norm_top, random_selection, select)
+import pf.config
+from pf.select import (METRICS, STRATEGIES, entropy, k_centers, least_confidence, margin, norm_gs,
+                       norm_sample, norm_top, random_selection, select)
 
 UNIFORM = [1 / 3, 1 / 3, 1 / 3]
 CONFIDENT = [0.98, 0.01, 0.01]
@@ -14,6 +17,74 @@ CONFIDENT = [0.98, 0.01, 0.01]
 def _distinct(picked, count):
     assert picked.dtype == torch.long and picked.shape == (count,)
     assert len(set(picked.tolist())) == count
+
+
+# --- the contract, over the registry --------------------------------------------------
+
+POOL = 40
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, CUDA])]
+
+
+def _inputs(strategy, device, seed=0):
+    """What ``strategy`` declares it reads, drawn from a seeded generator, on ``device``."""
+    g = torch.Generator().manual_seed(100)
+    given = {}
+    if strategy.inputs == "probs":
+        given["probs"] = torch.randn(POOL, 10, generator=g).softmax(1).to(device)
+    elif strategy.inputs == "features":
+        given["pool_features"] = torch.randn(POOL, 16, generator=g).to(device)
+    else:
+        given["pool_size"] = POOL
+    if strategy.labeled_aware:
+        given["labeled_features"] = torch.randn(8, 16, generator=g).to(device)
+    if strategy.needs_generator:
+        given["generator"] = torch.Generator(device=device).manual_seed(seed)
+    return given
+
+
+def test_the_registry_is_what_config_accepts():
+    assert METRICS == tuple(STRATEGIES) == pf.config.CHOICES["metric"]
+    assert all(name == strategy.name for name, strategy in STRATEGIES.items())
+    assert {s.inputs for s in STRATEGIES.values()} == {"none", "probs", "features"}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", METRICS)
+def test_every_strategy_picks_count_distinct_positions_on_the_inputs_device(name, device):
+    strategy = STRATEGIES[name]
+    for count in (0, 1, 17, POOL):
+        picked = select(name, count, **_inputs(strategy, device))
+        assert picked.device.type == device
+        _distinct(picked.cpu(), count)
+        assert all(0 <= position < POOL for position in picked.tolist())
+    assert sorted(picked.tolist()) == list(range(POOL))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", METRICS)
+def test_every_strategy_is_deterministic_given_its_inputs(name, device):
+    strategy = STRATEGIES[name]
+    first = select(name, 17, **_inputs(strategy, device))
+    assert torch.equal(first, select(name, 17, **_inputs(strategy, device)))
+    if strategy.needs_generator:  # another generator state: another draw
+        assert not torch.equal(first, select(name, 17, **_inputs(strategy, device, seed=1)))
+    elif device == "cuda":  # nothing random: the same positions as on the CPU
+        assert first.tolist() == select(name, 17, **_inputs(strategy, "cpu")).tolist()
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_every_strategy_refuses_a_missing_declared_input_in_one_line(name):
+    given = _inputs(STRATEGIES[name], "cpu")
+    for missing in set(given) - {"labeled_features"}:  # None there means no labeled set yet
+        with pytest.raises(ValueError) as error:
+            select(name, 1, **{**given, missing: None})
+        prefix = "select" if missing == "pool_size" else "metric"
+        assert str(error.value).startswith(f"{prefix}: {name} needs {missing}")
+        assert "\n" not in str(error.value)
+
+
+# --- what each strategy computes --------------------------------------------------------
 
 
 def test_least_confidence_picks_the_smallest_top_probability():
@@ -134,17 +205,6 @@ def test_k_centers_ignores_a_common_offset():
     assert k_centers(pool + 100, labeled + 100, 20).tolist() == expected
 
 
-def test_random_selection_is_reproducible_per_seed():
-    def draw(seed):
-        return random_selection(1000, 50, torch.Generator().manual_seed(seed))
-
-    first = draw(0)
-    _distinct(first, 50)
-    assert first.min() >= 0 and first.max() < 1000
-    assert torch.equal(first, draw(0))
-    assert not torch.equal(first, draw(1))
-
-
 def test_select_dispatches_by_name():
     probs = torch.tensor([CONFIDENT, [0.4, 0.35, 0.25], [0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
     points = torch.tensor([[0.0], [1.0], [7.0], [3.0]])
@@ -177,16 +237,8 @@ def test_select_dispatches_by_name():
     ("margin", {"count": -1}, "count: cannot select -1 samples from a pool of 4"),
     ("kcenters", {"count": 5, "pool_features": torch.zeros(4, 2)}, "count: cannot select 5"),
     ("random", {"count": 5, "generator": torch.Generator()}, "count: cannot select 5"),
-    ("random", {"probs": None, "generator": torch.Generator()}, "select: random needs pool_size"),
-    ("random", {}, "metric: random needs generator"),
-    ("kcenters", {}, "metric: kcenters needs pool_features"),
-    ("norm_gs", {"generator": torch.Generator()}, "metric: norm_gs needs pool_features"),
-    ("norm_gs", {"pool_features": torch.ones(4, 2)}, "metric: norm_gs needs generator"),
-    ("norm_sample", {"pool_features": torch.ones(4, 2)}, "metric: norm_sample needs generator"),
-    ("norm_top", {}, "metric: norm_top needs pool_features"),
     ("norm_gs", {"count": 5, "pool_features": torch.ones(4, 2), "generator": torch.Generator()},
      "count: cannot select 5"),
-    ("least_confidence", {"probs": None}, "metric: least_confidence needs probs"),
 ])
 def test_select_rejects_bad_requests_in_one_line(metric, kwargs, message):
     kwargs = {"count": 1, "probs": torch.full((4, 3), 1 / 3), **kwargs}
@@ -286,13 +338,6 @@ def test_norm_gs_takes_zero_features_last_and_never_repeats():
     assert sorted(picked[-5:].tolist()) == [0, 1, 2, 3, 4]
 
 
-def test_norm_gs_is_deterministic_per_seed():
-    points = torch.randn(500, 8, generator=_seeded(11))
-    first = norm_gs(points, 40, _seeded(0))
-    assert torch.equal(first, norm_gs(points, 40, _seeded(0)))
-    assert not torch.equal(first, norm_gs(points, 40, _seeded(1)))
-
-
 def test_norm_gs_draws_pool_points_in_the_labeled_span_only_after_a_restart():
     e = torch.eye(4)
     labeled = torch.stack([e[0] + e[1], e[0] - e[1]])  # spans e0, e1
@@ -334,29 +379,17 @@ def test_norm_gs_rejects_labeled_features_of_another_width():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_norm_selection_on_cuda():
+@CUDA
+def test_norm_gs_on_cuda_completes_the_labeled_span():
     points = torch.randn(2_000, 32, generator=_seeded(15))
-    assert norm_top(points.cuda(), 100).tolist() == norm_top(points, 100).tolist()
-
-    def cuda(seed):
-        return torch.Generator(device="cuda").manual_seed(seed)
-
-    for strategy in (norm_gs, norm_sample):
-        picked = strategy(points.cuda(), 100, cuda(0))
-        assert picked.device.type == "cuda"
-        _distinct(picked.cpu(), 100)
-        assert torch.equal(picked, strategy(points.cuda(), 100, cuda(0)))
-    picked = norm_gs(points.cuda(), 32, cuda(1), labeled_features=points[:8].cuda()).cpu()
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    picked = norm_gs(points.cuda(), 32, generator, labeled_features=points[:8].cuda()).cpu()
     assert _rank(points[torch.cat([torch.arange(8), picked[:24]])]) == 32
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu(features):
+@CUDA
+def test_k_centers_on_cuda_matches_brute_force(features):
     pool, labeled, expected = features
     picked = k_centers(pool.cuda(), labeled.cuda(), 50)
     assert picked.device.type == "cuda" and picked.tolist() == expected
-    probs = torch.randn(1000, 10, generator=torch.Generator().manual_seed(0)).softmax(1)
-    for strategy in (least_confidence, entropy, margin):
-        assert strategy(probs.cuda(), 100).tolist() == strategy(probs, 100).tolist()
