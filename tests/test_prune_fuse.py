@@ -8,8 +8,8 @@ import torch
 from pf.config import make_config
 from pf.fuse import fuse
 from pf.models import build_model
-from pf.prune import (ChannelMapError, gather, load_channel_map, prune_at_init,
-                      save_channel_map)
+from pf.prune import (ChannelMapError, check_channel_map, gather, load_channel_map,
+                      prune_at_init, save_channel_map)
 from pf.train import fit
 
 
@@ -56,12 +56,13 @@ def test_resnet56_at_half_width_has_about_0_215m_parameters():
     assert sum(p.numel() for p in pruned.parameters()) / 1e6 == pytest.approx(0.215, abs=0.001)
 
 
+@pytest.mark.parametrize("steps", [1, 5])
 @pytest.mark.parametrize("arch", ["resnet20", "preact20"])
 @pytest.mark.parametrize("importance", ["l2", "group_l2", "random"])
-def test_every_pruned_tensor_is_the_dense_init_indexed_by_the_map(arch, importance):
+def test_every_pruned_tensor_is_the_dense_init_indexed_by_the_map(arch, importance, steps):
     dense = _dense(arch)
     before = copy.deepcopy(dense.state_dict())
-    pruned, channel_map = prune_at_init(dense, 0.5, importance=importance)
+    pruned, channel_map = prune_at_init(dense, 0.5, importance=importance, steps=steps)
     dense_state = dense.state_dict()
     for name, tensor in pruned.state_dict().items():
         assert torch.equal(gather(dense_state[name], channel_map["tensors"][name]["indices"]),
@@ -70,13 +71,36 @@ def test_every_pruned_tensor_is_the_dense_init_indexed_by_the_map(arch, importan
         assert torch.equal(dense_state[name], tensor), name
 
 
-def test_l2_keeps_the_largest_filters_of_the_stem():
+@pytest.mark.parametrize("steps", [1, 5])
+def test_l2_keeps_the_largest_filters_of_the_stem(steps):
     dense = _dense("resnet20")
-    _, channel_map = prune_at_init(dense, 0.5, importance="l2")
-    # conv1 roots the residual stream group; "l2" ranks by its own filter norms.
+    _, channel_map = prune_at_init(dense, 0.5, importance="l2", steps=steps)
+    # conv1 roots the residual stream group; "l2" ranks by its own filter norms, which no
+    # step changes (its 3 input channels are never pruned), so every schedule agrees.
     norms = dense.conv1.weight.flatten(1).norm(dim=1)
     kept = channel_map["tensors"]["conv1.weight"]["indices"][0]
     assert sorted(kept) == sorted(norms.argsort(descending=True)[:8].tolist())
+
+
+def test_five_steps_give_the_same_widths_but_keep_other_block_channels():
+    dense = _dense("resnet20")
+    pruned_1, map_1 = prune_at_init(dense, 0.5)
+    pruned_5, map_5 = prune_at_init(dense, 0.5, steps=5)
+    assert map_5["widths"] == map_1["widths"] and map_5["steps"] == 5 and map_1["steps"] == 1
+    assert sum(p.numel() for p in pruned_5.parameters()) == 68_786
+    # A block's first convolution is ranked by filter norms over its input channels, which
+    # the earlier steps have already thinned: the ranking, not the width, changes.
+    kept = [set(m["tensors"]["layer1.0.conv1.weight"]["indices"][0]) for m in (map_1, map_5)]
+    assert len(kept[0]) == len(kept[1]) == 8 and kept[0] != kept[1]
+
+
+def test_a_map_without_steps_is_a_one_step_map():
+    dense = _dense()
+    pruned, channel_map = prune_at_init(dense, 0.5)
+    old = {k: v for k, v in channel_map.items() if k != "steps"}  # written before steps
+    check_channel_map(old, dense, pruned)
+    assert torch.equal(fuse(dense, pruned, old).conv1.weight,
+                       fuse(dense, pruned, channel_map).conv1.weight)
 
 
 def test_random_importance_depends_on_the_seed():
@@ -173,6 +197,9 @@ def test_reinit_rest_redraws_the_rest_reproducibly():
 def test_bad_ratio_and_rest_are_clear_errors():
     with pytest.raises(ValueError, match=r"prune_ratio: must lie in \[0, 1\)"):
         prune_at_init(_dense(), 1.0)
+    for steps in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=rf"prune_steps: must be an integer >= 1, got {steps}"):
+            prune_at_init(_dense(), 0.5, steps=steps)
     pruned, channel_map = prune_at_init(_dense(), 0.5)
     with pytest.raises(ValueError, match="rest: unknown mode 'ones'"):
         fuse(_dense(), pruned, channel_map, rest="ones")
