@@ -1,38 +1,35 @@
-"""The active-learning loop: baseline, SVP and PruneFuse over a schedule of budgets.
+"""The active-learning loop: executes the per-round plan of ``pf.methods``.
 
 Budgets are TOTAL labeled counts. Round 0 labels ``budgets[0]`` random samples (the same
-ones for every method at a given seed). Every round then trains the selector on the
-labeled set, trains the target at that budget, and (before the last budget) lets the
-selector score the unlabeled pool and label the next ``budgets[r+1] - budgets[r]``:
+ones for every method at a given seed). ``pf.methods.plan_rounds`` decides, before
+anything trains, what every round does (which selector, how it starts, whether it syncs,
+how the target starts, whether it is distilled, how many samples it picks); this module
+carries that out: train the selector on the labeled set, train the target at that
+budget, and (before the last budget) let the selector score the unlabeled pool and label
+the next ``budgets[r+1] - budgets[r]``. The methods, warm starts and the extended
+paper's synchronisation (T_sync) are described in ``pf.methods``.
 
-- ``baseline``: the dense target architecture selects. The target trained at a budget
-  IS the selector of that round (SVP's "active learning baseline"), so nothing is
-  trained twice.
-- ``svp``: a smaller proxy architecture (``proxy_arch``) selects (Coleman et al., 2020).
-- ``prunefuse``: theta_p = prune_at_init(theta, p) selects, retrained every round from
-  theta_p's initialisation; at each budget the trained theta_p* is fused into theta's
-  initialisation (``rest`` says what fills the remaining weights) and trained with
-  distillation from theta_p* (Kousar et al.). ``fusion=False`` trains the target from
-  theta instead; ``kd=False`` drops the distillation.
-
-With ``metric="random"`` only PruneFuse still trains its selector (fusion needs it).
 Every network is re-trained from one seeded initialisation per role, so rounds differ
-only in their labeled set (our choice; PruneFuse states it for theta_p). The target is
-drawn after ``torch.manual_seed(seed)`` (PruneFuse's selector is pruned from it); SVP's
-proxy from its own stream, ``role_seed(seed, "proxy")``, never another seed's target.
+only in their labeled set (our choice; PruneFuse states it for theta_p), unless
+``selector_start="warm"`` or a sync says otherwise. The target is drawn after
+``torch.manual_seed(seed)`` (PruneFuse's selector is pruned from it); SVP's proxy from
+its own stream, ``role_seed(seed, "proxy")``, never another seed's target.
 
 Each round records what it spent in MACs (``pf.flops``), phase by phase as
 ``pf.cost.planned_cost`` plans it: the selector's training, the target's training, pool
 scoring (the selector's forward passes over the pool) for the NEXT round's labels, the
-test-set evaluations (``evaluation``: after every epoch of the target, after the last of
-a selector) and the distillation teacher's forward passes (``distillation``: one per
-image the target trains on). Seconds are recorded for the phases with a clock of their
-own: the trainings (whole ``fit`` calls, so their evaluations and teacher forwards are
-inside) and pool scoring (which includes picking, e.g. greedy k-centers). Evaluation and
-distillation are counted in MACs only: the teacher's forwards run inside the training
-step, and timing them apart would cost a host sync per step. ``data_selection`` at a
-budget is the paper's Fig. 3 quantity: the selector training and pool scoring of every
-earlier round, i.e. all that chose this labeled set.
+pruning of a synced selector (``selector_sync``: seconds; no forward pass over data, so
+0 MACs), the test-set evaluations (``evaluation``: after every epoch of the target,
+after the last of a selector) and the distillation teacher's forward passes
+(``distillation``: one per image the target trains on). Seconds are recorded for the
+phases with a clock of their own: the trainings (whole ``fit`` calls, so their
+evaluations and teacher forwards are inside), the sync and pool scoring (which includes
+picking, e.g. greedy k-centers). Evaluation and distillation are counted in MACs only:
+the teacher's forwards run inside the training step, and timing them apart would cost a
+host sync per step. ``data_selection`` at a budget is the paper's Fig. 3 quantity: all
+that chose this labeled set in earlier rounds: selector trainings, syncs and pool
+scoring, and the trainings of the targets that selected (the baseline's) or that a
+selector was pruned from (a sync's), each counted once.
 """
 
 from __future__ import annotations
@@ -49,7 +46,8 @@ from pf.data import Dataset
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.fuse import fuse
 from pf.models import build_model
-from pf.prune import prune_at_init
+from pf.methods import METHODS as ACTIVE_LEARNING, plan_rounds
+from pf.prune import channel_map_file, prune_at_init
 from pf.select import STRATEGIES, select
 from pf.train import FitResult, fit, predict
 
@@ -70,22 +68,29 @@ def initial_networks(config: Config, dataset: Dataset) -> tuple:
     """The networks a run starts from: ``(target, selector, channel_map)``.
 
     The target theta is drawn after ``torch.manual_seed(config.seed)``. The selector is
-    theta itself (baseline), ``proxy_arch`` drawn from ``role_seed(seed, "proxy")`` and
-    leaving the global generator as theta left it (svp), or theta pruned at init
-    (prunefuse, the only one with a channel map; None otherwise).
+    theta itself (baseline), theta pruned at init (prunefuse, the only one with a channel
+    map; None otherwise), or its own architecture (svp's proxy) drawn from
+    ``role_seed(seed, "proxy")``, leaving the global generator as theta left it.
     """
     torch.manual_seed(config.seed)
     target = build_model(config.arch, dataset.num_classes, dataset.in_channels)
-    if config.method == "baseline":
+    method = ACTIVE_LEARNING[config.method]
+    if method.target_selects:
         return target, target, None
-    if config.method == "svp":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(role_seed(config.seed, "proxy"))
-            proxy = build_model(config.proxy_arch, dataset.num_classes, dataset.in_channels)
-        return target, proxy, None
-    pruned, channel_map = prune_at_init(target, config.prune_ratio, config.importance,
-                                        tuple(dataset.train.images.shape[1:]), seed=config.seed)
-    return target, pruned, channel_map
+    arch, ratio = method.selector_network(config)
+    if ratio is not None:
+        pruned, channel_map = _prune(config, target, tuple(dataset.train.images.shape[1:]))
+        return target, pruned, channel_map
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(role_seed(config.seed, "proxy"))
+        proxy = build_model(arch, dataset.num_classes, dataset.in_channels)
+    return target, proxy, None
+
+
+def _prune(config: Config, network, image_shape: tuple) -> tuple:
+    """``network`` pruned as ``config`` says (at init, and again at every sync)."""
+    return prune_at_init(network, config.prune_ratio, config.importance, image_shape,
+                         seed=config.seed, steps=config.prune_steps)
 
 
 def _train(model, dataset, labeled, schedule, config, seed, desc, progress, **options) -> FitResult:
@@ -129,17 +134,18 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
     """Run ``config.method`` over ``config.budgets`` on ``dataset`` (already on its device).
 
     Returns ``rounds`` (one record per budget), ``selected`` (the indices each round
-    added), ``channel_map`` (PruneFuse only) and the networks' sizes and forward MACs.
+    added), ``channel_maps`` (PruneFuse: ``{file name: map}``, the one at init and one
+    per sync; each round's selector record names its map's file) and the networks'
+    sizes and forward MACs.
     """
     if config.method not in METHODS:
         raise ConfigError(f"method: the active-learning loop runs {', '.join(METHODS)}, not "
                           f"{config.method} (pf.experiment.run_experiment runs every method)")
+    plan = plan_rounds(config)
     image_shape = tuple(dataset.train.images.shape[1:])
     device = dataset.train.images.device
     dense_init, selector_init, channel_map = initial_networks(config, dataset)
-    uses_selector = config.metric != "random" or config.method == "prunefuse"
-    selector_arch = {"baseline": config.arch, "svp": config.proxy_arch,
-                     "prunefuse": f"{config.arch}@p={config.prune_ratio}"}[config.method]
+    selector_arch = ACTIVE_LEARNING[config.method].selector_arch(config)
     networks = {
         "target": {"arch": config.arch, "params": parameter_count(dense_init),
                    "forward_macs": forward_macs(dense_init, image_shape)},
@@ -148,71 +154,90 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
     }
     target_macs, selector_macs = (networks[k]["forward_macs"] for k in ("target", "selector"))
     test_size = len(dataset.test)
+    # The selector's lineage: its initial weights, channel map and the network it was cut
+    # from (theta's init, or a synced selector's trained target); replaced at every sync.
+    lineage = {"selector": selector_init, "map_file": channel_map_file(None),
+               "source": dense_init}
+    channel_maps = {lineage["map_file"]: channel_map} if channel_map else {}
 
     first = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(config.seed))
     added = first[:config.budgets[0]].to(device)
     labeled_mask = torch.zeros(len(dataset.train), dtype=torch.bool, device=device)
     rounds, selected = [], []
+    trained_selector, trained_target = None, None
     spent = {"macs": 0, "seconds": 0.0}  # data selection so far: what chose the current set
-    bar = tqdm(config.budgets, desc=config.method,
-               disable=None if progress is None else not progress)
-    for index, budget in enumerate(bar):
+    bar = tqdm(plan, desc=config.method, disable=None if progress is None else not progress)
+    for step in bar:
         labeled_mask[added] = True
         labeled = labeled_mask.nonzero().squeeze(1)
         selected.append(added.tolist())
-        last = index == len(config.budgets) - 1
-        seed = config.seed * 1000 + 10 * index
+        seed = config.seed * 1000 + 10 * step.index
+        budget = step.labeled
 
+        sync_seconds = 0.0
+        if step.syncs:
+            start = time.perf_counter()
+            pruned, synced_map = _prune(config, trained_target, image_shape)
+            sync_seconds = time.perf_counter() - start
+            lineage = {"selector": pruned, "map_file": channel_map_file(step.origin),
+                       "source": trained_target}
+            channel_maps[lineage["map_file"]] = synced_map
         selector, selector_result = None, None
-        needs_selector = uses_selector and (config.method == "prunefuse" or not last)
-        if needs_selector and config.method != "baseline":
-            selector = copy.deepcopy(selector_init)
+        if step.trains_selector:
+            start_from = trained_selector if step.selector == "warm" else lineage["selector"]
+            selector = copy.deepcopy(start_from)
             selector_result = _train(selector, dataset, labeled, config.selector_schedule(), config,
                                      seed, f"selector @ {budget}", progress, record_curve=False)
-        # Counted before the baseline's target becomes its selector below: evaluated once.
-        selector_evaluations = 0 if selector_result is None else len(selector_result.curve)
+            trained_selector = selector
 
-        target = copy.deepcopy(dense_init)
-        init, teacher = "scratch", None
-        if config.method == "prunefuse":
-            if config.fusion:
-                target, init = (fuse(dense_init, selector, channel_map, config.rest, seed=seed),
-                                "fused")
-            teacher = selector if config.kd else None
+        target, teacher = copy.deepcopy(dense_init), None
+        if step.target_init == "fused":
+            base = dense_init if config.fuse_into == "init" else lineage["source"]
+            target = fuse(base, selector, channel_maps[lineage["map_file"]], config.rest,
+                          seed=seed, variant=config.fusion_variant)
+        if step.kd:
+            teacher = selector
         target_result = _train(target, dataset, labeled, config.schedule(), config, seed + 1,
                                f"target @ {budget}", progress, teacher=teacher)
-        if config.method == "baseline" and needs_selector:
+        trained_target = target
+        if step.selector == "target":
             selector, selector_result = target, target_result
 
-        seconds = {"selector_training": 0.0 if selector_result is None else selector_result.seconds,
-                   "target_training": target_result.seconds, "pool_scoring": 0.0,
+        own = selector_result if step.trains_selector else FitResult()  # the baseline's: none
+        seconds = {"selector_training": own.seconds, "target_training": target_result.seconds,
+                   "selector_sync": sync_seconds, "pool_scoring": 0.0,
                    "data_selection": spent["seconds"]}
-        macs = {"selector_training": 0 if selector_result is None else training_macs(
-                    selector_macs, selector_result.images_seen),
+        macs = {"selector_training": training_macs(selector_macs, own.images_seen),
                 "target_training": training_macs(target_macs, target_result.images_seen),
-                "pool_scoring": 0,
-                "evaluation": test_size * (selector_macs * selector_evaluations
+                "selector_sync": 0, "pool_scoring": 0,
+                "evaluation": test_size * (selector_macs * len(own.curve)
                                            + target_macs * len(target_result.curve)),
                 "distillation": 0 if teacher is None else selector_macs * target_result.images_seen,
                 "data_selection": spent["macs"]}
-        if not last:
+        if step.picks:
             start = time.perf_counter()
-            count = config.budgets[index + 1] - budget
-            added, scored = _choose(config, selector, dataset, labeled_mask, count, index + 1)
+            added, scored = _choose(config, selector, dataset, labeled_mask, step.picks,
+                                    step.index + 1)
             seconds["pool_scoring"] = time.perf_counter() - start
             macs["pool_scoring"] = selector_macs * scored
-            if config.metric != "random":  # a random pick uses no selector, whatever was trained
-                for unit, phases in (("macs", macs), ("seconds", seconds)):
-                    spent[unit] += phases["selector_training"] + phases["pool_scoring"]
-        rounds.append({
-            "round": index, "labeled": budget, "added": len(selected[-1]),
+        record = {
+            "round": step.index, "labeled": budget, "added": len(selected[-1]),
             "selector": None if selector_result is None else {
                 "arch": selector_arch, "test_accuracy": selector_result.test_accuracy,
-                "is_target": config.method == "baseline"},
-            "target": {"arch": config.arch, "init": init, "kd": teacher is not None,
+                "is_target": step.selector == "target", "start": step.selector,
+                "origin": "init" if step.origin is None else f"round {step.origin} target",
+                "channel_map": lineage["map_file"] if channel_map else None},
+            "target": {"arch": config.arch, "init": step.target_init, "kd": teacher is not None,
                        "test_accuracy": target_result.test_accuracy,
                        "curve": target_result.curve, "train_loss": target_result.train_loss},
-            "macs": macs, "seconds": seconds})
+            "macs": macs, "seconds": seconds}
+        rounds.append(record)
+        if step.selects:  # what chose the next labels: this round's selector work, and a target
+            charged = None if step.charges_target is None else rounds[step.charges_target]
+            for unit, phases in (("macs", macs), ("seconds", seconds)):
+                spent[unit] += sum(phases[p] for p in ("selector_training", "selector_sync",
+                                                       "pool_scoring"))
+                spent[unit] += 0 if charged is None else charged[unit]["target_training"]
         bar.set_postfix(acc=f"{target_result.test_accuracy:.3f}")
-    return {"rounds": rounds, "selected": selected, "channel_map": channel_map,
+    return {"rounds": rounds, "selected": selected, "channel_maps": channel_maps,
             "networks": networks}

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import yaml
 
 from pf.data import DATASETS, CIFAR_STATS
-from pf.fuse import REST_MODES
+from pf.fuse import FUSION_VARIANTS, REST_MODES
+from pf.methods import FUSION_BASES, SELECTOR_STARTS, METHODS as ACTIVE_LEARNING
 from pf.models import MODELS
 from pf.extrapolate import WEIGHTINGS
 from pf.prune import IMPORTANCES
@@ -32,8 +33,8 @@ __all__ = ["METHODS", "DATA_PRUNING", "SCORES", "ConfigError", "Config", "PRESET
 SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
 SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
 FIXED_DATASETS = ("digits", "synthetic", "tinyimagenet", *CIFAR_STATS)
-# active learning; who selects: the target, a proxy, the pruned target
-METHODS = ("baseline", "svp", "prunefuse")
+# active learning; who selects: the target, a proxy, the pruned target (pf.methods)
+METHODS = tuple(ACTIVE_LEARNING)
 # the other experiment: score the training set, keep the top (pf.prune_data)
 DATA_PRUNING = "prune_data"
 SCORES = ("du", "tdds", "el2n", "forgetting")  # data_pruning scores, all from pf.scores
@@ -47,6 +48,9 @@ CHOICES = {
     "metric": METRICS,
     "importance": IMPORTANCES,
     "rest": REST_MODES,
+    "fusion_variant": FUSION_VARIANTS,
+    "selector_start": SELECTOR_STARTS,
+    "fuse_into": FUSION_BASES,
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16"),
 }
@@ -72,10 +76,23 @@ class Config:
     metric: str = "least_confidence"  # pf.select.METRICS: uncertainty, kcenters, random, norm_*
     prune_ratio: float = 0.5  # prunefuse: fraction of channels removed per layer, in [0, 1)
     importance: str = "l2"  # prunefuse: l2 (per filter) | group_l2 | random
+    prune_steps: int = 1  # prunefuse: Torch-Pruning steps to reach prune_ratio (authors' code: 5)
     proxy_arch: str = "resnet20"  # svp: the selector architecture
     fusion: bool = True  # prunefuse: start the target from the fused network (else from theta)
     kd: bool = True  # prunefuse: distil the trained selector into the target
-    rest: str = "keep"  # prunefuse: weights outside the selector's slots: keep | reinit | zero
+    rest: str = "keep"  # prunefuse: weights outside the selector's slots (pf.fuse.REST_MODES)
+    # prunefuse: where theta_p* goes: map (the paper's text) | leading | leading_conv (the
+    # authors' code; with rest=xavier its fusion exactly); pf.fuse
+    fusion_variant: str = "map"
+    # prunefuse: re-make the selector from the trained target every this many rounds
+    # (the extended paper's T_sync; 0 = never, the 2024 method); pf.methods
+    sync_every: int = 0
+    # svp, prunefuse: each round's selector starts from its initial weights (init) or
+    # continues from the previous round's trained selector (warm, the authors' code)
+    selector_start: str = "init"
+    # prunefuse: fuse into theta's initialisation (init) or, for a synced selector, into
+    # the trained target it was pruned from (source)
+    fuse_into: str = "init"
     # [] = lr_schedule; SVP's fast proxy: [[1,0.01],[45,0.1],[4,0.01]]
     selector_lr_schedule: list = field(default_factory=list)
     # --- data pruning (method=prune_data; Schmidt, Dhungel et al., arXiv 2506.09010) ---
@@ -252,6 +269,17 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"kd_temperature: must be > 0, got {config.kd_temperature}")
     if config.seed < 0:
         raise ConfigError(f"seed: must be >= 0, got {config.seed}")
+    for key, least in (("sync_every", 0), ("prune_steps", 1)):
+        value = getattr(config, key)
+        if value < least:
+            raise ConfigError(f"{key}: must be a whole number >= {least}, got {value}")
+    if config.fusion_variant == "leading_conv" and config.rest == "zero":
+        raise ConfigError("rest: zero with fusion_variant=leading_conv zeroes every BatchNorm "
+                          "scale and the classifier (the logits are 0 for every input); "
+                          "choose keep, reinit or xavier")
+    problem = ACTIVE_LEARNING[config.method].problem(config) if config.method in METHODS else None
+    if problem:
+        raise ConfigError(problem)
     _check_schedule("score_lr_schedule", config.score_lr_schedule, allow_empty=True)
     _check_data_pruning(config)
 

@@ -3,14 +3,15 @@
 A GPU budget is planned in images and MACs: ``planned_cost(config)`` walks the same
 protocol that ``pf.active`` (or ``pf.prune_data``) will run, with the networks' forward
 MACs from ``pf.flops``, and returns per phase the images processed and their MACs:
-``selector_training``, ``pool_scoring``, ``target_training``, the test-set evaluations
+``selector_training``, ``selector_sync`` (pruning a synced selector: no forward pass over
+data, 0 MACs), ``pool_scoring``, ``target_training``, the test-set evaluations
 (``evaluation``: after every epoch of a target, after the last of a selector or scoring
 run), the distillation teacher's forwards (``distillation``) and, for data pruning, the
 full reference run (``reference_scoring``; none with ``reference_reused``, for a run that
-will find it in its ``reference_cache``). An active-learning run records every phase in
-its rounds' ``macs``, and each planned phase equals the recorded sum over rounds (tests
-pin this), except that the AL baseline's record books its selecting target's training
-twice, as target and as selector training, where the plan counts it once. A data-pruning
+will find it in its ``reference_cache``). An active-learning run executes the same
+per-round plan (``pf.methods.plan_rounds``) that is summed here and records every phase
+in its rounds' ``macs``; each planned phase equals the recorded sum over rounds (tests
+pin this for every method, metric kind, sync and selector start). A data-pruning
 run records its scoring phases once, in its ``scores`` block, and each retraining in its
 round. Training one image costs 3 forwards, as everywhere in pf. kNN and GNN
 extrapolation are not counted (no convolutions; seconds next to the trainings). Time is
@@ -28,6 +29,7 @@ from pf.config import DATA_PRUNING, Config, ConfigError
 from pf.flops import forward_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
+from pf.methods import METHODS, plan_rounds
 from pf.prune_data import SELECTIONS, keep_count, needs_reference, subset_size
 from pf.select import STRATEGIES
 
@@ -41,8 +43,8 @@ DATASET_SIZES = {
     "digits": (1437, 360, 10, (1, 8, 8)),  # pf.data's 80/20 split of scikit-learn's 1,797
     "synthetic": (512, 256, 10, (3, 16, 16)),
 }
-PHASES = ("selector_training", "pool_scoring", "target_training", "evaluation", "distillation",
-          "reference_scoring")
+PHASES = ("selector_training", "selector_sync", "pool_scoring", "target_training", "evaluation",
+          "distillation", "reference_scoring")
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,7 +52,7 @@ def _forward(arch: str, num_classes: int, image_shape: tuple, prune_ratio: float
     """Forward MACs of ``arch`` (pruned at init at ``prune_ratio`` when given), cached: a
     sweep plans many runs of few networks, and pruning a ResNet-56 takes seconds."""
     network = build_model(arch, num_classes, image_shape[0])
-    if prune_ratio is not None:  # the pruned width is the ratio's, whatever the importance
+    if prune_ratio is not None:  # the widths are the ratio's, whatever the importance or steps
         network = prune_at_init(network, prune_ratio, input_shape=image_shape)[0]
     return forward_macs(network, image_shape)
 
@@ -64,7 +66,8 @@ def _scored_in_pool(metric: str, train_size: int, labeled: int) -> int:
 
 
 def _active_learning(config: Config, train: int, test: int, target: int, selector: int) -> dict:
-    """Images and MACs per phase of ``pf.active.run_active_learning``."""
+    """Images and MACs per phase of ``pf.active.run_active_learning``: its rounds' plan
+    (``pf.methods.plan_rounds``), summed."""
     images = dict.fromkeys(PHASES, 0)
     macs = dict.fromkeys(PHASES, 0)
 
@@ -73,19 +76,16 @@ def _active_learning(config: Config, train: int, test: int, target: int, selecto
         macs[phase] += passes * forward * count
 
     target_epochs, selector_epochs = config.schedule().epochs, config.selector_schedule().epochs
-    uses_selector = config.metric != "random" or config.method == "prunefuse"
-    for index, labeled in enumerate(config.budgets):
-        last = index == len(config.budgets) - 1
-        trains_selector = uses_selector and (config.method == "prunefuse" or not last)
-        if trains_selector and config.method != "baseline":  # the baseline's target selects
-            add("selector_training", labeled * selector_epochs, selector, passes=3)
+    for step in plan_rounds(config):
+        if step.trains_selector:
+            add("selector_training", step.labeled * selector_epochs, selector, passes=3)
             add("evaluation", test, selector)  # a selector is evaluated once, at the end
-        add("target_training", labeled * target_epochs, target, passes=3)
+        add("target_training", step.labeled * target_epochs, target, passes=3)
         add("evaluation", test * target_epochs, target)
-        if config.method == "prunefuse" and config.kd:
-            add("distillation", labeled * target_epochs, selector)
-        if not last:
-            add("pool_scoring", _scored_in_pool(config.metric, train, labeled), selector)
+        if step.kd:
+            add("distillation", step.labeled * target_epochs, selector)
+        if step.picks:
+            add("pool_scoring", _scored_in_pool(config.metric, train, step.labeled), selector)
     return {"images": images, "macs": macs}
 
 
@@ -137,10 +137,8 @@ def planned_cost(config: Config, train_size: int | None = None, test_size: int |
         selector = target
         plan = _data_pruning(config, train, test, target, reference_reused)
     else:
-        selector = {"baseline": target,
-                    "svp": _forward(config.proxy_arch, classes, shape, None),
-                    "prunefuse": _forward(config.arch, classes, shape, config.prune_ratio)
-                    }[config.method]
+        arch, ratio = METHODS[config.method].selector_network(config)
+        selector = _forward(arch, classes, shape, ratio)
         plan = _active_learning(config, train, test, target, selector)
     images = plan["images"]
     trained = images["selector_training"] + images["target_training"] + images["reference_scoring"]

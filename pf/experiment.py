@@ -11,7 +11,9 @@ finished, writes the run directory:
   so its presence marks a finished run;
 - ``selected.json``: the indices each round added (their union up to round r is the
   labeled set at budgets[r]), so that another target can be trained on the same data;
-- ``channel_map.json`` for PruneFuse (see ``pf.prune``).
+- ``channel_map.json`` for PruneFuse (see ``pf.prune``), and one
+  ``channel_map_synced_from_round<r>.json`` per synchronisation (``sync_every``); each
+  round's selector record names the map it used.
 
 A data-pruning run writes the same envelope. Its rounds are one per (pruning rate,
 selection), with ``labeled`` = ``added`` = the kept count and the extra keys
@@ -36,17 +38,16 @@ from pf.active import run_active_learning
 from pf.config import DATA_PRUNING, Config, ConfigError, check_budgets
 from pf.data import load_dataset
 from pf.flops import UNIT
-from pf.prune import save_channel_map
+from pf.prune import channel_map_file, save_channel_map
 from pf.provenance import dirty_warning
 from pf.prune_data import check_data_pruning, run_data_pruning
 from pf.results import METRICS_FILE, environment, write_json
 from pf.train import resolve_device, set_determinism
 
-__all__ = ["SCHEMA_VERSION", "SELECTED_FILE", "CHANNEL_MAP_FILE", "SCORES_FILE", "run_experiment"]
+__all__ = ["SCHEMA_VERSION", "SELECTED_FILE", "SCORES_FILE", "run_experiment"]
 
 SCHEMA_VERSION = 1
 SELECTED_FILE = "selected.json"
-CHANNEL_MAP_FILE = "channel_map.json"
 SCORES_FILE = "scores.json"
 
 
@@ -84,7 +85,8 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
         run = run_data_pruning(config, dataset, progress=progress)
     else:
         run = run_active_learning(config, dataset, progress=progress)
-    channel_map = run.get("channel_map")  # PruneFuse only
+    channel_maps = run.get("channel_maps", {})  # PruneFuse only
+    channel_map = channel_maps.get(channel_map_file())  # theta_p's, pruned at init
 
     metrics = {
         "schema": SCHEMA_VERSION,
@@ -99,7 +101,7 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
         "networks": run["networks"],
         "rounds": run["rounds"],
         "selected_file": SELECTED_FILE,
-        "channel_map_file": CHANNEL_MAP_FILE if channel_map else None,
+        "channel_map_file": channel_map_file() if channel_map else None,
         "pruned_widths": channel_map["widths"] if channel_map else None,
         "seconds_total": time.perf_counter() - start,
         "environment": environment(device),
@@ -120,7 +122,7 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
         else:
             write_json(out_dir / SELECTED_FILE,
                        {"budgets": config.budgets, "added": run["selected"]})
-        if channel_map:
-            save_channel_map(channel_map, out_dir / CHANNEL_MAP_FILE)
+        for name, saved in channel_maps.items():
+            save_channel_map(saved, out_dir / name)
         write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished run
     return metrics

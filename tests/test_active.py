@@ -167,6 +167,6 @@ def test_prunefuse_selects_with_the_seeded_target_pruned_at_init(synthetic):
     run = _run(synthetic, budgets=[40, 100])
     torch.manual_seed(0)
     pruned, channel_map = prune_at_init(build_model("resnet8", 10, 3), 0.5, "l2", (3, 16, 16))
-    assert run["channel_map"]["tensors"] == channel_map["tensors"]
+    assert run["channel_maps"]["channel_map.json"]["tensors"] == channel_map["tensors"]
     assert run["networks"]["selector"]["forward_macs"] == forward_macs(pruned, (3, 16, 16))
     assert run["networks"]["selector"]["arch"] == "resnet8@p=0.5"

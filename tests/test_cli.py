@@ -29,7 +29,8 @@ def test_help_lists_every_command():
         assert command in result.stdout
 
 
-PHASES = {"selector_training", "target_training", "pool_scoring", "data_selection"}
+PHASES = {"selector_training", "selector_sync", "target_training", "pool_scoring",
+          "data_selection"}
 
 
 @pytest.mark.parametrize("method", ["baseline", "svp", "prunefuse"])

@@ -1,0 +1,235 @@
+"""The active-learning methods as objects, and the per-round plan they make together.
+
+A method answers the loop's questions: which network selects and how it starts each
+round, whether it trains this round, how the target starts, whether the target is
+distilled, when the selector is re-made from the target (synchronisation). From those
+answers ``plan_rounds(config)`` writes the whole run down once, one ``Round`` per budget,
+before anything trains: ``pf.active`` executes that plan and ``pf.cost`` sums it, so the
+two can never tell different stories (tests check that what a run records equals what
+was planned, phase by phase). A new method is one more entry of ``METHODS``.
+
+- ``baseline``: the dense target selects. The target trained at a budget IS the
+  selector of that round (SVP's "active learning baseline"), so nothing is trained twice.
+- ``svp``: a smaller proxy architecture (``proxy_arch``) selects (Coleman et al., 2020).
+- ``prunefuse``: theta_p = theta pruned at init selects; at each budget the trained
+  theta_p* is fused into theta and the result trained with distillation from theta_p*
+  (Kousar et al.); ``fusion=False`` trains theta instead, ``kd=False`` drops distillation.
+
+**Selector start** (``selector_start``, svp and prunefuse): ``init`` retrains the selector
+every round from its lineage's initial weights (theta_p, the proxy's draw, or the weights
+of the last synchronisation), as pf always did and SVP prescribes for its proxies;
+``warm`` continues from the previous round's trained selector with a fresh optimiser (the
+authors' code keeps one selector object across rounds). The baseline's selector is its
+target: ``warm`` is refused there.
+
+**Synchronisation** (``sync_every``, the extended paper's T_sync; PruneFuse only; 0 =
+never, the 2024 method). Round r is a sync round when r >= 1 and r % T_sync == 0: its
+selector is the target trained at the previous budget, pruned again at the same ratio,
+importance and steps (``pf.prune.prune_at_init`` on the trained weights), with its own
+channel map; it then trains on round r's labeled set like any selector (a fresh start:
+``warm`` continues from it only in the rounds after). T_sync = 1 re-makes the selector
+every round ("update the pruned network every round"), T_sync = 2 every other round.
+Where the sources are silent (PAPERS.md section 7), our choices:
+
+- the selector is pruned from the target of the round just finished (the newest one);
+- the target of a sync round is trained exactly as in any round (fused + distilled);
+- fusion uses the synced selector's own channel map, into theta's initialisation
+  (``fuse_into="init"``: the 2024 paper's text, and the authors' fusion builds a fresh
+  network) or into the trained target the selector was pruned from (``"source"``);
+- cost: a synced selector's training and pool scoring are selection cost, as every
+  selector's; the target it was pruned from is trained once (``target_training``), and
+  that training is charged to data selection too, once, at the first pick a selector
+  descended from it makes (the selection then depends on it, as the baseline's depends
+  on its target); the pruning itself is the ``selector_sync`` phase (seconds; it
+  computes no forward pass over data, so 0 MACs).
+
+``metric="random"`` picks without a selector, so baseline and SVP train none; PruneFuse
+still trains its selector (fusion needs it). Nothing then counts as selection cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pf.config reads the registry below; configs only pass through here
+    from pf.config import Config
+
+__all__ = ["SELECTOR_STARTS", "FUSION_BASES", "Round", "ActiveLearningMethod", "METHODS",
+           "plan_rounds"]
+
+SELECTOR_STARTS = ("init", "warm")  # selector_start: see the module docstring
+FUSION_BASES = ("init", "source")  # fuse_into: theta's init | the network the selector came from
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one round of an active-learning run does, decided before anything runs.
+
+    ``selector``: how this round's selector comes to be, or None when the round needs
+    none: "target" (the target trained at this budget selects), "init" (its lineage's
+    initial weights), "warm" (the previous round's trained selector), "synced" (pruned
+    from round ``origin``'s trained target). ``origin``: the round whose trained target
+    the selector's lineage was pruned from (None: theta's or the proxy's initialisation).
+    ``picks``: how many samples this round labels for the next (0 in the last round);
+    ``selects``: whether that pick uses the selector (not random), so that the
+    selector's work counts as data selection; ``charges_target``: the round whose
+    target's training is charged to data selection at this round's pick (None if none).
+    """
+
+    index: int
+    labeled: int
+    selector: str | None
+    origin: int | None
+    trains_selector: bool
+    target_init: str
+    kd: bool
+    picks: int
+    selects: bool
+    charges_target: int | None
+
+    @property
+    def syncs(self) -> bool:
+        """Whether this round's selector is freshly pruned from the previous target."""
+        return self.selector == "synced"
+
+
+class ActiveLearningMethod:
+    """The answers of a method whose selector is a network of its own (SVP's proxy)."""
+
+    name = "svp"
+    title = "SVP (proxy selects)"  # in figure legends
+    color = "tab:orange"
+    target_selects = False  # the baseline's target is its selector
+
+    def selector_arch(self, config: Config) -> str:
+        """The selector's name in records: an architecture, or the target's pruned."""
+        return config.proxy_arch
+
+    def selector_network(self, config: Config) -> tuple[str, float | None]:
+        """The selector's architecture, and the ratio it is pruned at (None: unpruned)."""
+        return config.proxy_arch, None
+
+    def needs_selector(self, config: Config, last: bool) -> bool:
+        """Whether a round has a selector: to pick the next labels (never with random)."""
+        return config.metric != "random" and not last
+
+    def syncs(self, config: Config, index: int) -> bool:
+        """Whether round ``index``'s selector is pruned from the previous round's target."""
+        return False
+
+    def target_init(self, config: Config) -> str:
+        """How the target starts every round: "scratch" (theta's init) or "fused"."""
+        return "scratch"
+
+    def distils(self, config: Config) -> bool:
+        """Whether the target is trained with distillation from the trained selector."""
+        return False
+
+    def problem(self, config: Config) -> str | None:
+        """What this method cannot honour in ``config`` (one line for ``ConfigError``)."""
+        if config.sync_every:
+            return (f"sync_every: only prunefuse re-makes its selector from the target; "
+                    f"method={self.name} needs sync_every=0")
+        return None
+
+
+class Baseline(ActiveLearningMethod):
+    """The AL baseline: the target trained at each budget selects the next labels."""
+
+    name = "baseline"
+    title = "AL baseline (target selects)"
+    color = "0.45"
+    target_selects = True
+
+    def selector_arch(self, config: Config) -> str:
+        """The target's architecture: it selects."""
+        return config.arch
+
+    def selector_network(self, config: Config) -> tuple[str, float | None]:
+        """The target itself."""
+        return config.arch, None
+
+    def problem(self, config: Config) -> str | None:
+        """Also a warm selector: the selector is the target, which trains from theta."""
+        if config.selector_start != "init":
+            return (f"selector_start: the baseline's selector is its target, which always "
+                    f"trains from theta; got {config.selector_start!r}")
+        return super().problem(config)
+
+
+class PruneFuse(ActiveLearningMethod):
+    """PruneFuse: the target pruned at init selects, then is fused into the target."""
+
+    name = "prunefuse"
+    title = "PruneFuse (pruned target selects)"
+    color = "tab:blue"
+
+    def selector_arch(self, config: Config) -> str:
+        """The target's architecture at the pruning ratio, e.g. "resnet56@p=0.5"."""
+        return f"{config.arch}@p={config.prune_ratio}"
+
+    def selector_network(self, config: Config) -> tuple[str, float | None]:
+        """The target's architecture, pruned at ``prune_ratio``."""
+        return config.arch, config.prune_ratio
+
+    def needs_selector(self, config: Config, last: bool) -> bool:
+        """Every round: fusion and distillation need the trained selector at every budget."""
+        return True
+
+    def syncs(self, config: Config, index: int) -> bool:
+        """Every ``sync_every`` rounds from round 1 on (never with 0)."""
+        return bool(config.sync_every) and index >= 1 and index % config.sync_every == 0
+
+    def target_init(self, config: Config) -> str:
+        """Fused unless ``fusion=False``."""
+        return "fused" if config.fusion else "scratch"
+
+    def distils(self, config: Config) -> bool:
+        """Unless ``kd=False``."""
+        return config.kd
+
+    def problem(self, config: Config) -> str | None:
+        """``fuse_into="source"`` without syncs: every selector then comes from theta's init."""
+        if config.fuse_into == "source" and not config.sync_every:
+            return ("fuse_into: source fuses into the trained target a synced selector was "
+                    "pruned from; it needs sync_every >= 1 (without syncs it is init)")
+        return None
+
+
+METHODS: dict[str, ActiveLearningMethod] = {
+    method.name: method for method in (Baseline(), ActiveLearningMethod(), PruneFuse())}
+
+
+def plan_rounds(config: Config) -> tuple[Round, ...]:
+    """The rounds of ``config``'s active-learning run, one per budget (see ``Round``).
+
+    ``config`` is a validated config of one of ``METHODS`` (pf.config refuses the rest).
+    """
+    method = METHODS[config.method]
+    budgets = config.budgets
+    rounds, origin, charged = [], None, set()
+    for index, labeled in enumerate(budgets):
+        last = index == len(budgets) - 1
+        picks = 0 if last else budgets[index + 1] - labeled
+        selects = picks > 0 and config.metric != "random"
+        if method.syncs(config, index):
+            origin, selector = index - 1, "synced"
+        elif not method.needs_selector(config, last):
+            selector = None
+        elif method.target_selects:
+            selector = "target"
+        else:
+            warm = config.selector_start == "warm" and index > 0
+            selector = "warm" if warm else "init"
+        source = index if method.target_selects else origin
+        charges = source if selects and source is not None and source not in charged else None
+        if charges is not None:
+            charged.add(charges)
+        rounds.append(Round(
+            index=index, labeled=labeled, selector=selector, origin=origin,
+            trains_selector=selector is not None and selector != "target",
+            target_init=method.target_init(config), kd=method.distils(config),
+            picks=picks, selects=selects, charges_target=charges))
+    return tuple(rounds)
