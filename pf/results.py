@@ -109,7 +109,8 @@ PHASES = ("data_selection", "selector_training", "pool_scoring", "target_trainin
 COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
     "run_dir", "sweep", "method", "label", "dataset", "arch", "selector_arch",
     "selector_params", "target_params", "prune_ratio", "proxy_arch", "metric", "fusion", "kd",
-    "rest", "importance", "seed", "round", "labeled", "prune_rate", "selection", "score",
+    "rest", "importance", "sync_every", "selector_start",
+    "seed", "round", "labeled", "prune_rate", "selection", "score",
     "train_size", "budget_fraction", "target_accuracy", "selector_accuracy", "epochs", "curve",
     *(f"{phase}_macs" for phase in PHASES), *(f"{phase}_seconds" for phase in PHASES),
     "device", "git_commit",
@@ -119,20 +120,29 @@ NAN = float("nan")
 SCORE_NAMES = {"du": "DU", "tdds": "TDDS", "el2n": "EL2N", "forgetting": "forgetting"}
 
 
+# The settings a run's label names when they differ from the default: PruneFuse's recipe,
+# and the selector's start, the one SVP shares (pf.methods).
+RECIPE = ("rest", "importance", "prune_steps", "fusion_variant", "sync_every", "selector_start",
+          "fuse_into")
+RECIPE_NAMES = {"sync_every": "T_sync"}  # the extended paper's name
+
+
 def run_label(method: str, prune_ratio: float = NAN, proxy_arch: str = "", fusion: bool = True,
-              kd: bool = True, rest: str = _DEFAULTS.rest,
-              importance: str = _DEFAULTS.importance) -> str:
+              kd: bool = True, **recipe) -> str:
     """The name a run goes by in legends and tables: "AL baseline", "SVP resnet20",
-    "PruneFuse p=0.5", with PruneFuse's departures from the default recipe in brackets,
-    e.g. "PruneFuse p=0.5 (no fusion, no KD)"."""
+    "PruneFuse p=0.5", with departures from the default recipe (``RECIPE``: ``recipe``'s
+    values unlike ``Config``'s defaults) in brackets, e.g. "PruneFuse p=0.5 (no fusion,
+    no KD)", "PruneFuse p=0.5 (T_sync=1)", "SVP resnet8 (selector_start=warm)"."""
     if method == "baseline":
         return "AL baseline"
-    if method == "svp":
-        return f"SVP {proxy_arch}"
-    changes = [text for text, changed in (
-        ("no fusion", not fusion), ("no KD", not kd), (f"rest={rest}", rest != _DEFAULTS.rest),
-        (f"importance={importance}", importance != _DEFAULTS.importance)) if changed]
-    return f"PruneFuse p={prune_ratio:g}" + (f" ({', '.join(changes)})" if changes else "")
+    changes = [] if method == "svp" else [text for text, changed in (
+        ("no fusion", not fusion), ("no KD", not kd)) if changed]
+    named = {key: value for key, value in recipe.items()
+             if method != "svp" or key == "selector_start"}  # a proxy is never pruned nor fused
+    changes += [f"{RECIPE_NAMES.get(key, key)}={value}" for key, value in named.items()
+                if value != getattr(_DEFAULTS, key)]
+    name = f"SVP {proxy_arch}" if method == "svp" else f"PruneFuse p={prune_ratio:g}"
+    return name + (f" ({', '.join(changes)})" if changes else "")
 
 
 def scoring_label(scores: dict) -> str:
@@ -168,7 +178,7 @@ def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
             label = scoring_label(metrics["scores"]) if record["selection"] == "score" else "random"
         else:
             label = run_label(method, config["prune_ratio"], config["proxy_arch"], fusion, kd,
-                              config["rest"], config["importance"])
+                              **{key: config.get(key, getattr(_DEFAULTS, key)) for key in RECIPE})
         rows.append({
             "run_dir": run_dir, "sweep": sweep, "method": method,
             "label": label,
@@ -181,6 +191,9 @@ def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
             "metric": config["metric"], "fusion": fusion, "kd": kd,
             "rest": config["rest"] if pruned else NAN,
             "importance": config["importance"] if pruned else NAN,
+            "sync_every": config.get("sync_every", _DEFAULTS.sync_every) if pruned else NAN,
+            "selector_start": (NAN if method == "baseline"
+                               else config.get("selector_start", _DEFAULTS.selector_start)),
             "seed": metrics["seed"], "round": record["round"], "labeled": record["labeled"],
             # Data-pruning runs (pf.prune_data) keep a fraction by score or at random.
             "prune_rate": record.get("prune_rate", NAN), "selection": record.get("selection", NAN),
@@ -226,8 +239,9 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
       itself); ``sweep``: its first path component, "" when the run sits directly there;
     - ``method`` (baseline | svp | prunefuse), ``label`` (``run_label``), ``dataset``,
       ``arch`` (the target), ``selector_arch``, ``selector_params``, ``target_params``;
-    - ``prune_ratio``, ``rest``, ``importance``: NaN unless PruneFuse; ``proxy_arch``: NaN
-      unless SVP; ``metric``; ``fusion``/``kd``: whether the target was fused/distilled;
+    - ``prune_ratio``, ``rest``, ``importance``, ``sync_every`` (T_sync): NaN unless
+      PruneFuse; ``proxy_arch``: NaN unless SVP; ``selector_start``: NaN for the baseline;
+      ``metric``; ``fusion``/``kd``: whether the target was fused/distilled;
     - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``prune_rate``,
       ``selection`` (score | random) and ``score`` (du | tdds | el2n | forgetting):
       data-pruning runs only, else NaN; ``train_size``, ``budget_fraction`` (= labeled /

@@ -177,6 +177,13 @@ def test_run_label_names_methods_and_departures_from_the_recipe():
     assert run_label("prunefuse", 0.7) == "PruneFuse p=0.7"
     assert run_label("prunefuse", 0.5, fusion=False, kd=False, rest="zero") == \
         "PruneFuse p=0.5 (no fusion, no KD, rest=zero)"
+    assert run_label("prunefuse", 0.5, sync_every=1, selector_start="warm", rest="keep") == \
+        "PruneFuse p=0.5 (T_sync=1, selector_start=warm)"
+    assert run_label("prunefuse", 0.6, prune_steps=5, fusion_variant="leading_conv") == \
+        "PruneFuse p=0.6 (prune_steps=5, fusion_variant=leading_conv)"
+    # SVP's proxy is never pruned nor fused: only its start is named.
+    assert run_label("svp", proxy_arch="resnet8", selector_start="warm", rest="zero") == \
+        "SVP resnet8 (selector_start=warm)"
 
 
 
