@@ -16,6 +16,14 @@ figure as PNG and PDF (each sweep's apart when the folder holds several):
   (fusion=True) vs trained from theta's initialisation (fusion=False), p = 0.5 and 0.6.
 - ``fig5_prunefuse_vs_svp`` (Fig. 5): final accuracy at the budget nearest 50 % against
   the selector's parameter count, one panel per target arch.
+- ``tsync_accuracy_and_cost`` (the extended paper's synchronisation): at the last budget,
+  PruneFuse's target accuracy, data-selection MACs and data-selection seconds against
+  T_sync (``sync_every``; 0 = never), a line per p, the AL baseline as a dotted line.
+
+Figs. 3 to 5 show the 2024 method: runs that synchronise their selector or start it warm
+(``pf.methods``) are left out there, since both change what is picked and the first what
+picking costs; they appear, labelled, in ``accuracy_vs_budget``, the main table and the
+T_sync figure.
 
 ``make_figures`` also draws the companion methods' figures and tables
 (``pf.companion_figures``: accuracy per selection metric, score-extrapolation
@@ -48,30 +56,39 @@ from pf.companion_figures import (accuracy_vs_prune_rate, correlation_table, pru
                                   score_correlation, selection_metrics_vs_budget)
 from pf.config import DATA_PRUNING, ConfigError
 from pf.flops import UNIT
+from pf.methods import METHODS
 from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
                          notebook_figure, panel_grid, per_dataset, spread, write_table)
 from pf.results import collect, collect_scores, run_table, summarize
 from pf.select import STRATEGIES
 
 __all__ = ["make_figures", "accuracy_vs_budget", "main_table", "fig3_selection_flops",
-           "fig4_fused_vs_scratch", "fig5_prunefuse_vs_svp", "plot_run", "show_images",
-           "plot_curves"]
+           "fig4_fused_vs_scratch", "fig5_prunefuse_vs_svp", "tsync_accuracy_and_cost", "plot_run",
+           "show_images", "plot_curves"]
 
 SELECTION_FRACTIONS = (0.1, 0.3, 0.5)  # Fig. 3's budgets
 FUSION_RATIOS = (0.5, 0.6)  # Fig. 4's pruning ratios
 SVP_FRACTION = 0.5  # Fig. 5's budget
-COLORS = {"baseline": "0.45", "svp": "tab:orange", "prunefuse": "tab:blue"}
 # One colour per pruning ratio, none of them the baseline's grey or SVP's orange.
 RATIO_COLORS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
                 "tab:olive", "tab:cyan")
-NAMES = {"baseline": "AL baseline (target selects)", "svp": "SVP (proxy selects)",
-         "prunefuse": "PruneFuse (pruned target selects)"}
 BUDGET = "labeled budget (% of training set)"
 
 
 # ---------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------
+
+def _the_2024_method(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of runs without the extended paper's selector options: no synchronisation,
+    no warm start (NaN, a baseline's or an older run's, counts as without)."""
+    return runs[~(runs.sync_every > 0) & runs.selector_start.ne("warm")]
+
+
+def _ratio_color(ratio: float, ratios: list) -> str:
+    """PruneFuse's colour at ``ratio``, one of ``ratios`` (all the ratios drawn)."""
+    return RATIO_COLORS[ratios.index(ratio) % len(RATIO_COLORS)]
+
 
 def _nearest(rows: pd.DataFrame, fractions) -> list[int]:
     """The labeled counts in ``rows`` whose budget fraction is nearest each of ``fractions``
@@ -95,8 +112,8 @@ def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
         for (method, ratio, label), line in panel.groupby(["method", "prune_ratio", "label"],
                                                           dropna=False):
             # PruneFuse: a colour per p; departures from the recipe (no fusion, ...) dashed.
-            style = ({"color": COLORS[method]} if method != "prunefuse" else
-                     {"color": RATIO_COLORS[ratios.index(ratio) % len(RATIO_COLORS)],
+            style = ({"color": METHODS[method].color} if method != "prunefuse" else
+                     {"color": _ratio_color(ratio, ratios),
                       "linestyle": "--" if "(" in label else "-"})
             ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, marker="o", ms=4,
                         yerr=spread(line, 100), capsize=3, label=label, **style)
@@ -133,6 +150,7 @@ def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
 # ---------------------------------------------------------------------------------------
 
 def _selection_flops(runs: pd.DataFrame) -> Drawing:
+    runs = _the_2024_method(runs)
     baseline, pruned = runs[runs.method == "baseline"], runs[runs.method == "prunefuse"]
     panels = []
     for (arch, metric, ratio), ours in pruned.groupby(["arch", "metric", "prune_ratio"]):
@@ -157,8 +175,9 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
     for ax, (title, theirs, ours) in zip(axes, panels):
         x = np.arange(len(theirs))
         for offset, bars, method in ((-0.2, theirs, "baseline"), (0.2, ours, "prunefuse")):
-            ax.bar(x + offset, bars["mean"] / 10**exponent, width=0.4, color=COLORS[method],
-                   yerr=spread(bars, 10.0**-exponent), capsize=3, label=NAMES[method])
+            ax.bar(x + offset, bars["mean"] / 10**exponent, width=0.4,
+                   color=METHODS[method].color, yerr=spread(bars, 10.0**-exponent), capsize=3,
+                   label=METHODS[method].title)
         for position, cost, base_cost in zip(x, ours["mean"], theirs["mean"]):
             ax.annotate(f"{cost / base_cost:.2f}×", (position + 0.2, cost / 10**exponent),
                         xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
@@ -183,6 +202,7 @@ def fig3_selection_flops(table: pd.DataFrame, out_dir: str | Path) -> list[Path]
 # ---------------------------------------------------------------------------------------
 
 def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
+    runs = _the_2024_method(runs)
     pruned = runs[(runs.method == "prunefuse") & runs.prune_ratio.round(6).isin(FUSION_RATIOS)]
     panels = []
     for (arch, metric, ratio), group in pruned.groupby(["arch", "metric", "prune_ratio"]):
@@ -231,7 +251,7 @@ def fig4_fused_vs_scratch(table: pd.DataFrame, out_dir: str | Path,
 
 def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
     # Fig. 5 compares selectors; ablations of the target's training belong to Fig. 4.
-    runs = runs[(runs.method != "prunefuse") | (runs.fusion & runs.kd)]
+    runs = _the_2024_method(runs[(runs.method != "prunefuse") | (runs.fusion & runs.kd)])
     panels = []
     for (arch, metric), group in runs.groupby(["arch", "metric"]):
         svp = group[group.method == "svp"]
@@ -248,7 +268,8 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
     for ax, (title, stats) in zip(axes, panels):
         for method, points in stats.groupby("method"):
             ax.errorbar(points.selector_params, points["mean"] * 100, fmt="o", capsize=3,
-                        yerr=spread(points, 100), color=COLORS[method], label=NAMES[method])
+                        yerr=spread(points, 100), color=METHODS[method].color,
+                        label=METHODS[method].title)
             for label, x, y in zip(points.label, points.selector_params, points["mean"] * 100):
                 ax.annotate(label.removeprefix("PruneFuse ").removeprefix("SVP "), (x, y),
                             xytext=(4, 4), textcoords="offset points", fontsize=7)
@@ -268,6 +289,65 @@ def fig5_prunefuse_vs_svp(table: pd.DataFrame, out_dir: str | Path) -> list[Path
     parameter count (log axis): PruneFuse per p, SVP per proxy, and the AL baseline (the
     target itself selects) where present; one panel per (target arch, metric)."""
     return per_dataset(table, "fig5_prunefuse_vs_svp", out_dir, _prunefuse_vs_svp)
+
+
+# ---------------------------------------------------------------------------------------
+# The extended paper: synchronising the selector every T_sync rounds
+# ---------------------------------------------------------------------------------------
+
+# What the T_sync figure shows per (target, metric): column, scale, axis label, log axis.
+SYNC_PANELS = (("target_accuracy", 100, ACCURACY, False),
+               ("data_selection_macs", 1, "data-selection cost (MACs)", True),
+               ("data_selection_seconds", 1, "data-selection wall-clock (s)", True))
+
+
+def _sync_accuracy_and_cost(runs: pd.DataFrame) -> Drawing:
+    ratios = sorted(runs.prune_ratio.dropna().unique())
+    # Fused, distilled targets with selectors retrained from their start: T_sync alone varies.
+    pruned = runs[(runs.method == "prunefuse") & runs.fusion & runs.kd
+                  & runs.selector_start.eq("init")]
+    groups = []
+    for (arch, metric), group in pruned.groupby(["arch", "metric"]):
+        if group.sync_every.nunique() > 1:
+            last = group[group.labeled == group.labeled.max()]
+            baseline = runs[(runs.method == "baseline") & (runs.arch == arch)
+                            & (runs.metric == metric) & (runs.labeled == last.labeled.iloc[0])]
+            groups.append((f"{arch} · {STRATEGIES[metric].label}", last, baseline))
+    if not groups:
+        return "no PruneFuse runs that differ in sync_every (T_sync) for one target and metric"
+    fig, axes = panel_grid(len(SYNC_PANELS) * len(groups))
+    counts = []
+    for index, (title, last, baseline) in enumerate(groups):
+        panels = axes[index * len(SYNC_PANELS):(index + 1) * len(SYNC_PANELS)]
+        for ax, (value, scale, ylabel, log) in zip(panels, SYNC_PANELS):
+            stats = summarize(last, ["prune_ratio", "sync_every"], value)
+            for ratio, line in stats.groupby("prune_ratio"):
+                ax.errorbar(line.sync_every, line["mean"] * scale, yerr=spread(line, scale),
+                            marker="o", capsize=3, color=_ratio_color(ratio, ratios),
+                            label=f"PruneFuse p={ratio:g}")
+            counts += list(stats.n)
+            if not baseline.empty:
+                base = summarize(baseline, "method", value)
+                ax.axhline(base["mean"].iloc[0] * scale, color=METHODS["baseline"].color,
+                           linestyle=":", label=f"AL baseline (n={base.n.iloc[0]})")
+            ax.set_xticks(sorted(last.sync_every.unique()))
+            ax.set(title=f"{title} · b={100 * last.budget_fraction.iloc[0]:.1f} %",
+                   xlabel="T_sync (sync_every; 0 = never)", ylabel=ylabel)
+            if log:
+                ax.set_yscale("log")
+            ax.legend(fontsize=7)
+    devices = ", ".join(sorted(pruned.device.unique()))
+    footer(fig, pruned, counts, f"Last budget; test split, final epoch; error bars: ± std over "
+                                f"seeds. Unit: {UNIT}. Wall-clock on {devices}.")
+    return fig
+
+
+def tsync_accuracy_and_cost(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """The extended paper's trade-off: at the last budget, PruneFuse's final target accuracy,
+    its data-selection MACs and seconds against T_sync (``sync_every``, 0 = never), a line
+    per p (fused, distilled targets; selectors started from their initialisation), the AL
+    baseline dotted; one row of panels per (target arch, metric) with several T_sync."""
+    return per_dataset(table, "tsync_accuracy_and_cost", out_dir, _sync_accuracy_and_cost)
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,7 +376,7 @@ def plot_run(metrics: dict | str | Path) -> Figure:
         curves.set(title="target during training", xlabel="epoch", ylabel=ACCURACY)
         curves.legend(fontsize=7, title="budget", title_fontsize=7)
         selection.bar([f"{share:.1f} %" for share in budget], rounds.data_selection_macs,
-                      color=COLORS[rounds.method[0]])
+                      color=METHODS[rounds.method[0]].color)
         selection.set(title="spent choosing the labeled set", xlabel=BUDGET, ylabel="MACs")
         footer(fig, rounds, [1], f"Seed {rounds.seed[0]}. Unit: {UNIT}.")
     return fig
@@ -373,6 +453,7 @@ def _experiment_figures(table: pd.DataFrame, scores: pd.DataFrame, out_dir: Path
         "fig3_selection_flops": lambda: fig3_selection_flops(learning, out_dir),
         "fig4_fused_vs_scratch": lambda: fig4_fused_vs_scratch(learning, out_dir, fig4_budget),
         "fig5_prunefuse_vs_svp": lambda: fig5_prunefuse_vs_svp(learning, out_dir),
+        "tsync_accuracy_and_cost": lambda: tsync_accuracy_and_cost(learning, out_dir),
         "selection_metrics_vs_budget": lambda: selection_metrics_vs_budget(learning, out_dir),
         "score_correlation": lambda: score_correlation(scores, out_dir),
         "score_correlation_table": lambda: correlation_table(scores, out_dir),

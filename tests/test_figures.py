@@ -6,14 +6,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import pf.figures
+
 from pf.config import ConfigError
 from pf.figures import (fig3_selection_flops, fig4_fused_vs_scratch, fig5_prunefuse_vs_svp,
-                        main_table, make_figures, plot_run)
+                        main_table, make_figures, plot_run, tsync_accuracy_and_cost)
 from pf.results import collect, mean_std
 from test_results import fake_metrics, write_run
 
 FIGURES = ("accuracy_vs_budget", "fig3_selection_flops", "fig4_fused_vs_scratch",
-           "fig5_prunefuse_vs_svp")
+           "fig5_prunefuse_vs_svp", "tsync_accuracy_and_cost")
 COMPANION = ("selection_metrics_vs_budget", "score_correlation", "score_correlation_table",
              "accuracy_vs_prune_rate", "pruning_table")  # tests/test_companion_figures.py
 BASELINE_FINAL = (0.90, 0.91, 0.93)  # the baseline's accuracy at 50 %, seeds 0..2
@@ -21,7 +23,8 @@ BASELINE_FINAL = (0.90, 0.91, 0.93)  # the baseline's accuracy at 50 %, seeds 0.
 
 def _paper_tree(root: Path, with_scratch: bool = True, dataset: str = "cifar10",
                 sweep: str | None = None) -> Path:
-    """Baseline and SVP over three seeds; PruneFuse at p = 0.5, 0.6, 0.7, fused and not;
+    """Baseline and SVP over three seeds; PruneFuse at p = 0.5, 0.6, 0.7, fused and not,
+    and at p = 0.5, 0.6 with T_sync = 1;
     in the folder ``sweep/dataset`` (default: ``dataset``, the sweep then being the dataset)."""
     folder = f"{sweep}/{dataset}" if sweep else dataset
     for seed, final in enumerate(BASELINE_FINAL):
@@ -32,6 +35,9 @@ def _paper_tree(root: Path, with_scratch: bool = True, dataset: str = "cifar10",
         for ratio in (0.5, 0.6, 0.7):
             write_run(root, f"{folder}/pf{ratio}_s{seed}", prune_ratio=ratio, seed=seed,
                       dataset=dataset, accuracies=(0.80, 0.88, final + 0.01))
+            if ratio != 0.7:  # T_sync = 1 selects the last labels with a pruned trained target
+                write_run(root, f"{folder}/pf{ratio}_sync1_s{seed}", prune_ratio=ratio, seed=seed,
+                          dataset=dataset, sync_every=1, accuracies=(0.80, 0.89, final + 0.02))
             if with_scratch and ratio != 0.7:
                 write_run(root, f"{folder}/pf{ratio}_scratch_s{seed}", prune_ratio=ratio,
                           seed=seed, fusion=False, dataset=dataset,
@@ -146,7 +152,8 @@ def test_main_table_cells_are_mean_std_over_seeds(tmp_path):
     table = pd.read_csv(csv, index_col=["dataset", "arch", "metric", "method"], dtype=str)
     assert list(table.columns) == ["5000 (10.0 %)", "15000 (30.0 %)", "25000 (50.0 %)"]
     assert table.index.get_level_values("method").tolist() == [
-        "AL baseline", "PruneFuse p=0.5", "PruneFuse p=0.5 (no fusion)", "PruneFuse p=0.6",
+        "AL baseline", "PruneFuse p=0.5", "PruneFuse p=0.5 (T_sync=1)",
+        "PruneFuse p=0.5 (no fusion)", "PruneFuse p=0.6", "PruneFuse p=0.6 (T_sync=1)",
         "PruneFuse p=0.6 (no fusion)", "PruneFuse p=0.7", "SVP resnet20"]
     row = ("cifar10", "resnet56", "least_confidence")
     assert table.loc[(*row, "AL baseline"), "25000 (50.0 %)"] == "91.33 ± 1.53 (n=3)"
@@ -188,3 +195,27 @@ def test_a_figure_the_results_no_longer_support_is_removed(tmp_path):
     assert isinstance(fig4_fused_vs_scratch(collect(results), out), str)
     assert not any(name.startswith("fig4") for name in _written(out))
     assert "notes.png" in _written(out)
+
+
+def test_tsync_figure_plots_accuracy_and_selection_cost_against_t_sync(tmp_path):
+    results = tmp_path / "results"
+    write_run(results, "svp", method="svp")
+    for seed in (0, 1):
+        write_run(results, f"pf_sync1_s{seed}", sync_every=1, seed=seed,
+                  accuracies=(0.8, 0.9, 0.94 + seed / 100))
+    table = collect(results)
+    # One T_sync only: nothing to compare; Fig. 5 leaves synced selectors out.
+    assert "sync_every" in tsync_accuracy_and_cost(table, tmp_path / "figures")
+    assert isinstance(fig5_prunefuse_vs_svp(table, tmp_path / "figures"), str)
+    write_run(results, "pf_s0", accuracies=(0.8, 0.9, 0.93))
+    table = collect(results)
+    figure = pf.figures._sync_accuracy_and_cost(table)
+    accuracy, macs, seconds = figure.axes
+    t_sync, percent = accuracy.lines[0].get_data()
+    assert list(t_sync) == [0, 1] and list(percent) == pytest.approx([93.0, 94.5])
+    last = table[table.labeled == table.labeled.max()].set_index("run_dir")
+    assert list(macs.lines[0].get_data()[1]) == [
+        last.data_selection_macs["pf_s0"],
+        last.data_selection_macs[["pf_sync1_s0", "pf_sync1_s1"]].mean()]
+    assert macs.get_yscale() == seconds.get_yscale() == "log"
+    assert isinstance(fig5_prunefuse_vs_svp(table, tmp_path / "figures"), list)

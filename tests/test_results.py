@@ -21,8 +21,9 @@ PROXY_PARAMS, PROXY_MACS = 270000, 40_000_000
 def fake_metrics(method="prunefuse", prune_ratio=0.5, seed=0, fusion=True, kd=True,
                  accuracies=(0.80, 0.88, 0.92), dataset="cifar10", arch="resnet56",
                  proxy_arch="resnet20", metric="least_confidence", budgets=BUDGETS,
-                 epochs=4) -> dict:
-    """A schema-faithful metrics.json dict; selection costs scale with the selector's size."""
+                 epochs=4, sync_every=0) -> dict:
+    """A schema-faithful metrics.json dict; selection costs scale with the selector's size,
+    and a synced selector's (PruneFuse, ``sync_every``) add its source target's training."""
     pruned = method == "prunefuse"
     shrink = (1 - prune_ratio) ** 2
     selector_arch, selector_params, selector_macs = {
@@ -53,11 +54,14 @@ def fake_metrics(method="prunefuse", prune_ratio=0.5, seed=0, fusion=True, kd=Tr
                         "data_selection": float(index)},
         })
         spent += selector_training + scoring
+        synced = sync_every and index >= 1 and index % sync_every == 0 and not last
+        spent += 3 * TARGET_MACS * budgets[index - 1] * epochs if synced else 0
     return {
         "schema": 1,
         "config": {"dataset": dataset, "arch": arch, "method": method, "metric": metric,
                    "prune_ratio": prune_ratio, "importance": "l2", "proxy_arch": proxy_arch,
-                   "fusion": fusion, "kd": kd, "rest": "keep", "budgets": list(budgets),
+                   "fusion": fusion, "kd": kd, "rest": "keep", "sync_every": sync_every,
+                   "selector_start": "init", "budgets": list(budgets),
                    "lr_schedule": [[epochs, 0.1]], "seed": seed},
         "seed": seed,
         "method": method,
