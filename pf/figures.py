@@ -57,7 +57,7 @@ from pf.companion_figures import (accuracy_vs_prune_rate, correlation_table, pru
 from pf.config import DATA_PRUNING, ConfigError
 from pf.flops import UNIT
 from pf.methods import METHODS
-from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
+from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer, legend,
                          notebook_figure, panel_grid, per_dataset, spread, write_table)
 from pf.results import collect, collect_scores, run_table, summarize
 from pf.select import STRATEGIES
@@ -72,6 +72,11 @@ SVP_FRACTION = 0.5  # Fig. 5's budget
 # One colour per pruning ratio, none of them the baseline's grey or SVP's orange.
 RATIO_COLORS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
                 "tab:olive", "tab:cyan")
+# The recipe's line (first), then one per departure from it (no fusion, T_sync, ...).
+VARIANT_STYLES = ({"linestyle": "-", "marker": "o"}, {"linestyle": "--", "marker": "s"},
+                  {"linestyle": ":", "marker": "^"}, {"linestyle": "-.", "marker": "v"},
+                  {"linestyle": (0, (5, 1)), "marker": "D"},
+                  {"linestyle": (0, (3, 1, 1, 1, 1, 1)), "marker": "P"})
 BUDGET = "labeled budget (% of training set)"
 
 
@@ -109,16 +114,22 @@ def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
     panels = list(stats.groupby(["arch", "metric"]))
     fig, axes = panel_grid(len(panels))
     for ax, ((arch, metric), panel) in zip(axes, panels):
+        departures = {}  # per p, how many of PruneFuse's departures from its recipe so far
         for (method, ratio, label), line in panel.groupby(["method", "prune_ratio", "label"],
                                                           dropna=False):
-            # PruneFuse: a colour per p; departures from the recipe (no fusion, ...) dashed.
-            style = ({"color": METHODS[method].color} if method != "prunefuse" else
-                     {"color": _ratio_color(ratio, ratios),
-                      "linestyle": "--" if "(" in label else "-"})
-            ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, marker="o", ms=4,
+            style = {"color": METHODS[method].color, **VARIANT_STYLES[0]}
+            if method == "prunefuse":
+                # A colour per p; its departures from the recipe (no fusion, T_sync, ...) in
+                # the same colour, each with a line style and marker of its own.
+                variant = 0
+                if "(" in label:
+                    departures[ratio] = departures.get(ratio, 0) + 1
+                    variant = 1 + (departures[ratio] - 1) % (len(VARIANT_STYLES) - 1)
+                style = {"color": _ratio_color(ratio, ratios), **VARIANT_STYLES[variant]}
+            ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, ms=4,
                         yerr=spread(line, 100), capsize=3, label=label, **style)
         ax.set(title=f"{arch} · {STRATEGIES[metric].label}", xlabel=BUDGET, ylabel=ACCURACY)
-        ax.legend(fontsize=7)
+        legend(ax)
     footer(fig, runs, stats.n, "Test split, final epoch; error bars: ± std over seeds.")
     return fig
 

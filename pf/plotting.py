@@ -25,13 +25,15 @@ from matplotlib.figure import Figure
 
 from pf.results import mean_std
 
-__all__ = ["STYLE", "PANEL_SIZE", "ACCURACY", "Drawing", "panel_grid", "notebook_figure",
-           "footer", "save", "per_dataset", "spread", "cell_table", "write_table"]
+__all__ = ["STYLE", "PANEL_SIZE", "ACCURACY", "Drawing", "panel_grid", "legend",
+           "notebook_figure", "footer", "save", "per_dataset", "spread", "cell_table",
+           "write_table"]
 
 STYLE = "seaborn-v0_8-whitegrid"  # seaborn's look, applied per figure, never globally
 PANEL_SIZE = (4.4, 3.4)  # inches per panel
 ACCURACY = "target test accuracy (%)"
 Drawing = Figure | str  # a figure, or the reason there is none
+LEGEND_INSIDE = 6  # entries a legend may hold inside its panel without hiding the data
 
 
 def panel_grid(count: int) -> tuple[Figure, list]:
@@ -44,6 +46,21 @@ def panel_grid(count: int) -> tuple[Figure, list]:
     for unused in axes[count:]:
         unused.remove()  # a last row that is not full would otherwise show empty axes
     return fig, axes[:count]
+
+
+def legend(ax) -> None:
+    """The panel's legend: inside when it is short; with more than ``LEGEND_INSIDE``
+    entries, to the right of the panel with its labels wrapped, the figure widened by the
+    legend's width so that the panel keeps its size."""
+    handles, labels = ax.get_legend_handles_labels()
+    if len(labels) <= LEGEND_INSIDE:
+        ax.legend(fontsize=7)
+        return
+    box = ax.legend(handles, [textwrap.fill(label, 40) for label in labels], fontsize=7,
+                    loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig = ax.figure
+    fig.set_figwidth(fig.get_figwidth()
+                     + box.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi)
 
 
 def notebook_figure(figsize: tuple[float, float]) -> Figure:

@@ -219,3 +219,18 @@ def test_tsync_figure_plots_accuracy_and_selection_cost_against_t_sync(tmp_path)
         last.data_selection_macs[["pf_sync1_s0", "pf_sync1_s1"]].mean()]
     assert macs.get_yscale() == seconds.get_yscale() == "log"
     assert isinstance(fig5_prunefuse_vs_svp(table, tmp_path / "figures"), list)
+
+
+def test_a_long_legend_goes_beside_its_panel_which_keeps_its_size():
+    from pf.plotting import LEGEND_INSIDE, legend, panel_grid
+
+    for lines in (LEGEND_INSIDE, LEGEND_INSIDE + 1):
+        fig, [ax] = panel_grid(1)
+        width = fig.get_figwidth()
+        for index in range(lines):
+            ax.plot([0, 1], [index, index], label=f"PruneFuse p=0.5 (a departure named {index})")
+        legend(ax)
+        box = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+        beside = box.x0 > ax.get_window_extent().x1
+        assert beside == (lines > LEGEND_INSIDE)
+        assert (fig.get_figwidth() > width) == beside
