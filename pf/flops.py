@@ -128,6 +128,9 @@ def protocol_selection_costs(arch: str, prune_ratios: list[float], budgets: list
         costs = selection_macs(forward, budgets, train_size, epochs)
         records += [{"dataset": dataset, "method": method, "prune_ratio": ratio, "arch": arch,
                      "metric": "least_confidence", "seed": 0, "round": index,
+                     # the 2024 method: no synchronisation, selectors retrained from init
+                     "sync_every": 0 if method == "prunefuse" else float("nan"),
+                     "selector_start": "init" if method == "prunefuse" else float("nan"),
                      "selector_params": parameter_count(selector), "selector_forward_macs": forward,
                      "labeled": budget, "budget_fraction": budget / train_size,
                      "data_selection_macs": cost}
