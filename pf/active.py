@@ -19,17 +19,17 @@ Each round records what it spent in MACs (``pf.flops``), phase by phase as
 ``pf.cost.planned_cost`` plans it: the selector's training, the target's training, pool
 scoring (the selector's forward passes over the pool) for the NEXT round's labels, the
 pruning of a synced selector (``selector_sync``: seconds; no forward pass over data, so
-0 MACs), the test-set evaluations (``evaluation``: after every epoch of the target,
-after the last of a selector) and the distillation teacher's forward passes
-(``distillation``: one per image the target trains on). Seconds are recorded for the
-phases with a clock of their own: the trainings (whole ``fit`` calls, so their
-evaluations and teacher forwards are inside), the sync and pool scoring (which includes
-picking, e.g. greedy k-centers). Evaluation and distillation are counted in MACs only:
-the teacher's forwards run inside the training step, and timing them apart would cost a
-host sync per step. ``data_selection`` at a budget is the paper's Fig. 3 quantity: all
-that chose this labeled set in earlier rounds: selector trainings, syncs and pool
-scoring, and the trainings of the targets that selected (the baseline's) or that a
-selector was pruned from (a sync's), each counted once.
+0 MACs), the test-set evaluations (``evaluation``: after every ``eval_every``-th epoch
+and the last of the target, after the last of a selector) and the distillation teacher's
+forward passes (``distillation``: one per image the target trains on). Seconds are
+recorded for the phases with a clock of their own: the trainings (whole ``fit`` calls,
+so their evaluations and teacher forwards are inside), the sync and pool scoring (which
+includes picking, e.g. greedy k-centers). Evaluation and distillation are counted in
+MACs only: the teacher's forwards run inside the training step, and timing them apart
+would cost a host sync per step. ``data_selection`` at a budget is the paper's Fig. 3
+quantity: all that chose this labeled set in earlier rounds: selector trainings, syncs
+and pool scoring, and the trainings of the targets that selected (the baseline's) or
+that a selector was pruned from (a sync's), each counted once.
 """
 
 from __future__ import annotations
@@ -229,7 +229,8 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
                 "channel_map": lineage["map_file"] if channel_map else None},
             "target": {"arch": config.arch, "init": step.target_init, "kd": teacher is not None,
                        "test_accuracy": target_result.test_accuracy,
-                       "curve": target_result.curve, "train_loss": target_result.train_loss},
+                       "curve": target_result.curve, "curve_epochs": target_result.curve_epochs,
+                       "train_loss": target_result.train_loss},
             "macs": macs, "seconds": seconds}
         rounds.append(record)
         if step.selects:  # what chose the next labels: this round's selector work, and a target

@@ -32,7 +32,7 @@ __all__ = ["METHODS", "DATA_PRUNING", "SCORES", "ConfigError", "Config", "PRESET
 
 SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
 SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
-FIXED_DATASETS = ("digits", "synthetic", "tinyimagenet", *CIFAR_STATS)
+FIXED_DATASETS = ("digits", "synthetic", "tinyimagenet", "cifar10_jpeg", *CIFAR_STATS)
 # active learning; who selects: the target, a proxy, the pruned target (pf.methods)
 METHODS = tuple(ACTIVE_LEARNING)
 # the other experiment: score the training set, keep the top (pf.prune_data)
@@ -139,6 +139,7 @@ class Config:
     # CUDA: reproducible kernels (pf.train.set_determinism); false lets cuDNN autotune
     deterministic: bool = True
     eval_batch_size: int = 0  # test evaluation and pool scoring batch; 0 = 1024 on CUDA, 128 on CPU
+    eval_every: int = 1  # test the target every this many epochs (and after the last; pf.train)
 
     def schedule(self) -> Schedule:
         """The target's training schedule."""
@@ -161,7 +162,7 @@ class Config:
         """The keyword arguments of ``pf.train.fit`` that every training of a run shares."""
         return {"kd_weight": self.kd_weight, "kd_temperature": self.kd_temperature,
                 "precision": self.precision, "compile": self.compile,
-                "eval_batch_size": self.eval_batch_size}
+                "eval_batch_size": self.eval_batch_size, "eval_every": self.eval_every}
 
     def to_dict(self) -> dict:
         """A JSON-ready copy of every field."""
@@ -269,7 +270,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"kd_temperature: must be > 0, got {config.kd_temperature}")
     if config.seed < 0:
         raise ConfigError(f"seed: must be >= 0, got {config.seed}")
-    for key, least in (("sync_every", 0), ("prune_steps", 1)):
+    for key, least in (("sync_every", 0), ("prune_steps", 1), ("eval_every", 1)):
         value = getattr(config, key)
         if value < least:
             raise ConfigError(f"{key}: must be a whole number >= {least}, got {value}")

@@ -5,10 +5,11 @@ protocol that ``pf.active`` (or ``pf.prune_data``) will run, with the networks' 
 MACs from ``pf.flops``, and returns per phase the images processed and their MACs:
 ``selector_training``, ``selector_sync`` (pruning a synced selector: no forward pass over
 data, 0 MACs), ``pool_scoring``, ``target_training``, the test-set evaluations
-(``evaluation``: after every epoch of a target, after the last of a selector or scoring
-run), the distillation teacher's forwards (``distillation``) and, for data pruning, the
-full reference run (``reference_scoring``; none with ``reference_reused``, for a run that
-will find it in its ``reference_cache``). An active-learning run executes the same
+(``evaluation``: after every ``eval_every``-th epoch and the last of a target, after the
+last of a selector or scoring run), the distillation teacher's forwards
+(``distillation``) and, for data pruning, the full reference run
+(``reference_scoring``; none with ``reference_reused``, for a run that will find it in
+its ``reference_cache``). An active-learning run executes the same
 per-round plan (``pf.methods.plan_rounds``) that is summed here and records every phase
 in its rounds' ``macs``; each planned phase equals the recorded sum over rounds (tests
 pin this for every method, metric kind, sync and selector start). A data-pruning
@@ -32,6 +33,7 @@ from pf.prune import prune_at_init
 from pf.methods import METHODS, plan_rounds
 from pf.prune_data import SELECTIONS, keep_count, needs_reference, subset_size
 from pf.select import STRATEGIES
+from pf.train import evaluated_epochs
 
 __all__ = ["DATASET_SIZES", "PHASES", "planned_cost"]
 
@@ -39,6 +41,7 @@ __all__ = ["DATASET_SIZES", "PHASES", "planned_cost"]
 DATASET_SIZES = {
     "cifar10": (50000, 10000, 10, (3, 32, 32)),
     "cifar100": (50000, 10000, 100, (3, 32, 32)),
+    "cifar10_jpeg": (50000, 10000, 10, (3, 32, 32)),
     "tinyimagenet": (100000, 10000, 200, (3, 64, 64)),
     "digits": (1437, 360, 10, (1, 8, 8)),  # pf.data's 80/20 split of scikit-learn's 1,797
     "synthetic": (512, 256, 10, (3, 16, 16)),
@@ -76,12 +79,13 @@ def _active_learning(config: Config, train: int, test: int, target: int, selecto
         macs[phase] += passes * forward * count
 
     target_epochs, selector_epochs = config.schedule().epochs, config.selector_schedule().epochs
+    target_evaluations = len(evaluated_epochs(target_epochs, config.eval_every))
     for step in plan_rounds(config):
         if step.trains_selector:
             add("selector_training", step.labeled * selector_epochs, selector, passes=3)
             add("evaluation", test, selector)  # a selector is evaluated once, at the end
         add("target_training", step.labeled * target_epochs, target, passes=3)
-        add("evaluation", test * target_epochs, target)
+        add("evaluation", test * target_evaluations, target)
         if step.kd:
             add("distillation", step.labeled * target_epochs, selector)
         if step.picks:
@@ -105,7 +109,8 @@ def _data_pruning(config: Config, train: int, test: int, forward: int,
     images["target_training"] = kept * config.schedule().epochs
     retrainings = len(config.prune_rates) * selections
     scoring_runs = 1 + (images["reference_scoring"] > 0)
-    images["evaluation"] = test * (scoring_runs + retrainings * config.schedule().epochs)
+    evaluations = len(evaluated_epochs(config.schedule().epochs, config.eval_every))
+    images["evaluation"] = test * (scoring_runs + retrainings * evaluations)
     trained = ("selector_training", "target_training", "reference_scoring")
     macs = {phase: (3 if phase in trained else 1) * forward * count
             for phase, count in images.items()}

@@ -14,9 +14,11 @@ decode), so workers that start together prepare it once and the others read the 
                         augment=True, generator=g): ...
 
 Names: ``digits`` (scikit-learn's bundled handwritten digits; no download),
-``cifar10``/``cifar100`` (torchvision's archives), ``tinyimagenet`` (the
-tiny-imagenet-200 folder), ``imagefolder:<path>`` (any ``{train,test}/<class>/*`` tree,
-as a folder or a .tar/.tar.gz archive), ``synthetic`` (small, learnable, for tests).
+``cifar10``/``cifar100`` (torchvision's archives), ``cifar10_jpeg`` (the real CIFAR-10
+as JPEG, quality ~75, that ships beside this project; ``cifar10_jpeg_path``),
+``tinyimagenet`` (the tiny-imagenet-200 folder), ``imagefolder:<path>`` (any
+``{train,test}/<class>/*`` tree, as a folder or a .tar/.tar.gz archive), ``synthetic``
+(small, learnable, for tests).
 """
 
 from __future__ import annotations
@@ -41,12 +43,15 @@ __all__ = [
     "Split",
     "Dataset",
     "data_dir",
+    "cifar10_jpeg_path",
     "load_dataset",
     "augment_batch",
     "Batches",
 ]
 
-DATASETS = ("digits", "cifar10", "cifar100", "tinyimagenet", "imagefolder:<path>", "synthetic")
+DATASETS = ("digits", "cifar10", "cifar100", "cifar10_jpeg", "tinyimagenet", "imagefolder:<path>",
+            "synthetic")
+CIFAR10_JPEG_ENV = "PF_CIFAR10_JPEG"  # where cifar10_jpeg is, when not beside the project
 CROP_PADDING = 4  # pixels of zero padding before the random crop (CIFAR convention)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 STATS_CHUNK = 4096  # images per step of the channel statistics: bounds their memory
@@ -106,6 +111,16 @@ class Dataset:
         return replace(self, train=self.train.to(device), test=self.test.to(device))
 
 
+def cifar10_jpeg_path() -> Path:
+    """The ``cifar10_jpeg`` archive: ``$PF_CIFAR10_JPEG``, else ``shared/data/
+    cifar10-jpeg.tar.gz`` beside the folder this package sits in (the project's
+    ``../shared/data``), found without regard to the working folder, so sweeps and
+    notebooks running in their own folders read the same file."""
+    if os.environ.get(CIFAR10_JPEG_ENV):
+        return Path(os.environ[CIFAR10_JPEG_ENV]).expanduser().resolve()
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
 def data_dir() -> Path:
     """Where datasets are looked for and cached: ``$PF_DATA`` or ``~/.cache/pf/data``."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pf" / "data"
@@ -127,6 +142,13 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Tru
         return _from_cache(root, name, lambda: _cifar(name, root, download))
     if name == "tinyimagenet":
         return _from_cache(root, name, lambda: _tinyimagenet(root / "tiny-imagenet-200"))
+    if name == "cifar10_jpeg":
+        path = cifar10_jpeg_path()
+        if not path.exists():
+            raise DatasetNotFound(
+                f"cifar10_jpeg: no archive at {path}; it ships as shared/data/cifar10-jpeg.tar.gz "
+                f"beside the project: set {CIFAR10_JPEG_ENV} to its path")
+        return load_dataset(f"imagefolder:{path}", root)
     if name.startswith("imagefolder:"):
         path = Path(name.split(":", 1)[1]).expanduser().resolve()
         if not path.exists():

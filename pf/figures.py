@@ -229,11 +229,11 @@ def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
     counts = []
     for ax, (title, at) in zip(axes, panels):
         several_schedules = at.epochs.nunique() > 1
-        for (label, epochs), lines in at.groupby(["label", "epochs"]):
+        at = at.assign(evaluated=at.curve_epochs.map(tuple))  # runs tested after the same epochs
+        for (label, epochs, epoch), lines in at.groupby(["label", "epochs", "evaluated"]):
             curves = np.array(lines.curve.tolist(), dtype=float) * 100
             mean = curves.mean(axis=0)
             std = curves.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
-            epoch = np.arange(1, epochs + 1)
             name = label + (f", {epochs} epochs" if several_schedules else "")
             (line,) = ax.plot(epoch, mean, label=f"{name} (n={len(curves)})")
             ax.fill_between(epoch, mean - std, mean + std, alpha=0.2, color=line.get_color())
@@ -242,7 +242,7 @@ def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
                ylabel=ACCURACY)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
-    footer(fig, pruned, counts, "Test accuracy after each epoch; band: ± std over seeds.")
+    footer(fig, pruned, counts, "Test accuracy after each evaluated epoch; band: ± std over seeds.")
     return fig
 
 
@@ -382,8 +382,8 @@ def plot_run(metrics: dict | str | Path) -> Figure:
                    label=f"selector {rounds.selector_arch[0]}")
         final.set(title=rounds.label[0], xlabel=BUDGET, ylabel="test accuracy (%), final epoch")
         final.legend(fontsize=7)
-        for share, curve in zip(budget, rounds.curve):
-            curves.plot(range(1, len(curve) + 1), np.array(curve) * 100, label=f"{share:.1f} %")
+        for share, curve, epochs in zip(budget, rounds.curve, rounds.curve_epochs):
+            curves.plot(epochs, np.array(curve) * 100, label=f"{share:.1f} %")
         curves.set(title="target during training", xlabel="epoch", ylabel=ACCURACY)
         curves.legend(fontsize=7, title="budget", title_fontsize=7)
         selection.bar([f"{share:.1f} %" for share in budget], rounds.data_selection_macs,

@@ -408,7 +408,7 @@ def _round_record(index: int, rate: float, selection: str, kept: int, arch: str,
             "labeled": kept, "added": kept, "selector": None,
             "target": {"arch": arch, "init": "scratch", "kd": False,
                        "test_accuracy": result.test_accuracy, "curve": result.curve,
-                       "train_loss": result.train_loss},
+                       "curve_epochs": result.curve_epochs, "train_loss": result.train_loss},
             "macs": macs, "seconds": seconds}
 
 

@@ -112,6 +112,7 @@ COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
     "rest", "importance", "sync_every", "selector_start",
     "seed", "round", "labeled", "prune_rate", "selection", "score",
     "train_size", "budget_fraction", "target_accuracy", "selector_accuracy", "epochs", "curve",
+    "curve_epochs",
     *(f"{phase}_macs" for phase in PHASES), *(f"{phase}_seconds" for phase in PHASES),
     "device", "git_commit",
 ]
@@ -201,7 +202,10 @@ def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
             "train_size": train_size, "budget_fraction": record["labeled"] / train_size,
             "target_accuracy": target["test_accuracy"],
             "selector_accuracy": NAN if selector is None else selector["test_accuracy"],
-            "epochs": len(target["curve"]), "curve": list(target["curve"]),
+            "epochs": len(target["train_loss"]), "curve": list(target["curve"]),
+            # Older records evaluated after every epoch and did not list the epochs.
+            "curve_epochs": list(target.get("curve_epochs",
+                                            range(1, len(target["curve"]) + 1))),
             **{f"{phase}_macs": record["macs"][phase] for phase in PHASES},
             **{f"{phase}_seconds": record["seconds"][phase] for phase in PHASES},
             "device": environment_["device_name"], "git_commit": environment_["git_commit"],
@@ -247,8 +251,9 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
       data-pruning runs only, else NaN; ``train_size``, ``budget_fraction`` (= labeled /
       train_size); a data-pruning round's ``label`` is ``scoring_label`` or "random";
     - ``target_accuracy``, ``selector_accuracy`` (NaN in rounds without a selector),
-      test split, final epoch, fraction in [0, 1]; ``epochs`` and ``curve`` (the target's
-      per-epoch test accuracy);
+      test split, final epoch, fraction in [0, 1]; ``epochs`` (the target's training
+      epochs), ``curve`` (its test accuracy after the epochs ``curve_epochs`` lists,
+      counted from 1: every epoch, or every ``eval_every``-th and the last);
     - ``{data_selection,selector_training,pool_scoring,target_training}_macs`` (MACs,
       1 multiply-add = 1) and the matching ``*_seconds``;
     - ``device`` (the hardware's name) and ``git_commit``.

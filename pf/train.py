@@ -32,6 +32,7 @@ __all__ = [
     "Schedule",
     "PAPER_SCHEDULE",
     "FitResult",
+    "evaluated_epochs",
     "kd_loss",
     "fit",
     "evaluate",
@@ -83,6 +84,7 @@ class FitResult:
     """What one training run produced; accuracies are fractions in [0, 1]."""
 
     curve: list[float] = field(default_factory=list)  # test accuracy after each evaluated epoch
+    curve_epochs: list[int] = field(default_factory=list)  # those epochs, counted from 1
     train_loss: list[float] = field(default_factory=list)  # mean loss of each epoch
     seconds: float = 0.0  # wall-clock of the whole fit, evaluation included
     images_seen: int = 0  # training images processed (epochs x subset size)
@@ -91,6 +93,12 @@ class FitResult:
     def test_accuracy(self) -> float:
         """The final epoch's test accuracy: the number we report (never the best epoch)."""
         return self.curve[-1]
+
+
+def evaluated_epochs(epochs: int, eval_every: int = 1) -> list[int]:
+    """The epochs (counted from 1) after which ``fit`` evaluates the test split: every
+    ``eval_every``-th and always the last, whose accuracy is the one reported."""
+    return sorted({*range(eval_every, epochs + 1, eval_every), epochs})
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -183,7 +191,8 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
         device: str | torch.device = "auto", seed: int = 0, teacher: nn.Module | None = None,
         kd_weight: float = 0.5, kd_temperature: float = 4.0, precision: str = "auto",
         compile: bool = False, eval_batch_size: int = 0, record_curve: bool = True,
-        progress: bool | None = None, desc: str = "train", recorder=None) -> FitResult:
+        eval_every: int = 1, progress: bool | None = None, desc: str = "train",
+        recorder=None) -> FitResult:
     """Train ``model`` in place on ``dataset.train[indices]``; evaluate on the test split.
 
     Every epoch sets the schedule's learning rate, runs SGD (momentum, weight decay on
@@ -191,7 +200,10 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     augmentation, then records the test accuracy in eval mode on un-augmented images.
     With a ``teacher`` the loss is ``kd_loss``; its defaults (weight 0.5, temperature 4)
     are our choice, since the PruneFuse papers do not state theirs. With
-    ``record_curve=False`` only the last epoch is evaluated (selectors need no curve).
+    ``record_curve=False`` only the last epoch is evaluated (selectors need no curve);
+    otherwise the epochs of ``evaluated_epochs(epochs, eval_every)``: every
+    ``eval_every``-th and the last (on 10,000 test images, evaluating after every epoch
+    can cost more than training at a small budget).
     ``progress=None`` shows a bar only on a terminal.
 
     A ``recorder`` (e.g. ``pf.scores.DynamicsRecorder``) sees the training step's own
@@ -218,6 +230,8 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
                       memory_format=layout)
     if recorder is not None:
         recorder.begin(schedule.epochs, dataset.train.labels, dataset.num_classes)
+    evaluated = set(evaluated_epochs(schedule.epochs, eval_every if record_curve
+                                     else schedule.epochs))
     result, start = FitResult(), time.perf_counter()
     epochs = tqdm(range(schedule.epochs), desc=desc, disable=None if progress is None
                   else not progress, leave=False)
@@ -243,9 +257,10 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
             loss_sum += loss.detach() * len(y)
         result.train_loss.append(loss_sum.item() / len(batches.indices))
         result.images_seen += len(batches.indices)
-        if record_curve or epoch == schedule.epochs - 1:
+        if epoch + 1 in evaluated:
             result.curve.append(evaluate(forward, dataset.test, dataset, eval_batch_size,
                                          precision=precision))
+            result.curve_epochs.append(epoch + 1)
             epochs.set_postfix(acc=f"{result.curve[-1]:.3f}", loss=f"{result.train_loss[-1]:.3f}")
     result.seconds = time.perf_counter() - start
     return result

@@ -1,14 +1,13 @@
 """Shared fixtures. Tests run on CPU with a private data directory unless stated."""
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
-from pf.data import load_dataset
+from pf.data import cifar10_jpeg_path, load_dataset
 
-SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+SHARED_CIFAR10 = cifar10_jpeg_path()  # the real CIFAR-10 (JPEG) beside the project, if any
 
 
 # Under pytest-xdist every core already runs a worker: more threads per worker (or per

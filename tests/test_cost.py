@@ -27,6 +27,8 @@ def _recorded(metrics: dict, phase: str) -> int:
      "selector_start": "warm", "fuse_into": "source"},
     {"method": "prunefuse", "metric": "entropy", "budgets": [64, 96, 128], "sync_every": 2,
      "selector_start": "warm"},
+    {"method": "baseline", "metric": "least_confidence", "lr_schedule": [[3, 0.05]],
+     "eval_every": 2},
 ])
 def test_active_learning_plan_matches_the_recorded_macs(overrides):
     config = make_config("smoke", {**SHORT, **overrides})
@@ -39,7 +41,7 @@ def test_active_learning_plan_matches_the_recorded_macs(overrides):
     networks = metrics["networks"]
     assert plan["forward_macs"] == {role: networks[role]["forward_macs"]
                                     for role in ("target", "selector")}
-    target_epochs = config.schedule().epochs
+    target_epochs = len(metrics["rounds"][0]["target"]["curve_epochs"])  # evaluated epochs
     trained_selectors = sum(r["selector"] is not None and not r["selector"]["is_target"]
                             for r in metrics["rounds"])
     assert plan["images"]["evaluation"] == 256 * (len(config.budgets) * target_epochs
@@ -48,7 +50,8 @@ def test_active_learning_plan_matches_the_recorded_macs(overrides):
 
 
 def test_data_pruning_plan_matches_the_recorded_macs():
-    config = make_config("smoke", {**SHORT, "method": "prune_data", "prune_rates": [0.5, 0.8],
+    config = make_config("smoke", {"lr_schedule": [[3, 0.05]], "eval_every": 2,
+                                   "method": "prune_data", "prune_rates": [0.5, 0.8],
                                    "score_lr_schedule": [[10, 0.05]], "score_source": "subset",
                                    "score_subset": 0.25, "score_reference": True})
     metrics = run_experiment(config, progress=False)
@@ -58,7 +61,7 @@ def test_data_pruning_plan_matches_the_recorded_macs():
     assert plan["macs"]["pool_scoring"] == scores["macs"]["pool_scoring"]
     assert plan["macs"]["reference_scoring"] == scores["reference_macs"]
     assert plan["macs"]["target_training"] == _recorded(metrics, "target_training")
-    assert plan["images"]["target_training"] == sum(r["labeled"] for r in metrics["rounds"])
+    assert plan["images"]["target_training"] == sum(r["labeled"] for r in metrics["rounds"]) * 3
     assert plan["macs"]["evaluation"] == (scores["evaluation_macs"]
                                           + _recorded(metrics, "evaluation"))
 

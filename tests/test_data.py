@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from pf.data import (CROP_PADDING, Batches, DatasetNotFound, _channel_stats, augment_batch,
-                     load_dataset)
+                     cifar10_jpeg_path, load_dataset)
 
 
 def test_digits_are_real_uint8_images_with_a_fixed_split():
@@ -168,6 +168,24 @@ def test_missing_dataset_is_one_clear_line(tmp_path, name, expected):
     with pytest.raises(DatasetNotFound) as error:
         load_dataset(name, root=tmp_path)
     assert str(error.value).startswith(expected) and "\n" not in str(error.value)
+
+
+def test_cifar10_jpeg_is_the_archive_beside_the_project_or_where_the_variable_says(
+        tmp_path, monkeypatch):
+    monkeypatch.delenv("PF_CIFAR10_JPEG", raising=False)
+    project = Path(__file__).resolve().parents[1]
+    assert cifar10_jpeg_path() == project.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    monkeypatch.setenv("PF_CIFAR10_JPEG", str(tmp_path / "elsewhere.tar.gz"))
+    assert cifar10_jpeg_path() == tmp_path / "elsewhere.tar.gz"
+    with pytest.raises(DatasetNotFound) as error:
+        load_dataset("cifar10_jpeg", root=tmp_path)
+    message = str(error.value)
+    assert str(tmp_path / "elsewhere.tar.gz") in message and "PF_CIFAR10_JPEG" in message
+    assert "\n" not in message
+    _write_image_tree(tmp_path / "tree")
+    monkeypatch.setenv("PF_CIFAR10_JPEG", str(tmp_path / "tree"))
+    dataset = load_dataset("cifar10_jpeg", root=tmp_path / "data")
+    assert dataset.classes == ("airplane", "cat") and dataset.augment
 
 
 def test_missing_cifar_without_download_says_where_and_how(tmp_path):

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not SHARED_CIFAR10.exists(),
 
 
 def test_trains_on_real_cifar10_above_chance():
-    dataset = load_dataset(f"imagefolder:{SHARED_CIFAR10}")
+    dataset = load_dataset("cifar10_jpeg")
     assert dataset.train.images.shape == (50000, 3, 32, 32)
     assert dataset.test.images.shape == (10000, 3, 32, 32)
     assert torch.bincount(dataset.train.labels).tolist() == [5000] * 10

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from pf.models import build_model
-from pf.train import PAPER_SCHEDULE, Schedule, evaluate, fit, kd_loss, predict
+from pf.train import (PAPER_SCHEDULE, Schedule, evaluate, evaluated_epochs, fit, kd_loss,
+                      predict)
 
 SHORT = Schedule(((4, 0.05),), batch_size=32)
 
@@ -43,6 +44,18 @@ def test_same_seed_gives_identical_weights(synthetic):
     assert result_a.curve == result_b.curve
     c, _ = _fit(synthetic, seed=4)
     assert not torch.equal(a.fc.weight, c.fc.weight)
+
+
+def test_eval_every_tests_every_kth_epoch_and_the_last_without_changing_training(synthetic):
+    assert evaluated_epochs(7, 3) == [3, 6, 7] and evaluated_epochs(6, 3) == [3, 6]
+    assert evaluated_epochs(4) == [1, 2, 3, 4] and evaluated_epochs(2, 5) == [2]
+    every, result_every = _fit(synthetic, seed=3)
+    sparse, result_sparse = _fit(synthetic, seed=3, eval_every=3)
+    assert result_every.curve_epochs == [1, 2, 3, 4] and result_sparse.curve_epochs == [3, 4]
+    assert result_sparse.curve == result_every.curve[2:]  # evaluating draws no randomness
+    assert len(result_sparse.train_loss) == 4
+    for (name, p), q in zip(every.state_dict().items(), sparse.state_dict().values()):
+        assert torch.equal(p, q), name
 
 
 def test_kd_loss_matches_hintons_formula_on_hand_made_logits():
