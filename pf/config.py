@@ -177,6 +177,12 @@ PRESETS: dict[str, dict] = {
     "demo": dict(dataset="digits", arch="resnet20", proxy_arch="resnet8",
                  budgets=[100, 300, 500, 700], lr_schedule=[[1, 0.01], [19, 0.1], [10, 0.01]],
                  batch_size=64),
+    # real CIFAR-10 (the JPEG copy beside the project) sized for 2 CPU cores: ResNet-20,
+    # 1k random labels growing to 10 % in 3 rounds, SVP's schedule shape in 10 epochs;
+    # about 13-31 min per run with one thread (README, "Real CIFAR-10 at CPU scale").
+    "cpu": dict(dataset="cifar10_jpeg", arch="resnet20", proxy_arch="resnet8",
+                budgets=[1000, 2000, 3500, 5000],
+                lr_schedule=[[1, 0.01], [5, 0.1], [2, 0.01], [2, 0.001]], eval_every=5),
     # the paper's protocol with a third of its epochs: one GPU, well under an hour.
     "fast": dict(lr_schedule=[[1, 0.01], [30, 0.1], [15, 0.01], [15, 0.001]]),
     # the paper's protocol: CIFAR-10, ResNet-56, SVP's budgets and 181-epoch schedule.
