@@ -190,13 +190,13 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
                                      seed, f"selector @ {budget}", progress, record_curve=False)
             trained_selector = selector
 
-        target, teacher = copy.deepcopy(dense_init), None
-        if step.target_init == "fused":
+        if step.target_init == "fused":  # fuse returns a new network
             base = dense_init if config.fuse_into == "init" else lineage["source"]
             target = fuse(base, selector, channel_maps[lineage["map_file"]], config.rest,
                           seed=seed, variant=config.fusion_variant)
-        if step.kd:
-            teacher = selector
+        else:
+            target = copy.deepcopy(dense_init)
+        teacher = selector if step.kd else None
         target_result = _train(target, dataset, labeled, config.schedule(), config, seed + 1,
                                f"target @ {budget}", progress, teacher=teacher)
         trained_target = target

@@ -104,8 +104,9 @@ class ActiveLearningMethod:
     target_selects = False  # the baseline's target is its selector
 
     def selector_arch(self, config: Config) -> str:
-        """The selector's name in records: an architecture, or the target's pruned."""
-        return config.proxy_arch
+        """The selector's name in records: its architecture, "@p=<ratio>" when pruned."""
+        arch, ratio = self.selector_network(config)
+        return arch if ratio is None else f"{arch}@p={ratio}"
 
     def selector_network(self, config: Config) -> tuple[str, float | None]:
         """The selector's architecture, and the ratio it is pruned at (None: unpruned)."""
@@ -143,10 +144,6 @@ class Baseline(ActiveLearningMethod):
     color = "0.45"
     target_selects = True
 
-    def selector_arch(self, config: Config) -> str:
-        """The target's architecture: it selects."""
-        return config.arch
-
     def selector_network(self, config: Config) -> tuple[str, float | None]:
         """The target itself."""
         return config.arch, None
@@ -165,10 +162,6 @@ class PruneFuse(ActiveLearningMethod):
     name = "prunefuse"
     title = "PruneFuse (pruned target selects)"
     color = "tab:blue"
-
-    def selector_arch(self, config: Config) -> str:
-        """The target's architecture at the pruning ratio, e.g. "resnet56@p=0.5"."""
-        return f"{config.arch}@p={config.prune_ratio}"
 
     def selector_network(self, config: Config) -> tuple[str, float | None]:
         """The target's architecture, pruned at ``prune_ratio``."""
