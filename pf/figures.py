@@ -7,11 +7,13 @@ figure as PNG and PDF (each sweep's apart when the folder holds several):
 
 - ``accuracy_vs_budget``: the target's final test accuracy against the labeled budget
   (% of the training set), mean ± std over seeds, for PruneFuse at each p, the AL
-  baseline and SVP; one panel per (target arch, selection metric). With it
+  baseline and SVP; one panel per (target arch, selection metric), with random selection
+  drawn dotted in every panel of its target as the floor. With it
   ``main_table.csv`` and ``main_table.md``: a row per (dataset, arch, metric, method), a
   column per budget, cells "mean ± std (n=seeds)" in %.
-- ``fig3_selection_flops`` (paper Fig. 3): data-selection MACs of PruneFuse and of the
-  AL baseline at the budgets nearest 10, 30 and 50 %, one panel per p, with the ratio.
+- ``fig3_selection_flops`` (paper Fig. 3): data-selection MACs (top row) and seconds
+  (bottom row) of PruneFuse and of the AL baseline at the budgets nearest 10, 30 and
+  50 %, a column per p, with the ratio.
 - ``fig4_fused_vs_scratch`` (Fig. 4): the target's test accuracy per epoch, fused
   (fusion=True) vs trained from theta's initialisation (fusion=False), p = 0.5 and 0.6.
 - ``fig5_prunefuse_vs_svp`` (Fig. 5): final accuracy at the budget nearest 50 % against
@@ -107,30 +109,58 @@ def _nearest(rows: pd.DataFrame, fractions) -> list[int]:
 # Accuracy against budget, and the main table
 # ---------------------------------------------------------------------------------------
 
+def _reads_nothing(metric: str) -> bool:
+    """Whether ``metric`` picks without reading the samples (random selection): the floor
+    every other metric is measured against."""
+    return STRATEGIES[metric].inputs == "none"
+
+
+def _budget_panels(stats: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
+    """(arch, metric, its lines, the floor's lines) per panel of ``accuracy_vs_budget``: a
+    panel per target and metric that reads the samples, the target's random-selection lines
+    drawn in each as the floor; random selection gets a panel only for a target that has
+    nothing else."""
+    panels = []
+    for arch, rows in stats.groupby("arch"):
+        floor = rows[rows.metric.map(_reads_nothing)]
+        measured = rows.drop(floor.index)
+        if measured.empty:
+            panels += [(arch, metric, panel, floor.iloc[:0]) for metric, panel in floor.groupby("metric")]
+        panels += [(arch, metric, panel, floor) for metric, panel in measured.groupby("metric")]
+    return panels
+
+
 def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
     stats = summarize(runs, ["arch", "metric", "method", "prune_ratio", "label", "labeled",
                              "budget_fraction"])
     ratios = sorted(runs.prune_ratio.dropna().unique())
-    panels = list(stats.groupby(["arch", "metric"]))
+    panels = _budget_panels(stats)
     fig, axes = panel_grid(len(panels))
-    for ax, ((arch, metric), panel) in zip(axes, panels):
-        departures = {}  # per p, how many of PruneFuse's departures from its recipe so far
-        for (method, ratio, label), line in panel.groupby(["method", "prune_ratio", "label"],
-                                                          dropna=False):
-            style = {"color": METHODS[method].color, **VARIANT_STYLES[0]}
-            if method == "prunefuse":
-                # A colour per p; its departures from the recipe (no fusion, T_sync, ...) in
-                # the same colour, each with a line style and marker of its own.
-                variant = 0
-                if "(" in label:
-                    departures[ratio] = departures.get(ratio, 0) + 1
-                    variant = 1 + (departures[ratio] - 1) % (len(VARIANT_STYLES) - 1)
-                style = {"color": _ratio_color(ratio, ratios), **VARIANT_STYLES[variant]}
-            ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, ms=4,
-                        yerr=spread(line, 100), capsize=3, label=label, **style)
+    for ax, (arch, metric, panel, floor) in zip(axes, panels):
+        for lines, floor_lines in ((panel, False), (floor, True)):
+            departures = {}  # per p, how many of PruneFuse's departures from its recipe so far
+            for (method, ratio, label), line in lines.groupby(["method", "prune_ratio", "label"],
+                                                              dropna=False):
+                style = {"color": METHODS[method].color, **VARIANT_STYLES[0]}
+                if method == "prunefuse":
+                    # A colour per p; its departures from the recipe (no fusion, T_sync, ...)
+                    # in the same colour, each with a line style and marker of its own.
+                    variant = 0
+                    if "(" in label:
+                        departures[ratio] = departures.get(ratio, 0) + 1
+                        variant = 1 + (departures[ratio] - 1) % (len(VARIANT_STYLES) - 1)
+                    style = {"color": _ratio_color(ratio, ratios), **VARIANT_STYLES[variant]}
+                if floor_lines:
+                    style |= {"linestyle": ":", "marker": "x", "alpha": 0.8}
+                    label = f"{label} · {STRATEGIES[line.metric.iloc[0]].label}"
+                ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, ms=4,
+                            yerr=spread(line, 100), capsize=3, label=label, **style)
         ax.set(title=f"{arch} · {STRATEGIES[metric].label}", xlabel=BUDGET, ylabel=ACCURACY)
         legend(ax)
-    footer(fig, runs, stats.n, "Test split, final epoch; error bars: ± std over seeds.")
+    floor_note = (" Dotted with crosses: the same method with random selection, the floor."
+                  if any(not floor.empty for *_, floor in panels) else "")
+    footer(fig, runs, stats.n, "Test split, final epoch; error bars: ± std over seeds."
+           + floor_note)
     return fig
 
 
@@ -160,6 +190,12 @@ def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
 # Fig. 3: data-selection cost
 # ---------------------------------------------------------------------------------------
 
+# What Fig. 3 shows, a row of panels each: column, axis label (the unit's power of ten is
+# added to the MACs' label), and whether the bars are scaled by a power of ten.
+SELECTION_COSTS = (("data_selection_macs", "data-selection cost ({scale}MACs)", True),
+                   ("data_selection_seconds", "data-selection wall-clock (s)", False))
+
+
 def _selection_flops(runs: pd.DataFrame) -> Drawing:
     runs = _the_2024_method(runs)
     baseline, pruned = runs[runs.method == "baseline"], runs[runs.method == "prunefuse"]
@@ -174,37 +210,45 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
         if shared.empty:
             continue
         budgets = _nearest(shared, SELECTION_FRACTIONS)
-        bars = [summarize(rows[rows.labeled.isin(budgets)], ["labeled", "budget_fraction"],
-                          "data_selection_macs") for rows in (theirs, ours)]
-        if bars[0]["mean"].min() > 0:  # a random pick spends nothing, leaving no ratio to show
-            panels.append((f"{arch} · {STRATEGIES[metric].label} · p={ratio:g}", *bars))
+        bars = {value: [summarize(rows[rows.labeled.isin(budgets)], ["labeled", "budget_fraction"],
+                                  value) for rows in (theirs, ours)]
+                for value, *_ in SELECTION_COSTS}
+        if bars["data_selection_macs"][0]["mean"].min() > 0:  # random picks cost nothing: no ratio
+            panels.append((f"{arch} · {STRATEGIES[metric].label} · p={ratio:g}", bars))
     if not panels:
         return ("no PruneFuse and AL-baseline runs with the same target and metric share a "
                 "budget after the random initial set with a selection cost above 0")
-    exponent = 3 * max(0, int(math.log10(max(b["mean"].max() for _, b, _ in panels)) // 3))
-    fig, axes = panel_grid(len(panels))
-    for ax, (title, theirs, ours) in zip(axes, panels):
-        x = np.arange(len(theirs))
-        for offset, bars, method in ((-0.2, theirs, "baseline"), (0.2, ours, "prunefuse")):
-            ax.bar(x + offset, bars["mean"] / 10**exponent, width=0.4,
-                   color=METHODS[method].color, yerr=spread(bars, 10.0**-exponent), capsize=3,
-                   label=METHODS[method].title)
-        for position, cost, base_cost in zip(x, ours["mean"], theirs["mean"]):
-            ax.annotate(f"{cost / base_cost:.2f}×", (position + 0.2, cost / 10**exponent),
-                        xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
-        ax.set_xticks(x, [f"{100 * f:.1f} %" for f in theirs.budget_fraction])
-        ax.set(title=title, xlabel=BUDGET, ylabel=f"data-selection cost ($10^{{{exponent}}}$ MACs)")
-        ax.legend(fontsize=7)
-    counts = pd.concat([bars.n for _, *pair in panels for bars in pair])
+    largest = max(bars["data_selection_macs"][0]["mean"].max() for _, bars in panels)
+    exponent = 3 * max(0, int(math.log10(largest) // 3))
+    # One column per p: its MACs above its seconds.
+    fig, axes = panel_grid(len(SELECTION_COSTS) * len(panels), columns=len(panels))
+    for row, (value, ylabel, scaled) in enumerate(SELECTION_COSTS):
+        scale = 10.0**-exponent if scaled else 1.0
+        for ax, (title, bars) in zip(axes[row * len(panels):], panels):
+            theirs, ours = bars[value]
+            x = np.arange(len(theirs))
+            for offset, costs, method in ((-0.2, theirs, "baseline"), (0.2, ours, "prunefuse")):
+                ax.bar(x + offset, costs["mean"] * scale, width=0.4, color=METHODS[method].color,
+                       yerr=spread(costs, scale), capsize=3, label=METHODS[method].title)
+            for position, cost, base_cost in zip(x, ours["mean"], theirs["mean"]):
+                ax.annotate(f"{cost / base_cost:.2f}×", (position + 0.2, cost * scale),
+                            xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
+            ax.set_xticks(x, [f"{100 * f:.1f} %" for f in theirs.budget_fraction])
+            ax.set(title=title, xlabel=BUDGET,
+                   ylabel=ylabel.format(scale=f"$10^{{{exponent}}}$ " if exponent else ""))
+            ax.legend(fontsize=7)
+    counts = pd.concat([costs.n for _, bars in panels for costs in bars["data_selection_macs"]])
+    devices = ", ".join(sorted(pd.concat([baseline, pruned]).device.unique()))
     footer(fig, pd.concat([baseline, pruned]), counts,
-            f"Unit: {UNIT}. Above the bars: PruneFuse / AL baseline.")
+           f"Unit: {UNIT}. Above the bars: PruneFuse / AL baseline. Wall-clock on {devices}.")
     return fig
 
 
 def fig3_selection_flops(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
-    """Paper Fig. 3: MACs spent choosing the labeled set (``data_selection_macs``),
-    PruneFuse vs the AL baseline, grouped bars at the budgets nearest 10, 30 and 50 %
-    (after the free random initial set), one panel per p, PruneFuse/baseline ratio on top."""
+    """Paper Fig. 3: MACs (top row) and wall-clock seconds (bottom row) spent choosing the
+    labeled set (``data_selection_macs``/``_seconds``), PruneFuse vs the AL baseline,
+    grouped bars at the budgets nearest 10, 30 and 50 % (after the free random initial
+    set), a column per p, the PruneFuse/baseline ratio on top of its bar."""
     return per_dataset(table, "fig3_selection_flops", out_dir, _selection_flops)
 
 

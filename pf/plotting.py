@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pf.data import DATASET_TITLES
 from pf.results import mean_std
 
 __all__ = ["STYLE", "PANEL_SIZE", "ACCURACY", "Drawing", "panel_grid", "legend",
@@ -36,9 +37,9 @@ Drawing = Figure | str  # a figure, or the reason there is none
 LEGEND_INSIDE = 6  # entries a legend may hold inside its panel without hiding the data
 
 
-def panel_grid(count: int) -> tuple[Figure, list]:
-    """A figure with exactly ``count`` axes, up to three per row."""
-    columns = min(count, 3)
+def panel_grid(count: int, columns: int = 3) -> tuple[Figure, list]:
+    """A figure with exactly ``count`` axes, up to ``columns`` per row, in reading order."""
+    columns = min(count, columns)
     rows = math.ceil(count / columns)
     fig = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows))
     FigureCanvasAgg(fig)
@@ -79,7 +80,8 @@ def notebook_figure(figsize: tuple[float, float]) -> Figure:
 def footer(fig: Figure, runs: pd.DataFrame, counts, extra: str = "") -> None:
     """Caption the figure (dataset, target, seeds per point, ``extra``) and lay it out."""
     low, high = int(min(counts)), int(max(counts))
-    text = (f"Dataset {', '.join(sorted(runs.dataset.unique()))}; target "
+    datasets = sorted(DATASET_TITLES.get(name, name) for name in runs.dataset.unique())
+    text = (f"Dataset {', '.join(datasets)}; target "
             f"{', '.join(sorted(runs.arch.unique()))}; seeds per point: n="
             f"{low if low == high else f'{low}-{high}'}. {extra}")
     lines = textwrap.wrap(text, int(fig.get_figwidth() * 19))  # ~19 characters per inch at 7 pt

@@ -183,7 +183,7 @@ def _rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
         rows.append({
             "run_dir": run_dir, "sweep": sweep, "method": method,
             "label": label,
-            "dataset": metrics["dataset"]["name"], "arch": config["arch"],
+            "dataset": config["dataset"], "arch": config["arch"],
             "selector_arch": networks["selector"]["arch"],
             "selector_params": networks["selector"]["params"],
             "target_params": networks["target"]["params"],
@@ -241,7 +241,8 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
 
     - ``run_dir``: the run folder relative to ``results_dir`` ("." for ``results_dir``
       itself); ``sweep``: its first path component, "" when the run sits directly there;
-    - ``method`` (baseline | svp | prunefuse), ``label`` (``run_label``), ``dataset``,
+    - ``method`` (baseline | svp | prunefuse), ``label`` (``run_label``), ``dataset`` (the
+      name the run was configured with, e.g. cifar10_jpeg, not where it was read from),
       ``arch`` (the target), ``selector_arch``, ``selector_params``, ``target_params``;
     - ``prune_ratio``, ``rest``, ``importance``, ``sync_every`` (T_sync): NaN unless
       PruneFuse; ``proxy_arch``: NaN unless SVP; ``selector_start``: NaN for the baseline;
@@ -297,7 +298,7 @@ def _score_rows(metrics: dict, run_dir: str, sweep: str) -> list[dict]:
         return []
     scores, environment_ = metrics["scores"], metrics["environment"]
     return [{
-        "run_dir": run_dir, "sweep": sweep, "dataset": metrics["dataset"]["name"],
+        "run_dir": run_dir, "sweep": sweep, "dataset": metrics["config"]["dataset"],
         "arch": metrics["config"]["arch"], "seed": metrics["seed"],
         "label": scoring_label(scores), "subset_fraction": scores["scored"] / scores["train_size"],
         **{key: scores[key] for key in (

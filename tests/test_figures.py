@@ -234,3 +234,49 @@ def test_a_long_legend_goes_beside_its_panel_which_keeps_its_size():
         beside = box.x0 > ax.get_window_extent().x1
         assert beside == (lines > LEGEND_INSIDE)
         assert (fig.get_figwidth() > width) == beside
+
+
+def test_runs_are_shown_under_their_configured_dataset_with_its_title(tmp_path):
+    from pf.results import write_json
+    from test_results import fake_metrics
+
+    metrics = fake_metrics(dataset="cifar10_jpeg")
+    metrics["dataset"]["name"] = "imagefolder:/somewhere/cifar10-jpeg.tar.gz"  # where it was read
+    write_json(tmp_path / "results" / "run" / "metrics.json", metrics)
+    table = collect(tmp_path / "results")
+    assert set(table.dataset) == {"cifar10_jpeg"}
+    caption = pf.figures._accuracy_vs_budget(table).texts[-1].get_text()
+    assert "CIFAR-10 (JPEG q75)" in caption and "imagefolder" not in caption
+
+
+def test_random_selection_is_drawn_as_the_floor_in_each_panel_of_its_target(tmp_path):
+    results = tmp_path / "results"
+    write_run(results, "random", method="baseline", metric="random", accuracies=(0.7, 0.8, 0.9))
+    alone = pf.figures._accuracy_vs_budget(collect(results))
+    [panel] = alone.axes  # a target with nothing but random selection keeps its panel
+    assert panel.get_title().endswith("random")
+    for metric in ("least_confidence", "kcenters"):
+        write_run(results, metric, method="baseline", metric=metric)
+        write_run(results, f"pf_{metric}", metric=metric)
+    figure = pf.figures._accuracy_vs_budget(collect(results))
+    assert sorted(ax.get_title() for ax in figure.axes) == ["resnet56 · k-centers",
+                                                           "resnet56 · least confidence"]
+    for ax in figure.axes:
+        labels = ax.get_legend_handles_labels()[1]
+        assert labels.count("AL baseline · random") == 1 and len(labels) == 3, labels
+    assert "random selection, the floor" in " ".join(figure.texts[-1].get_text().split())
+
+
+def test_fig3_shows_selection_macs_above_selection_seconds_per_ratio(tmp_path):
+    table = collect(_paper_tree(tmp_path / "results"))
+    figure = pf.figures._selection_flops(table)
+    ratios = 3  # p = 0.5, 0.6, 0.7
+    assert len(figure.axes) == 2 * ratios
+    macs, seconds = figure.axes[:ratios], figure.axes[ratios:]
+    assert all("MACs" in ax.get_ylabel() for ax in macs)
+    assert all("wall-clock (s)" in ax.get_ylabel() for ax in seconds)
+    shown = [bar.get_height() for bar in seconds[0].patches]
+    pruned = table[(table.method == "prunefuse") & (table.prune_ratio == 0.5)
+                   & (table.sync_every == 0) & (table["round"] > 0)]
+    assert shown[-1] == pytest.approx(pruned.groupby("labeled").data_selection_seconds.mean().iloc[-1])
+    assert "Wall-clock on Test CPU" in figure.texts[-1].get_text()
