@@ -34,3 +34,13 @@ def test_bench_layout_times_both_layouts():
                                        "--batch-size", "8", "--steps", "1", "--rounds", "1"])
     assert [(r["ratio"], r["threads"]) for r in rows] == [(0.5, 1)]
     assert rows[0]["channels_last_ms"] > 0 and rows[0]["nchw_ms"] > 0
+
+
+def test_bench_precision_trains_each_seed_in_both_precisions(tmp_path):
+    result = _load("bench_precision").main(["--dataset", "digits", "--labels", "64",
+                                            "--seeds", "0,1", "--json", str(tmp_path / "p.json")])
+    assert [(r["seed"], r["precision"]) for r in result["runs"]] == [
+        (0, "fp32"), (0, "bf16"), (1, "bf16"), (1, "fp32")]  # alternating per seed
+    assert all(0 <= r["test_accuracy"] <= 1 and r["seconds"] > 0 for r in result["runs"])
+    assert [(r["precision"], r["n"], r["speed_ratio"]) for r in result["summary"]][0] == ("fp32", 2, 1)
+    assert (tmp_path / "p.json").exists()
