@@ -192,6 +192,7 @@ def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
 
 # What Fig. 3 shows, a row of panels each: column, axis label (the unit's power of ten is
 # added to the MACs' label), and whether the bars are scaled by a power of ten.
+LEGEND_HEADROOM = 1.3  # Fig. 3's y-range over its tallest bar: room for the legend above them
 SELECTION_COSTS = (("data_selection_macs", "data-selection cost ({scale}MACs)", True),
                    ("data_selection_seconds", "data-selection wall-clock (s)", False))
 
@@ -236,7 +237,8 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
             ax.set_xticks(x, [f"{100 * f:.1f} %" for f in theirs.budget_fraction])
             ax.set(title=title, xlabel=BUDGET,
                    ylabel=ylabel.format(scale=f"$10^{{{exponent}}}$ " if exponent else ""))
-            ax.legend(fontsize=7)
+            ax.set_ylim(top=ax.get_ylim()[1] * LEGEND_HEADROOM)
+    axes[0].legend(fontsize=7, loc="upper right")  # the same two colours in every panel
     counts = pd.concat([costs.n for _, bars in panels for costs in bars["data_selection_macs"]])
     devices = ", ".join(sorted(pd.concat([baseline, pruned]).device.unique()))
     footer(fig, pd.concat([baseline, pruned]), counts,

@@ -280,3 +280,7 @@ def test_fig3_shows_selection_macs_above_selection_seconds_per_ratio(tmp_path):
                    & (table.sync_every == 0) & (table["round"] > 0)]
     assert shown[-1] == pytest.approx(pruned.groupby("labeled").data_selection_seconds.mean().iloc[-1])
     assert "Wall-clock on Test CPU" in figure.texts[-1].get_text()
+    renderer = figure.canvas.get_renderer()
+    box = macs[0].get_legend().get_window_extent(renderer)  # one legend, covering no bar
+    assert not any(box.overlaps(bar.get_window_extent(renderer)) for bar in macs[0].patches)
+    assert [ax.get_legend() for ax in figure.axes[1:]] == [None] * (2 * ratios - 1)
