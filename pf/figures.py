@@ -125,7 +125,8 @@ def _budget_panels(stats: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, pd
         floor = rows[rows.metric.map(_reads_nothing)]
         measured = rows.drop(floor.index)
         if measured.empty:
-            panels += [(arch, metric, panel, floor.iloc[:0]) for metric, panel in floor.groupby("metric")]
+            panels += [(arch, metric, panel, floor.iloc[:0])
+                       for metric, panel in floor.groupby("metric")]
         panels += [(arch, metric, panel, floor) for metric, panel in measured.groupby("metric")]
     return panels
 
@@ -200,6 +201,8 @@ SELECTION_COSTS = (("data_selection_macs", "data-selection cost ({scale}MACs)", 
 def _selection_flops(runs: pd.DataFrame) -> Drawing:
     runs = _the_2024_method(runs)
     baseline, pruned = runs[runs.method == "baseline"], runs[runs.method == "prunefuse"]
+    # A protocol's planned costs (pf.flops, flops.ipynb) have MACs but no seconds.
+    costs = [cost for cost in SELECTION_COSTS if cost[0] in runs]
     panels = []
     for (arch, metric, ratio), ours in pruned.groupby(["arch", "metric", "prune_ratio"]):
         # Fusion, KD and the rest mode change only the target's training, not what selection
@@ -213,7 +216,7 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
         budgets = _nearest(shared, SELECTION_FRACTIONS)
         bars = {value: [summarize(rows[rows.labeled.isin(budgets)], ["labeled", "budget_fraction"],
                                   value) for rows in (theirs, ours)]
-                for value, *_ in SELECTION_COSTS}
+                for value, *_ in costs}
         if bars["data_selection_macs"][0]["mean"].min() > 0:  # random picks cost nothing: no ratio
             panels.append((f"{arch} · {STRATEGIES[metric].label} · p={ratio:g}", bars))
     if not panels:
@@ -222,15 +225,15 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
     largest = max(bars["data_selection_macs"][0]["mean"].max() for _, bars in panels)
     exponent = 3 * max(0, int(math.log10(largest) // 3))
     # One column per p: its MACs above its seconds.
-    fig, axes = panel_grid(len(SELECTION_COSTS) * len(panels), columns=len(panels))
-    for row, (value, ylabel, scaled) in enumerate(SELECTION_COSTS):
+    fig, axes = panel_grid(len(costs) * len(panels), columns=len(panels))
+    for row, (value, ylabel, scaled) in enumerate(costs):
         scale = 10.0**-exponent if scaled else 1.0
         for ax, (title, bars) in zip(axes[row * len(panels):], panels):
             theirs, ours = bars[value]
             x = np.arange(len(theirs))
-            for offset, costs, method in ((-0.2, theirs, "baseline"), (0.2, ours, "prunefuse")):
-                ax.bar(x + offset, costs["mean"] * scale, width=0.4, color=METHODS[method].color,
-                       yerr=spread(costs, scale), capsize=3, label=METHODS[method].title)
+            for offset, heights, method in ((-0.2, theirs, "baseline"), (0.2, ours, "prunefuse")):
+                ax.bar(x + offset, heights["mean"] * scale, width=0.4, color=METHODS[method].color,
+                       yerr=spread(heights, scale), capsize=3, label=METHODS[method].title)
             for position, cost, base_cost in zip(x, ours["mean"], theirs["mean"]):
                 ax.annotate(f"{cost / base_cost:.2f}×", (position + 0.2, cost * scale),
                             xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
@@ -239,10 +242,13 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
                    ylabel=ylabel.format(scale=f"$10^{{{exponent}}}$ " if exponent else ""))
             ax.set_ylim(top=ax.get_ylim()[1] * LEGEND_HEADROOM)
     axes[0].legend(fontsize=7, loc="upper right")  # the same two colours in every panel
-    counts = pd.concat([costs.n for _, bars in panels for costs in bars["data_selection_macs"]])
-    devices = ", ".join(sorted(pd.concat([baseline, pruned]).device.unique()))
+    counts = pd.concat([heights.n for _, bars in panels for heights in bars["data_selection_macs"]])
+    wall_clock = ""
+    if len(costs) > 1:
+        devices = ", ".join(sorted(pd.concat([baseline, pruned]).device.unique()))
+        wall_clock = f" Wall-clock on {devices}."
     footer(fig, pd.concat([baseline, pruned]), counts,
-           f"Unit: {UNIT}. Above the bars: PruneFuse / AL baseline. Wall-clock on {devices}.")
+           f"Unit: {UNIT}. Above the bars: PruneFuse / AL baseline.{wall_clock}")
     return fig
 
 

@@ -42,5 +42,6 @@ def test_bench_precision_trains_each_seed_in_both_precisions(tmp_path):
     assert [(r["seed"], r["precision"]) for r in result["runs"]] == [
         (0, "fp32"), (0, "bf16"), (1, "bf16"), (1, "fp32")]  # alternating per seed
     assert all(0 <= r["test_accuracy"] <= 1 and r["seconds"] > 0 for r in result["runs"])
-    assert [(r["precision"], r["n"], r["speed_ratio"]) for r in result["summary"]][0] == ("fp32", 2, 1)
+    fp32 = result["summary"][0]
+    assert (fp32["precision"], fp32["n"], fp32["speed_ratio"]) == ("fp32", 2, 1)
     assert (tmp_path / "p.json").exists()

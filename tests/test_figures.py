@@ -278,7 +278,8 @@ def test_fig3_shows_selection_macs_above_selection_seconds_per_ratio(tmp_path):
     shown = [bar.get_height() for bar in seconds[0].patches]
     pruned = table[(table.method == "prunefuse") & (table.prune_ratio == 0.5)
                    & (table.sync_every == 0) & (table["round"] > 0)]
-    assert shown[-1] == pytest.approx(pruned.groupby("labeled").data_selection_seconds.mean().iloc[-1])
+    last_seconds = pruned.groupby("labeled").data_selection_seconds.mean().iloc[-1]
+    assert shown[-1] == pytest.approx(last_seconds)
     assert "Wall-clock on Test CPU" in figure.texts[-1].get_text()
     renderer = figure.canvas.get_renderer()
     box = macs[0].get_legend().get_window_extent(renderer)  # one legend, covering no bar
