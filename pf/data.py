@@ -55,7 +55,7 @@ DATASETS = ("digits", "cifar10", "cifar100", "cifar10_jpeg", "tinyimagenet", "im
 # What figures call a dataset; a name missing here (imagefolder:<path>) is shown as it is.
 DATASET_TITLES = {"digits": "8x8 digits (scikit-learn)", "cifar10": "CIFAR-10",
                   "cifar100": "CIFAR-100", "cifar10_jpeg": "CIFAR-10 (JPEG q75)",
-                  "tinyimagenet": "Tiny ImageNet", "synthetic": "synthetic"}
+                  "tinyimagenet": "Tiny ImageNet"}
 CIFAR10_JPEG_ENV = "PF_CIFAR10_JPEG"  # where cifar10_jpeg is, when not beside the project
 CROP_PADDING = 4  # pixels of zero padding before the random crop (CIFAR convention)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

@@ -80,6 +80,7 @@ VARIANT_STYLES = ({"linestyle": "-", "marker": "o"}, {"linestyle": "--", "marker
                   {"linestyle": (0, (5, 1)), "marker": "D"},
                   {"linestyle": (0, (3, 1, 1, 1, 1, 1)), "marker": "P"})
 BUDGET = "labeled budget (% of training set)"
+FLOOR_STYLE = {"linestyle": ":", "marker": "x", "alpha": 0.8}  # random selection's lines
 
 
 # ---------------------------------------------------------------------------------------
@@ -115,6 +116,20 @@ def _reads_nothing(metric: str) -> bool:
     return STRATEGIES[metric].inputs == "none"
 
 
+def _line_style(method: str, ratio: float, label: str, ratios: list, departures: dict) -> dict:
+    """A line's colour, line style and marker in ``accuracy_vs_budget``: the method's
+    colour; for PruneFuse a colour per p (one of ``ratios``), and its departures from the
+    recipe (no fusion, T_sync, ...) in the same colour, each with a line style and marker of
+    its own. ``departures`` counts, per p, the departures styled so far (updated here)."""
+    if method != "prunefuse":
+        return {"color": METHODS[method].color, **VARIANT_STYLES[0]}
+    variant = 0
+    if "(" in label:
+        departures[ratio] = departures.get(ratio, 0) + 1
+        variant = 1 + (departures[ratio] - 1) % (len(VARIANT_STYLES) - 1)
+    return {"color": _ratio_color(ratio, ratios), **VARIANT_STYLES[variant]}
+
+
 def _budget_panels(stats: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
     """(arch, metric, its lines, the floor's lines) per panel of ``accuracy_vs_budget``: a
     panel per target and metric that reads the samples, the target's random-selection lines
@@ -142,17 +157,9 @@ def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
             departures = {}  # per p, how many of PruneFuse's departures from its recipe so far
             for (method, ratio, label), line in lines.groupby(["method", "prune_ratio", "label"],
                                                               dropna=False):
-                style = {"color": METHODS[method].color, **VARIANT_STYLES[0]}
-                if method == "prunefuse":
-                    # A colour per p; its departures from the recipe (no fusion, T_sync, ...)
-                    # in the same colour, each with a line style and marker of its own.
-                    variant = 0
-                    if "(" in label:
-                        departures[ratio] = departures.get(ratio, 0) + 1
-                        variant = 1 + (departures[ratio] - 1) % (len(VARIANT_STYLES) - 1)
-                    style = {"color": _ratio_color(ratio, ratios), **VARIANT_STYLES[variant]}
+                style = _line_style(method, ratio, label, ratios, departures)
                 if floor_lines:
-                    style |= {"linestyle": ":", "marker": "x", "alpha": 0.8}
+                    style |= FLOOR_STYLE
                     label = f"{label} · {STRATEGIES[line.metric.iloc[0]].label}"
                 ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, ms=4,
                             yerr=spread(line, 100), capsize=3, label=label, **style)

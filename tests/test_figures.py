@@ -11,7 +11,7 @@ import pf.figures
 from pf.config import ConfigError
 from pf.figures import (fig3_selection_flops, fig4_fused_vs_scratch, fig5_prunefuse_vs_svp,
                         main_table, make_figures, plot_run, tsync_accuracy_and_cost)
-from pf.results import collect, mean_std
+from pf.results import collect, mean_std, write_json
 from test_results import fake_metrics, write_run
 
 FIGURES = ("accuracy_vs_budget", "fig3_selection_flops", "fig4_fused_vs_scratch",
@@ -237,9 +237,6 @@ def test_a_long_legend_goes_beside_its_panel_which_keeps_its_size():
 
 
 def test_runs_are_shown_under_their_configured_dataset_with_its_title(tmp_path):
-    from pf.results import write_json
-    from test_results import fake_metrics
-
     metrics = fake_metrics(dataset="cifar10_jpeg")
     metrics["dataset"]["name"] = "imagefolder:/somewhere/cifar10-jpeg.tar.gz"  # where it was read
     write_json(tmp_path / "results" / "run" / "metrics.json", metrics)
