@@ -6,7 +6,7 @@ READY := $(VENV)/.installed
 # The exact, tested environment; pyproject.toml keeps the ranges a library user installs from.
 LOCK := requirements.lock
 
-.PHONY: setup lock demo companion test bench clean
+.PHONY: setup lock demo companion test test-fast bench clean
 
 # The environment is (re)built whenever pyproject.toml or the lock changes: the locked
 # packages first, then pf itself without resolving anything again.
@@ -39,6 +39,9 @@ companion: setup  ## the companion methods' demo sweeps (norm-based selection, s
 
 test: setup  ## the whole test suite (CPU, a few minutes)
 	$(BIN)/python -m pytest -q -n auto
+
+test-fast: setup  ## the quick part: every test not marked slow (no notebooks, no full runs)
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 bench: setup  ## pf trainer and pool scoring vs a torchvision DataLoader reference
 	$(BIN)/python benchmarks/bench_train.py

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from pf.models import build_model
 from pf.prune import prune_at_init
-from pf.results import environment
+from pf.experiments.record import environment
 
 LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 

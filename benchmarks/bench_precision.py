@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from pf.config import make_config
+from pf.experiments.config import make_config
 from pf.data import load_dataset
 from pf.models import build_model
-from pf.results import environment
+from pf.experiments.record import environment
 from pf.train import fit
 
 PRECISIONS = ("fp32", "bf16")

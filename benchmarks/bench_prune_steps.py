@@ -36,7 +36,7 @@ import torch
 from pf.flops import forward_macs, parameter_count
 from pf.models import build_model
 from pf.prune import prune_at_init
-from pf.results import environment
+from pf.experiments.record import environment
 
 ARCHS = ("preact56", "resnet56", "resnet20")  # the authors' selector, pf's target, a small one
 RATIOS = (0.5, 0.6, 0.7, 0.8)  # the authors' p on CIFAR

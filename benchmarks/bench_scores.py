@@ -1,14 +1,14 @@
 """Cost of recording training dynamics (pf.scores.DynamicsRecorder) and of the scores.
 
 Training: ``pf.train.fit`` without a recorder, with a full-softmax fp32 recorder, with a
-true-class-only bf16 recorder and with the lean recorders pf.prune_data uses for TDDS and
-EL2N (``DynamicsRecorder.for_score``), same data, initial weights and seed (same work),
-run in interleaved rounds so that load on a shared machine hits every variant alike; the
-median over rounds is reported as a ratio to the run without a recorder. Evaluation is
-off (``record_curve=False``) so the ratio is against the training steps alone. Since
-that ratio drowns in noise on a busy machine, ``record`` is also timed on its own, per
-step, against the mean step time. Scores: wall-clock of DU, TDDS, EL2N and forgetting
-counts on a random history.
+true-class-only bf16 recorder and with the lean recorders pf.experiments.data_pruning uses
+for TDDS and EL2N (``DynamicsRecorder.for_score``), same data, initial weights and seed
+(same work), run in interleaved rounds so that load on a shared machine hits every variant
+alike; the median over rounds is reported as a ratio to the run without a recorder.
+Evaluation is off (``record_curve=False``) so the ratio is against the training steps alone.
+Since that ratio drowns in noise on a busy machine, ``record`` is also timed on its own, per
+step, against the mean step time. Scores: wall-clock of DU, TDDS, EL2N and forgetting counts
+on a random history.
 
     python benchmarks/bench_scores.py                   # CPU: resnet20, 640 images x 2 epochs
     python benchmarks/bench_scores.py --train-images 25000 --epochs 2 --rounds 5    # GPU
@@ -37,7 +37,7 @@ import torch
 
 from bench_train import load_benchmark_data
 from pf.models import build_model
-from pf.results import environment
+from pf.experiments.record import environment
 from pf.scores import DynamicsRecorder, dynamic_uncertainty, el2n, forgetting_counts, tdds
 from pf.train import Schedule, fit, resolve_device
 
@@ -46,7 +46,7 @@ RECORDERS = {  # variant name -> recorder factory
     "full softmax, fp32": lambda: DynamicsRecorder(),
     "true class, bf16": lambda: DynamicsRecorder(keep=("true_probs", "correct"),
                                                  dtype=torch.bfloat16),
-    # the lean records pf.prune_data uses for TDDS and EL2N: they compute per step
+    # the lean records pf.experiments.data_pruning uses for TDDS and EL2N: they compute per step
     "tdds shifts (lean)": lambda: DynamicsRecorder.for_score("tdds"),
     "el2n per epoch (lean)": lambda: DynamicsRecorder.for_score("el2n"),
 }

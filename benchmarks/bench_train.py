@@ -35,7 +35,7 @@ from torchvision import transforms
 
 from pf.data import Dataset, Split, load_dataset
 from pf.models import build_model
-from pf.results import environment
+from pf.experiments.record import environment
 from pf.train import Schedule, fit, predict, resolve_device
 
 SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"

@@ -17,8 +17,9 @@ import argparse
 import json
 import sys
 
-from pf.config import DATA_PRUNING, PRESETS, ConfigError, make_config, parse_assignment
 from pf.data import DatasetNotFound
+from pf.experiments.config import PRESETS, ConfigError, make_config, parse_assignment
+from pf.experiments.record import METRICS_FILE
 
 __all__ = ["main"]
 
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--jobs", type=int, default=None, help="local workers (default: one per "
                        "visible GPU, else 1)")
     sweep.add_argument("--dry-run", action="store_true",
-                       help="list the runs, their state and planned cost (pf.cost)")
+                       help="list the runs, their state and planned cost (pf.experiments.cost)")
     sweep.add_argument("--partition", default=None, help="slurm: partition")
     sweep.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: minutes per run")
     sweep.add_argument("--cpus-per-task", type=int, default=8,
@@ -92,7 +93,7 @@ def _figures(args) -> int:
     """``pf figures``: the tables, then each figure's files or why it was not drawn."""
     from pathlib import Path
 
-    from pf.figures import make_figures
+    from pf.analysis.figures import make_figures
 
     if not Path(args.results).is_dir():
         raise ConfigError(f"results: no folder {args.results}; run pf sweep or pf run first")
@@ -173,22 +174,19 @@ def _flops_table(args) -> str:
     return "\n".join(lines)
 
 
-def _summary(metrics: dict) -> str:
+def _summary(record) -> str:
     """Per round: labeled count (and, for data pruning, rate and selection), accuracy, time;
     for data pruning also how the samples were scored and, with a reference, how well."""
-    pruning = metrics["method"] == DATA_PRUNING
+    pruning = record.scores is not None
     lines = [f"{'labeled':>8}  " + ("rate  selection  " if pruning else "")
              + f"{'test acc':>8}  {'train s':>8}"]
-    for round_ in metrics["rounds"]:
-        how = f"{round_['prune_rate']:>4}  {round_['selection']:>9}  " if pruning else ""
-        lines.append(f"{round_['labeled']:>8}  {how}"
-                     f"{100 * round_['target']['test_accuracy']:>7.2f}%"
-                     f"  {round_['seconds']['target_training']:>8.1f}")
+    for step in record.rounds:
+        how = f"{step.prune_rate:>4}  {step.selection:>9}  " if pruning else ""
+        lines.append(f"{step.labeled:>8}  {how}{100 * step.target.test_accuracy:>7.2f}%"
+                     f"  {step.seconds['target_training']:>8.1f}")
     if pruning:
-        from pf.results import scoring_label  # pandas: loaded by the run already
-
-        scores = metrics["scores"]
-        lines.append(f"scores: {scoring_label(scores)} ({scores['scored']} of "
+        scores = record.scores
+        lines.append(f"scores: {scores['label']} ({scores['scored']} of "
                      f"{scores['train_size']} samples scored)")
         if scores["pearson"] is not None:
             cached = " (read from reference_cache)" if scores["reference_cached"] else ""
@@ -214,16 +212,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(json.dumps(config.to_dict(), indent=1))
             return 0
-        from pf.experiment import run_experiment  # heavy imports only when running
+        from pf.experiments.run import run_experiment  # heavy imports only when running
 
         out = args.out or f"runs/{args.preset}/seed{config.seed}"
-        metrics = run_experiment(config, out, progress=args.progress)
+        record = run_experiment(config, out, progress=args.progress)
     except (ConfigError, DatasetNotFound) as error:
         print(f"pf: error: {error}", file=sys.stderr)
         return 2
-    print(_summary(metrics))
-    print(f"wrote {out}/metrics.json ({metrics['seconds_total']:.0f} s on "
-          f"{metrics['environment']['device_name']})")
+    print(_summary(record))
+    print(f"wrote {out}/{METRICS_FILE} ({record.seconds_total:.0f} s on "
+          f"{record.environment['device_name']})")
     return 0
 
 

@@ -9,9 +9,8 @@ BatchNorm) is available as ``fvcore_default_macs``, and PyTorch's own FlopCounte
 torch.jit, so counting happens on an uncompiled copy in eval mode, on the CPU.
 
 Costs of a run's phases follow from the per-image forward cost: training one image costs
-3 forwards (forward + backward's two products), scoring one pool image costs 1. "Data
-selection", as the paper's Fig. 3 counts it, is everything spent to choose the labeled
-set: the selector's training and pool scoring in every round before the budget.
+3 forwards (forward + backward's two products), scoring one pool image costs 1. What a
+whole run or protocol will cost is planned in ``pf.experiments.cost``.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ with warnings.catch_warnings():
     from fvcore.nn.jit_handles import addmm_flop_jit, conv_flop_jit, linear_flop_jit
 
 __all__ = ["UNIT", "forward_macs", "fvcore_default_macs", "flop_counter_macs",
-           "parameter_count", "training_macs", "selection_macs", "protocol_selection_costs"]
+           "parameter_count", "training_macs"]
 
 UNIT = "MACs (1 multiply-add = 1; FLOPs = 2 x MACs)"
 
@@ -86,53 +85,3 @@ def parameter_count(model: nn.Module) -> int:
 def training_macs(forward: int, images_seen: int) -> int:
     """MACs of training on ``images_seen`` images (epochs x set size): 3 forwards each."""
     return 3 * forward * images_seen
-
-
-def selection_macs(selector_forward: int, budgets: list[int], train_size: int,
-                   epochs: int) -> list[int]:
-    """Cumulative data-selection MACs at each budget, from the protocol alone.
-
-    Round k trains the selector for ``epochs`` on ``budgets[k]`` images and scores the
-    other ``train_size - budgets[k]``; the labeled set at ``budgets[r]`` cost rounds
-    0..r-1 (the first set is random and free). A run records the same sums measured.
-    """
-    totals, spent = [], 0
-    for budget in budgets:
-        totals.append(spent)
-        spent += training_macs(selector_forward, budget * epochs)
-        spent += selector_forward * (train_size - budget)
-    return totals
-
-
-def protocol_selection_costs(arch: str, prune_ratios: list[float], budgets: list[int],
-                             train_size: int, epochs: int, input_shape=(3, 32, 32),
-                             num_classes: int = 10, dataset: str = "cifar10") -> list[dict]:
-    """Data-selection MACs of the AL baseline and of PruneFuse at each ratio, no training.
-
-    The baseline's selector is the dense ``arch``; PruneFuse's is ``arch`` pruned at init
-    (``pf.prune``). Both train ``epochs`` per round and score the rest of the pool, as in
-    ``selection_macs`` (an uncertainty metric; k-centers also embeds the labeled set).
-    One record per (method, ratio, budget), ready for a DataFrame, with the column names
-    of ``pf.results.collect`` (``dataset`` only labels it; ``seed`` is 0: no randomness).
-    """
-    from pf.models import build_model
-    from pf.prune import prune_at_init
-
-    dense = build_model(arch, num_classes, input_shape[0])
-    selectors = [("baseline", float("nan"), dense)]
-    selectors += [("prunefuse", ratio, prune_at_init(dense, ratio, input_shape=input_shape)[0])
-                  for ratio in prune_ratios]
-    records = []
-    for method, ratio, selector in selectors:
-        forward = forward_macs(selector, input_shape)
-        costs = selection_macs(forward, budgets, train_size, epochs)
-        records += [{"dataset": dataset, "method": method, "prune_ratio": ratio, "arch": arch,
-                     "metric": "least_confidence", "seed": 0, "round": index,
-                     # the 2024 method: no synchronisation, selectors retrained from init
-                     "sync_every": 0 if method == "prunefuse" else float("nan"),
-                     "selector_start": "init" if method == "prunefuse" else float("nan"),
-                     "selector_params": parameter_count(selector), "selector_forward_macs": forward,
-                     "labeled": budget, "budget_fraction": budget / train_size,
-                     "data_selection_macs": cost}
-                    for index, (budget, cost) in enumerate(zip(budgets, costs))]
-    return records

@@ -38,7 +38,6 @@ __all__ = [
     "prune_at_init",
     "gather",
     "check_channel_map",
-    "channel_map_file",
     "save_channel_map",
     "load_channel_map",
 ]
@@ -197,13 +196,6 @@ def check_channel_map(channel_map: dict, dense: nn.Module, pruned: nn.Module) ->
         if entry["dense_shape"] != dense_shape or expected != pruned_shape or not in_range:
             raise ChannelMapError(f"channel map: {name} maps {entry['dense_shape']} -> {expected} "
                                   f"but the networks have {dense_shape} -> {pruned_shape}")
-
-
-def channel_map_file(origin: int | None = None) -> str:
-    """The file a run saves a channel map in: ``channel_map.json`` for the selector pruned
-    at init, ``channel_map_synced_from_round<r>.json`` for one pruned from round r's
-    trained target (a sync, ``pf.methods``)."""
-    return "channel_map.json" if origin is None else f"channel_map_synced_from_round{origin}.json"
 
 
 def save_channel_map(channel_map: dict, path: str | Path) -> Path:

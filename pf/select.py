@@ -1,10 +1,11 @@
 """Selection strategies for active learning: which pool samples get labeled next.
 
 ``STRATEGIES`` is the one registry of them: each entry names the function, the input it
-reads (nothing, softmax rows, or penultimate features), whether it also reads the
-labeled set's features and whether it draws from a generator, and a display label.
-``select``, the active-learning loop (``pf.active``), the cost plan (``pf.cost``), the
-config's choices (``pf.config``) and the figures all read it: a new strategy is one entry.
+reads (nothing, softmax rows, or penultimate features), whether it also reads the labeled
+set's features and whether it draws from a generator, and a display label. ``select``, the
+active-learning loop (``pf.experiments.active_learning``), the cost plan
+(``pf.experiments.cost``), the config's choices (``pf.experiments.config``) and the figures
+all read it: a new strategy is one entry.
 
 Every strategy returns positions INTO THE POOL (0..len(pool)-1 of the tensors it was
 given, not dataset indices): a 1-D int64 tensor of exactly ``count`` distinct positions,

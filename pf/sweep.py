@@ -8,7 +8,7 @@
 A sweep file names a notebook, a preset, fixed parameters, a grid and seeds::
 
     notebook: prunefuse.ipynb          # relative to the sweep file's parent folder
-    preset: demo                       # pf.config preset the runs start from
+    preset: demo                       # pf.experiments.config preset the runs start from
     parameters: {metric: least_confidence}   # the same for every run
     grid:                              # a list of sub-grids; the runs are their union
       - {method: [baseline, svp]}      # each key maps to the list of its values ...
@@ -16,15 +16,15 @@ A sweep file names a notebook, a preset, fixed parameters, a grid and seeds::
     seeds: [0, 1, 2]                   # crossed with every sub-grid
 
 Each run gets an id made of its grid values and seed plus a hash of all its explicit
-parameters (so editing the sweep's fixed parameters makes new runs rather than reusing
-stale ones), and a folder ``<results>/<sweep>/<id>/`` holding ``params.json``, the
-executed ``notebook.ipynb`` and the notebook's ``metrics.json``. The notebook receives
-the run's fully resolved config (JSON types only: papermill turns a tuple into a string
-and cannot pass a Path) and writes into its own folder (papermill's ``cwd``). Data
-pruning runs that compare with a full reference run share it through
-``<results>/<sweep>/reference-cache/`` (``pf.prune_data``; ``reference_cache`` overrides
-the folder): the correlation study repeats one reference run per seed for every subset
-size, k and extrapolator, and runs it once instead.
+parameters (so editing the sweep's fixed parameters makes new runs rather than reusing stale
+ones), and a folder ``<results>/<sweep>/<id>/`` holding ``params.json``, the executed
+``notebook.ipynb`` and the notebook's ``metrics.json``. The notebook receives the run's
+fully resolved config (JSON types only: papermill turns a tuple into a string and cannot
+pass a Path) and writes into its own folder (papermill's ``cwd``). Data pruning runs that
+compare with a full reference run share it through ``<results>/<sweep>/reference-cache/``
+(``pf.experiments.data_pruning``; ``reference_cache`` overrides the folder): the correlation
+study repeats one reference run per seed for every subset size, k and extrapolator, and runs
+it once instead.
 
 Every run's config is validated before any work. A run whose ``metrics.json`` is valid is
 skipped; a run that raises leaves ``error.json`` and the sweep goes on; a killed sweep
@@ -58,11 +58,12 @@ import yaml
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 
-from pf.config import ConfigError, from_parameters, make_config
-from pf.cost import planned_cost
+from pf.experiments.config import ConfigError, from_parameters, make_config
+from pf.experiments.cost import planned_cost
 from pf.provenance import dirty_warning
-from pf.prune_data import needs_reference, reference_path
-from pf.results import METRICS_FILE, read_metrics, write_json
+from pf.experiments.data_pruning import needs_reference, reference_path
+from pf.experiments.record import (ERROR_FILE, METRICS_FILE, NOTEBOOK_FILE, PARAMS_FILE,
+                                   RecordError, read_record, write_json)
 from pf.train import resolve_device
 
 __all__ = ["RunSpec", "load_sweep", "run_status", "execute_run", "run_sweep"]
@@ -72,8 +73,7 @@ KERNEL = "python3"  # papermill writes parameters for it; _SweepInterpreterKerne
 # The kernel app warns on every start that its local TCP sockets are unencrypted (jupyter's
 # default transport); a sweep would print it once per run. Its errors still show.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
-PARAMS_FILE, ERROR_FILE, NOTEBOOK_FILE, SUMMARY_FILE = ("params.json", "error.json",
-                                                        "notebook.ipynb", "sweep.json")
+SUMMARY_FILE = "sweep.json"  # in the sweep's folder: how its runs ended
 REFERENCE_CACHE = "reference-cache"  # inside the sweep's results folder
 
 
@@ -177,9 +177,9 @@ def run_status(run: RunSpec) -> str:
     run_dir = Path(run.run_dir)
     if (run_dir / METRICS_FILE).exists():
         try:
-            read_metrics(run_dir)
+            read_record(run_dir)
             return "done"
-        except ValueError:
+        except RecordError:
             return "pending"
     return "failed" if (run_dir / ERROR_FILE).exists() else "pending"
 
@@ -234,7 +234,7 @@ def execute_run(run: RunSpec) -> dict:
                                    kernel_manager_class=_SweepInterpreterKernel,
                                    cwd=str(run_dir), progress_bar=False, log_output=False,
                                    extra_arguments=KERNEL_ARGUMENTS)
-        read_metrics(run_dir)
+        read_record(run_dir)
     except Exception as error:  # noqa: BLE001 -- a failed run is recorded, the sweep goes on
         return _record_failure(run, _one_line(error))
     return {"run_id": run.run_id, "status": "done", "error": None}
@@ -325,7 +325,7 @@ def _job_error(error: Exception) -> str:
 
 
 def _plan(runs: list[RunSpec], states: dict, echo) -> None:
-    """List every run with its state and planned cost (``pf.cost``), then the total of
+    """List every run with its state and planned cost (``pf.experiments.cost``), then the total of
     the runs still to do: what a dry run shows before a GPU budget is spent. A reference
     run already cached, or computed by an earlier run of the list, is not counted again."""
     total, trained, unknown = 0, 0, 0

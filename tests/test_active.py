@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from pf.active import initial_networks, run_active_learning
-from pf.config import METHODS, make_config
-from pf.flops import forward_macs, selection_macs
+from pf.experiments.active_learning import initial_networks, run_active_learning
+from pf.experiments.config import METHODS, make_config
+from pf.experiments.cost import selection_macs
+from pf.flops import forward_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
 
@@ -26,7 +27,7 @@ def runs(synthetic):
 @pytest.mark.parametrize("method", METHODS)
 def test_labeled_counts_follow_the_budgets_without_repeats(runs, method):
     run = runs[method]
-    assert [r["labeled"] for r in run["rounds"]] == BUDGETS
+    assert [r.labeled for r in run["rounds"]] == BUDGETS
     labeled = [i for added in run["selected"] for i in added]
     assert len(labeled) == len(set(labeled)) == BUDGETS[-1]
     assert [len(a) for a in run["selected"]] == [BUDGETS[0]] + [b - a for a, b in
@@ -57,7 +58,7 @@ def test_the_same_seed_selects_the_same_indices(synthetic, method, metric):
     assert first["selected"] == second["selected"]
 
     def accuracies(run):
-        return [r["target"]["test_accuracy"] for r in run["rounds"]]
+        return [r.target.test_accuracy for r in run["rounds"]]
 
     assert accuracies(first) == accuracies(second)
     other = _run(synthetic, method=method, metric=metric, budgets=[40, 100, 160], seed=1)
@@ -73,50 +74,50 @@ def test_norm_gs_labels_exact_budgets_without_repeats_and_reproducibly(synthetic
     assert len(set(labeled)) == len(labeled) == 160
     assert first["selected"] == second["selected"]
     # norm_gs scores the labeled set too (its span is removed from the pool first).
-    forward = first["networks"]["selector"]["forward_macs"]
-    assert first["rounds"][0]["macs"]["pool_scoring"] == forward * 512
+    forward = first["networks"]["selector"].forward_macs
+    assert first["rounds"][0].macs["pool_scoring"] == forward * 512
 
 
 def test_records_carry_accuracies_curves_and_phases(runs):
     for method, run in runs.items():
         for index, round_ in enumerate(run["rounds"]):
-            target = round_["target"]
-            assert (0 <= target["test_accuracy"] <= 1
-                    and target["curve"][-1] == target["test_accuracy"])
-            assert (round_["macs"]["target_training"] > 0
-                    and round_["seconds"]["target_training"] > 0)
+            target = round_.target
+            assert (0 <= target.test_accuracy <= 1
+                    and target.curve[-1] == target.test_accuracy)
+            assert (round_.macs["target_training"] > 0
+                    and round_.seconds["target_training"] > 0)
             last = index == len(BUDGETS) - 1
-            assert (round_["macs"]["pool_scoring"] == 0) == last
-            assert (round_["selector"] is None) == (last and method != "prunefuse")
-    fused = runs["prunefuse"]["rounds"][-1]["target"]
-    assert fused["init"] == "fused" and fused["kd"]
+            assert (round_.macs["pool_scoring"] == 0) == last
+            assert (round_.selector is None) == (last and method != "prunefuse")
+    fused = runs["prunefuse"]["rounds"][-1].target
+    assert fused.init == "fused" and fused.kd
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_rounds_record_their_test_evaluations_and_teacher_forwards(runs, method):
     run = runs[method]
-    target, selector = (run["networks"][role]["forward_macs"] for role in ("target", "selector"))
+    target, selector = (run["networks"][role].forward_macs for role in ("target", "selector"))
     for round_ in run["rounds"]:
         # 256 test images after each target epoch, and after a selector's one (last) epoch,
         # unless the baseline's target is its selector; the teacher sees each training image.
-        trained_selector = round_["selector"] is not None and method != "baseline"
-        evaluated = target * len(round_["target"]["curve"]) + selector * trained_selector
-        assert round_["macs"]["evaluation"] == 256 * evaluated
-        taught = selector * round_["labeled"] if round_["target"]["kd"] else 0
-        assert round_["macs"]["distillation"] == taught
-    assert any(r["macs"]["distillation"] for r in run["rounds"]) == (method == "prunefuse")
-    assert runs["baseline"]["rounds"][0]["selector"]["is_target"]
+        trained_selector = round_.selector is not None and method != "baseline"
+        evaluated = target * len(round_.target.curve) + selector * trained_selector
+        assert round_.macs["evaluation"] == 256 * evaluated
+        taught = selector * round_.labeled if round_.target.kd else 0
+        assert round_.macs["distillation"] == taught
+    assert any(r.macs["distillation"] for r in run["rounds"]) == (method == "prunefuse")
+    assert runs["baseline"]["rounds"][0].selector.is_target
 
 
 def test_data_selection_adds_the_selector_training_and_scoring_of_earlier_rounds(runs):
     rounds = runs["svp"]["rounds"]
     spent = 0
     for round_ in rounds:
-        assert round_["macs"]["data_selection"] == spent
-        spent += round_["macs"]["selector_training"] + round_["macs"]["pool_scoring"]
+        assert round_.macs["data_selection"] == spent
+        spent += round_.macs["selector_training"] + round_.macs["pool_scoring"]
     # Round r trains on budgets[r] images (1 epoch) and scores the rest: the protocol sum.
-    forward = runs["svp"]["networks"]["selector"]["forward_macs"]
-    assert [r["macs"]["data_selection"] for r in rounds] == selection_macs(forward, BUDGETS, 512, 1)
+    forward = runs["svp"]["networks"]["selector"].forward_macs
+    assert [r.macs["data_selection"] for r in rounds] == selection_macs(forward, BUDGETS, 512, 1)
 
 
 def test_prunefuse_selection_costs_about_the_square_of_the_kept_width(synthetic):
@@ -124,13 +125,13 @@ def test_prunefuse_selection_costs_about_the_square_of_the_kept_width(synthetic)
     costs = {}
     for method in ("baseline", "prunefuse"):
         run = _run(synthetic, method=method, arch="resnet20", prune_ratio=0.5, budgets=[40, 100])
-        costs[method] = run["rounds"][-1]["macs"]["data_selection"]
+        costs[method] = run["rounds"][-1].macs["data_selection"]
     assert costs["prunefuse"] / costs["baseline"] == pytest.approx(0.25, abs=0.02)
 
 
 def test_ablation_switches_reach_the_target(synthetic):
     plain = _run(synthetic, fusion=False, kd=False, budgets=[40, 100])
-    assert ({(r["target"]["init"], r["target"]["kd"]) for r in plain["rounds"]}
+    assert ({(r.target.init, r.target.kd) for r in plain["rounds"]}
             == {("scratch", False)})
     # The selection does not depend on how the target is trained.
     assert plain["selected"] == _run(synthetic, budgets=[40, 100])["selected"]
@@ -138,8 +139,8 @@ def test_ablation_switches_reach_the_target(synthetic):
 
 def test_random_metric_charges_no_selection(synthetic):
     run = _run(synthetic, method="prunefuse", metric="random", budgets=[40, 100, 160])
-    assert [r["macs"]["data_selection"] for r in run["rounds"]] == [0, 0, 0]
-    assert all(r["selector"] is not None for r in run["rounds"])  # fusion still needs it
+    assert [r.macs["data_selection"] for r in run["rounds"]] == [0, 0, 0]
+    assert all(r.selector is not None for r in run["rounds"])  # fusion still needs it
 
 
 def _weights(network: torch.nn.Module) -> torch.Tensor:
@@ -168,5 +169,5 @@ def test_prunefuse_selects_with_the_seeded_target_pruned_at_init(synthetic):
     torch.manual_seed(0)
     pruned, channel_map = prune_at_init(build_model("resnet8", 10, 3), 0.5, "l2", (3, 16, 16))
     assert run["channel_maps"]["channel_map.json"]["tensors"] == channel_map["tensors"]
-    assert run["networks"]["selector"]["forward_macs"] == forward_macs(pruned, (3, 16, 16))
-    assert run["networks"]["selector"]["arch"] == "resnet8@p=0.5"
+    assert run["networks"]["selector"].forward_macs == forward_macs(pruned, (3, 16, 16))
+    assert run["networks"]["selector"].arch == "resnet8@p=0.5"

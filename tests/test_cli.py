@@ -122,15 +122,11 @@ def test_config_prints_the_resolved_parameters():
 
 
 def test_figures_prints_every_sweeps_tables_and_what_it_drew(tmp_path):
-    from test_companion_figures import fake_pruning_metrics
-    from test_results import write_run
-
-    from pf.results import write_json
+    from fakes import fake_pruning_record, write_run
 
     for seed in (0, 1):
         write_run(tmp_path / "al", f"baseline_s{seed}", method="baseline", seed=seed)
-        write_json(tmp_path / "pruning" / f"full_s{seed}" / "metrics.json",
-                   fake_pruning_metrics(seed, source="full"))
+        fake_pruning_record(seed, source="full").write(tmp_path / "pruning" / f"full_s{seed}")
     result = _pf("figures", str(tmp_path), "--out", str(tmp_path / "figures"))
     assert result.returncode == 0, result.stderr
     assert "al: Target test accuracy" in result.stdout

@@ -7,45 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pf.companion_figures import (accuracy_vs_prune_rate, correlation_table, plot_scores,
-                                  pruning_table, score_correlation, selection_metrics_vs_budget)
-from pf.figures import make_figures
-from pf.results import SCORE_COLUMNS, collect, collect_scores, scoring_label, write_json
-from test_results import TRAIN_SIZE, fake_metrics, write_run
-
-RATES = (0.3, 0.7)
-
-
-def fake_pruning_metrics(seed=0, source="subset", subset=0.2, extrapolation="knn", k=10,
-                         weighting="mean", pearson=0.5, reference=True, accuracies=(0.9, 0.8),
-                         random_accuracies=(0.88, 0.7)) -> dict:
-    """A schema-faithful metrics.json of a data-pruning run: one score round per rate, and
-    a random one when ``random_accuracies`` is given; correlations only with ``reference``."""
-    metrics = fake_metrics(method="baseline", seed=seed)  # the shared envelope
-    metrics["method"] = metrics["config"]["method"] = "prune_data"
-    subset_run = source == "subset"
-    metrics["scores"] = {
-        "score": "du", "source": source,
-        "scored": round(subset * TRAIN_SIZE) if subset_run else TRAIN_SIZE,
-        "train_size": TRAIN_SIZE, "extrapolation": extrapolation if subset_run else None,
-        "knn_k": k if subset_run else None,
-        "knn_weighting": weighting if subset_run and extrapolation == "knn" else None,
-        "scoring_test_accuracy": 0.85, "reference": reference and subset_run,
-        "reference_test_accuracy": 0.93 if reference and subset_run else None,
-        **{key: value if reference and subset_run else None for key, value in (
-            ("pearson", pearson), ("spearman", pearson - 0.1), ("pearson_scored", 0.8),
-            ("spearman_scored", 0.7))},
-    }
-    plans = [(rate, "score", accuracy) for rate, accuracy in zip(RATES, accuracies)]
-    if random_accuracies:
-        plans += [(rate, "random", accuracy) for rate, accuracy in zip(RATES, random_accuracies)]
-    template = metrics["rounds"][0]
-    metrics["rounds"] = [{**template, "round": index, "prune_rate": rate, "selection": selection,
-                          "labeled": round((1 - rate) * TRAIN_SIZE), "selector": None,
-                          "target": {**template["target"], "init": "scratch", "kd": False,
-                                     "test_accuracy": accuracy, "curve": [accuracy]}}
-                         for index, (rate, selection, accuracy) in enumerate(plans)]
-    return metrics
+from pf.analysis.companion_figures import (accuracy_vs_prune_rate, correlation_table, plot_scores,
+                                           pruning_table, score_correlation,
+                                           selection_metrics_vs_budget)
+from pf.analysis.figures import make_figures
+from fakes import fake_pruning_record, write_run
+from pf.analysis.results import SCORE_COLUMNS, collect, collect_scores
+from pf.experiments.record import SCORES_FILE, scoring_label, write_json
 
 
 def _extrapolation_tree(root: Path) -> Path:
@@ -54,14 +22,14 @@ def _extrapolation_tree(root: Path) -> Path:
     for seed in (0, 1):
         for subset in (0.1, 0.2):
             for extrapolation, base in (("knn", 0.4), ("gnn", 0.3)):
-                metrics = fake_pruning_metrics(seed, subset=subset, extrapolation=extrapolation,
-                                               pearson=base + subset + 0.1 * seed,
-                                               accuracies=(), random_accuracies=())
-                write_json(root / f"{extrapolation}{subset}_s{seed}" / "metrics.json", metrics)
-        write_json(root / f"full_s{seed}" / "metrics.json", fake_pruning_metrics(
-            seed, source="full", accuracies=(0.92, 0.85 + 0.02 * seed)))
-        write_json(root / f"knn_rates_s{seed}" / "metrics.json", fake_pruning_metrics(
-            seed, reference=False, accuracies=(0.91, 0.80)))
+                fake_pruning_record(seed, subset=subset, extrapolation=extrapolation,
+                                    pearson=base + subset + 0.1 * seed, accuracies=(),
+                                    random_accuracies=()).write(
+                    root / f"{extrapolation}{subset}_s{seed}")
+        fake_pruning_record(seed, source="full", accuracies=(0.92, 0.85 + 0.02 * seed)).write(
+            root / f"full_s{seed}")
+        fake_pruning_record(seed, reference=False, accuracies=(0.91, 0.80)).write(
+            root / f"knn_rates_s{seed}")
     return root
 
 
@@ -78,9 +46,9 @@ def test_collect_scores_gives_one_row_per_data_pruning_run(tmp_path):
 
 
 def test_scoring_labels_name_the_score_the_extrapolation_and_the_subset():
-    block = fake_pruning_metrics(extrapolation="knn", weighting="exp", k=20, subset=0.1)["scores"]
+    block = fake_pruning_record(extrapolation="knn", weighting="exp", k=20, subset=0.1).scores
     assert scoring_label(block) == "DU, kNN-exp k=20 from 10 %"
-    block = fake_pruning_metrics(extrapolation="gnn", subset=0.25)["scores"]
+    block = fake_pruning_record(extrapolation="gnn", subset=0.25).scores
     assert scoring_label(block) == "DU, GNN k=10 from 25 %"
     tdds = {**block, "score": "tdds", "tdds_span": "first", "tdds_span_epochs": 10}
     assert scoring_label(tdds) == "TDDS (first 10 epochs), GNN k=10 from 25 %"
@@ -134,8 +102,8 @@ def test_make_figures_keeps_data_pruning_out_of_the_active_learning_figures(tmp_
 
 
 def test_plot_scores_needs_a_full_run_reference(tmp_path):
-    write_json(tmp_path / "metrics.json", fake_pruning_metrics(reference=False))
-    write_json(tmp_path / "scores.json", {"scores": [0.1, 0.2], "scored_indices": [0],
+    fake_pruning_record(reference=False).write(tmp_path)
+    write_json(tmp_path / SCORES_FILE, {"scores": [0.1, 0.2], "scored_indices": [0],
                                           "reference_scores": None})
     with pytest.raises(ValueError, match="score_reference=true"):
         plot_scores(tmp_path)

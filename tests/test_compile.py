@@ -36,8 +36,8 @@ def test_runs_in_one_process_stay_compiled(monkeypatch, caplog):
 
     from torch._dynamo.utils import counters
 
-    from pf.config import make_config
-    from pf.experiment import run_experiment
+    from pf.experiments.config import make_config
+    from pf.experiments.run import run_experiment
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     runs = [{"method": "prunefuse", "prune_ratio": 0.5},

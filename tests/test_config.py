@@ -1,6 +1,6 @@
 import pytest
 
-from pf.config import PRESETS, Config, ConfigError, make_config, parse_assignment
+from pf.experiments.config import PRESETS, Config, ConfigError, make_config, parse_assignment
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

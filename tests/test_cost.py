@@ -2,16 +2,16 @@
 
 import pytest
 
-from pf.config import ConfigError, make_config
-from pf.cost import DATASET_SIZES, PHASES, planned_cost
+from pf.experiments.config import ConfigError, make_config
+from pf.experiments.cost import DATASET_SIZES, PHASES, planned_cost
 from pf.data import load_dataset
-from pf.experiment import run_experiment
+from pf.experiments.run import run_experiment
 
 SHORT = {"lr_schedule": [[1, 0.05]]}
 
 
 def _recorded(metrics: dict, phase: str) -> int:
-    return sum(round_["macs"][phase] for round_ in metrics["rounds"])
+    return sum(round_.macs[phase] for round_ in metrics.rounds)
 
 
 @pytest.mark.parametrize("overrides", [
@@ -38,15 +38,15 @@ def test_active_learning_plan_matches_the_recorded_macs(overrides):
     recorded = {phase: _recorded(metrics, phase) for phase in PHASES
                 if phase != "reference_scoring"}
     assert plan["macs"] == {**recorded, "reference_scoring": 0}
-    networks = metrics["networks"]
-    assert plan["forward_macs"] == {role: networks[role]["forward_macs"]
+    networks = metrics.networks
+    assert plan["forward_macs"] == {role: networks[role].forward_macs
                                     for role in ("target", "selector")}
-    target_epochs = len(metrics["rounds"][0]["target"]["curve_epochs"])  # evaluated epochs
-    trained_selectors = sum(r["selector"] is not None and not r["selector"]["is_target"]
-                            for r in metrics["rounds"])
+    target_epochs = len(metrics.rounds[0].target.curve_epochs)  # evaluated epochs
+    trained_selectors = sum(r.selector is not None and not r.selector.is_target
+                            for r in metrics.rounds)
     assert plan["images"]["evaluation"] == 256 * (len(config.budgets) * target_epochs
                                                   + trained_selectors)
-    assert (plan["macs"]["distillation"] > 0) == any(r["target"]["kd"] for r in metrics["rounds"])
+    assert (plan["macs"]["distillation"] > 0) == any(r.target.kd for r in metrics.rounds)
 
 
 def test_data_pruning_plan_matches_the_recorded_macs():
@@ -56,12 +56,12 @@ def test_data_pruning_plan_matches_the_recorded_macs():
                                    "score_subset": 0.25, "score_reference": True})
     metrics = run_experiment(config, progress=False)
     plan = planned_cost(config)
-    scores = metrics["scores"]
+    scores = metrics.scores
     assert plan["macs"]["selector_training"] == scores["macs"]["selector_training"]
     assert plan["macs"]["pool_scoring"] == scores["macs"]["pool_scoring"]
     assert plan["macs"]["reference_scoring"] == scores["reference_macs"]
     assert plan["macs"]["target_training"] == _recorded(metrics, "target_training")
-    assert plan["images"]["target_training"] == sum(r["labeled"] for r in metrics["rounds"]) * 3
+    assert plan["images"]["target_training"] == sum(r.labeled for r in metrics.rounds) * 3
     assert plan["macs"]["evaluation"] == (scores["evaluation_macs"]
                                           + _recorded(metrics, "evaluation"))
 

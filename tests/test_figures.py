@@ -6,13 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import pf.figures
-
-from pf.config import ConfigError
-from pf.figures import (fig3_selection_flops, fig4_fused_vs_scratch, fig5_prunefuse_vs_svp,
-                        main_table, make_figures, plot_run, tsync_accuracy_and_cost)
-from pf.results import collect, mean_std, write_json
-from test_results import fake_metrics, write_run
+import pf.analysis.figures
+from fakes import fake_record, write_run
+from pf.analysis.figures import (fig3_selection_flops, fig4_fused_vs_scratch, fig5_prunefuse_vs_svp,
+                                 main_table, make_figures, plot_run, tsync_accuracy_and_cost)
+from pf.analysis.results import collect, mean_std
 
 FIGURES = ("accuracy_vs_budget", "fig3_selection_flops", "fig4_fused_vs_scratch",
            "fig5_prunefuse_vs_svp", "tsync_accuracy_and_cost")
@@ -143,7 +141,7 @@ def test_only_the_named_figures_are_made_each_sweep_apart(tmp_path):
     assert set(made) == {"early/fig3_selection_flops", "late/fig3_selection_flops"}
     assert {p.name for p in out.rglob("*")} == {"early", "late", "fig3_selection_flops.png",
                                                  "fig3_selection_flops.pdf"}
-    with pytest.raises(ConfigError, match="^only: unknown figure 'fig9'; known: accuracy_vs"):
+    with pytest.raises(ValueError, match="^only: unknown figure 'fig9'; known: accuracy_vs"):
         make_figures(results, out, only=["main_table", "fig9"])
 
 
@@ -178,7 +176,7 @@ def test_fig5_leaves_out_ablations_of_the_target_training(tmp_path):
 def test_plot_run_draws_one_run_for_the_notebook(tmp_path):
     import matplotlib.pyplot as plt
 
-    fig = plot_run(fake_metrics(method="baseline"))
+    fig = plot_run(fake_record(method="baseline"))
     try:
         assert len(fig.axes) == 3 and all(ax.has_data() for ax in fig.axes)
     finally:
@@ -209,7 +207,7 @@ def test_tsync_figure_plots_accuracy_and_selection_cost_against_t_sync(tmp_path)
     assert isinstance(fig5_prunefuse_vs_svp(table, tmp_path / "figures"), str)
     write_run(results, "pf_s0", accuracies=(0.8, 0.9, 0.93))
     table = collect(results)
-    figure = pf.figures._sync_accuracy_and_cost(table)
+    figure = pf.analysis.figures._sync_accuracy_and_cost(table)
     accuracy, macs, seconds = figure.axes
     t_sync, percent = accuracy.lines[0].get_data()
     assert list(t_sync) == [0, 1] and list(percent) == pytest.approx([93.0, 94.5])
@@ -222,7 +220,7 @@ def test_tsync_figure_plots_accuracy_and_selection_cost_against_t_sync(tmp_path)
 
 
 def test_a_long_legend_goes_beside_its_panel_which_keeps_its_size():
-    from pf.plotting import LEGEND_INSIDE, legend, panel_grid
+    from pf.analysis.plotting import LEGEND_INSIDE, legend, panel_grid
 
     for lines in (LEGEND_INSIDE, LEGEND_INSIDE + 1):
         fig, [ax] = panel_grid(1)
@@ -237,25 +235,25 @@ def test_a_long_legend_goes_beside_its_panel_which_keeps_its_size():
 
 
 def test_runs_are_shown_under_their_configured_dataset_with_its_title(tmp_path):
-    metrics = fake_metrics(dataset="cifar10_jpeg")
-    metrics["dataset"]["name"] = "imagefolder:/somewhere/cifar10-jpeg.tar.gz"  # where it was read
-    write_json(tmp_path / "results" / "run" / "metrics.json", metrics)
+    record = fake_record(dataset="cifar10_jpeg")
+    record.dataset.name = "imagefolder:/somewhere/cifar10-jpeg.tar.gz"  # as older runs held it
+    record.write(tmp_path / "results" / "run")
     table = collect(tmp_path / "results")
     assert set(table.dataset) == {"cifar10_jpeg"}
-    caption = pf.figures._accuracy_vs_budget(table).texts[-1].get_text()
+    caption = pf.analysis.figures._accuracy_vs_budget(table).texts[-1].get_text()
     assert "CIFAR-10 (JPEG q75)" in caption and "imagefolder" not in caption
 
 
 def test_random_selection_is_drawn_as_the_floor_in_each_panel_of_its_target(tmp_path):
     results = tmp_path / "results"
     write_run(results, "random", method="baseline", metric="random", accuracies=(0.7, 0.8, 0.9))
-    alone = pf.figures._accuracy_vs_budget(collect(results))
+    alone = pf.analysis.figures._accuracy_vs_budget(collect(results))
     [panel] = alone.axes  # a target with nothing but random selection keeps its panel
     assert panel.get_title().endswith("random")
     for metric in ("least_confidence", "kcenters"):
         write_run(results, metric, method="baseline", metric=metric)
         write_run(results, f"pf_{metric}", metric=metric)
-    figure = pf.figures._accuracy_vs_budget(collect(results))
+    figure = pf.analysis.figures._accuracy_vs_budget(collect(results))
     assert sorted(ax.get_title() for ax in figure.axes) == ["resnet56 · k-centers",
                                                            "resnet56 · least confidence"]
     for ax in figure.axes:
@@ -266,7 +264,7 @@ def test_random_selection_is_drawn_as_the_floor_in_each_panel_of_its_target(tmp_
 
 def test_fig3_shows_selection_macs_above_selection_seconds_per_ratio(tmp_path):
     table = collect(_paper_tree(tmp_path / "results"))
-    figure = pf.figures._selection_flops(table)
+    figure = pf.analysis.figures._selection_flops(table)
     ratios = 3  # p = 0.5, 0.6, 0.7
     assert len(figure.axes) == 2 * ratios
     macs, seconds = figure.axes[:ratios], figure.axes[ratios:]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pf.flops import (flop_counter_macs, forward_macs, fvcore_default_macs,
-                      protocol_selection_costs, selection_macs, training_macs)
+from pf.experiments.cost import protocol_selection_costs, selection_macs
+from pf.flops import flop_counter_macs, forward_macs, fvcore_default_macs, training_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-import pf.active
-from pf.active import run_active_learning
-from pf.config import ConfigError, make_config
+import pf.experiments.active_learning
+from pf.experiments.active_learning import run_active_learning
+from pf.experiments.config import ConfigError, make_config
 from pf.fuse import fuse
-from pf.methods import plan_rounds
+from pf.experiments.methods import plan_rounds
 from pf.models import build_model
 from pf.prune import gather, prune_at_init
 
@@ -79,7 +79,7 @@ def test_settings_a_method_cannot_honour_are_one_line_errors(overrides, message)
 def trainings(monkeypatch):
     """Every ``fit`` of a run: (description, weights before, weights after), on the CPU."""
     seen = []
-    fit = pf.active.fit
+    fit = pf.experiments.active_learning.fit
 
     def spy(model, *args, desc="", **kwargs):
         before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -88,7 +88,7 @@ def trainings(monkeypatch):
         seen.append((desc, before, after))
         return result
 
-    monkeypatch.setattr(pf.active, "fit", spy)
+    monkeypatch.setattr(pf.experiments.active_learning, "fit", spy)
     return seen
 
 
@@ -107,13 +107,13 @@ def test_sync_keeps_the_first_pick_then_selects_with_the_pruned_trained_target(s
     by_desc = {desc: (before, after) for desc, before, after in trainings}
     target_0 = by_desc["target @ 40"][1]
     selector_1 = by_desc["selector @ 80"][0]
-    record = synced["rounds"][1]["selector"]
-    assert record["start"] == "synced" and record["origin"] == "round 0 target"
-    channel_map = synced["channel_maps"][record["channel_map"]]
-    assert channel_map is not synced["channel_maps"][synced["rounds"][0]["selector"]["channel_map"]]
+    record = synced["rounds"][1].selector
+    assert record.start == "synced" and record.origin == "round 0 target"
+    channel_map = synced["channel_maps"][record.channel_map]
+    assert channel_map is not synced["channel_maps"][synced["rounds"][0].selector.channel_map]
     for name, tensor in selector_1.items():
         assert torch.equal(tensor, gather(target_0[name], channel_map["tensors"][name]["indices"]))
-    assert synced["rounds"][1]["seconds"]["selector_sync"] > 0
+    assert synced["rounds"][1].seconds["selector_sync"] > 0
 
 
 def test_warm_start_continues_from_the_previous_rounds_trained_selector(synthetic, trainings):
@@ -123,7 +123,7 @@ def test_warm_start_continues_from_the_previous_rounds_trained_selector(syntheti
     for (_, trained), (start, _) in zip(selectors, selectors[1:]):
         assert _equal(start, trained)
     assert not _equal(selectors[0][0], selectors[1][0])
-    assert [r["selector"]["start"] for r in run["rounds"]] == ["init", "warm", "warm", "warm"]
+    assert [r.selector.start for r in run["rounds"]] == ["init", "warm", "warm", "warm"]
 
 
 def test_fuse_into_source_fuses_a_synced_selector_into_the_target_it_came_from(synthetic,
@@ -137,7 +137,7 @@ def test_fuse_into_source_fuses_a_synced_selector_into_the_target_it_came_from(s
     dense.load_state_dict(target_0)
     pruned = prune_at_init(dense, 0.5, input_shape=(3, 16, 16))[0]
     pruned.load_state_dict(selector_1)
-    channel_map = run["channel_maps"][run["rounds"][1]["selector"]["channel_map"]]
+    channel_map = run["channel_maps"][run["rounds"][1].selector.channel_map]
     # rest="keep": around the selector's channels, the trained target's weights, not theta's.
     assert _equal(fused_1, fuse(dense, pruned, channel_map, "keep").state_dict())
 

@@ -12,10 +12,10 @@ import nbformat
 import papermill
 import pytest
 
-from pf.config import make_config
+from pf.experiments.config import make_config
 from pf.paths import project_path
-from pf.results import read_metrics
-from test_results import write_run
+from fakes import write_run
+from pf.experiments.record import read_record
 
 PROJECT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = PROJECT / "notebooks"
@@ -46,15 +46,15 @@ def test_notebooks_are_committed_without_outputs():
 
 def test_prunefuse_notebook_matches_pf_run(tmp_path):
     notebook = _execute("prunefuse.ipynb", tmp_path, **SMOKE, out_dir="nb")
-    from_notebook = read_metrics(tmp_path / "nb")
+    from_notebook = read_record(tmp_path / "nb")
     assert _images(notebook) == 1
     cli = subprocess.run([PF, "run", "--preset", "smoke", "--set", "lr_schedule=[[1,0.05]]",
                           "--out", str(tmp_path / "cli")], capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
-    from_cli = read_metrics(tmp_path / "cli")
-    assert from_notebook["config"] == from_cli["config"]
-    for ours, theirs in zip(from_notebook["rounds"], from_cli["rounds"]):
-        assert ours["target"] == theirs["target"] and ours["macs"] == theirs["macs"]
+    from_cli = read_record(tmp_path / "cli")
+    assert from_notebook.config == from_cli.config
+    for ours, theirs in zip(from_notebook.rounds, from_cli.rounds):
+        assert ours.target == theirs.target and ours.macs == theirs.macs
     selected = [json.loads((tmp_path / d / "selected.json").read_text()) for d in ("nb", "cli")]
     assert selected[0] == selected[1]
 
@@ -102,8 +102,8 @@ def test_norms_notebook_runs_norm_gs_and_compares_metrics(tmp_path):
     notebook = _execute("subset_selection_norms.ipynb", tmp_path,
                         **{**SMOKE, "method": "baseline", "metric": "norm_gs"},
                         out_dir="nb", compare_dir="compare")
-    metrics = read_metrics(tmp_path / "nb")
-    assert metrics["config"]["metric"] == "norm_gs" and len(metrics["rounds"]) == 2
+    record = read_record(tmp_path / "nb")
+    assert record.config["metric"] == "norm_gs" and len(record.rounds) == 2
     assert _images(notebook) == 3  # the run, its first picks, the comparison
     assert (tmp_path / "nb" / "comparison" / "selection_metrics_vs_budget.png").exists()
 
@@ -114,9 +114,9 @@ def test_score_extrapolation_notebook_reports_correlations_and_pruned_accuracy(t
     parameters = COMPUTE_OVERRIDES["score_extrapolation.ipynb"]
     notebook = _execute("score_extrapolation.ipynb", tmp_path, **parameters, out_dir="nb",
                         compare_dir=str(_extrapolation_tree(tmp_path / "compare")))
-    metrics = read_metrics(tmp_path / "nb")
-    assert -1 <= metrics["scores"]["pearson"] <= 1
-    assert [r["selection"] for r in metrics["rounds"]] == ["score", "random"]
+    record = read_record(tmp_path / "nb")
+    assert -1 <= record.scores["pearson"] <= 1
+    assert [r.selection for r in record.rounds] == ["score", "random"]
     assert _images(notebook) == 3  # scores scatter, correlation and accuracy comparisons
     for name in ("score_correlation.png", "accuracy_vs_prune_rate.png"):
         assert (tmp_path / "nb" / "comparison" / name).exists()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pf.config import ConfigError, make_config
-from pf.experiment import run_experiment
-from pf.prune_data import check_data_pruning, keep_count, keep_highest, keep_random
+from pf.experiments.config import ConfigError, make_config
+from pf.experiments.run import run_experiment
+from pf.experiments.data_pruning import check_data_pruning, keep_count, keep_highest, keep_random
 
 PF = str(Path(sys.executable).with_name("pf"))
 
@@ -77,22 +77,22 @@ def subset_run(tmp_path_factory):
 
 def test_one_round_per_rate_and_selection_with_the_kept_counts(subset_run):
     metrics, out = subset_run
-    assert metrics["method"] == "prune_data"
-    rounds = metrics["rounds"]
-    assert [(r["prune_rate"], r["selection"]) for r in rounds] == [
+    assert metrics.method == "prune_data"
+    rounds = metrics.rounds
+    assert [(r.prune_rate, r.selection) for r in rounds] == [
         (0.5, "score"), (0.5, "random"), (0.75, "score"), (0.75, "random")]
-    assert [r["round"] for r in rounds] == [0, 1, 2, 3]
-    assert [r["labeled"] for r in rounds] == [r["added"] for r in rounds] == [256, 256, 128, 128]
+    assert [r.round for r in rounds] == [0, 1, 2, 3]
+    assert [r.labeled for r in rounds] == [r.added for r in rounds] == [256, 256, 128, 128]
     for round_ in rounds:
-        assert round_["selector"] is None
-        target = round_["target"]
-        assert (target["init"], target["kd"]) == ("scratch", False)
-        assert len(target["curve"]) == 1 and target["test_accuracy"] == target["curve"][-1]
-        assert round_["macs"]["target_training"] > 0
-        selection = round_["macs"]["data_selection"]
-        assert (selection > 0) == (round_["selection"] == "score")
-        assert selection == round_["macs"]["selector_training"] + round_["macs"]["pool_scoring"]
-    selected = json.loads((out / metrics["selected_file"]).read_text())
+        assert round_.selector is None
+        target = round_.target
+        assert (target.init, target.kd) == ("scratch", False)
+        assert len(target.curve) == 1 and target.test_accuracy == target.curve[-1]
+        assert round_.macs["target_training"] > 0
+        selection = round_.macs["data_selection"]
+        assert (selection > 0) == (round_.selection == "score")
+        assert selection == round_.macs["selector_training"] + round_.macs["pool_scoring"]
+    selected = json.loads((out / metrics.selected_file).read_text())
     assert [len(kept) for kept in selected["kept"]] == [256, 256, 128, 128]
     assert all(len(set(kept)) == len(kept) for kept in selected["kept"])
     assert selected["prune_rates"] == [0.5, 0.5, 0.75, 0.75]
@@ -100,18 +100,18 @@ def test_one_round_per_rate_and_selection_with_the_kept_counts(subset_run):
 
 def test_score_rounds_keep_the_highest_scores_and_scores_json_covers_every_sample(subset_run):
     metrics, out = subset_run
-    stored = json.loads((out / metrics["scores_file"]).read_text())
+    stored = json.loads((out / metrics.scores_file).read_text())
     scores = torch.tensor(stored["scores"])
-    assert len(scores) == metrics["dataset"]["train_size"] == 512
+    assert len(scores) == metrics.dataset.train_size == 512
     assert torch.isfinite(scores).all() and len(stored["reference_scores"]) == 512
     assert len(stored["scored_indices"]) == 128  # 0.25 of 512
-    kept = json.loads((out / metrics["selected_file"]).read_text())["kept"]
+    kept = json.loads((out / metrics.selected_file).read_text())["kept"]
     assert kept[0] == keep_highest(scores, 256).tolist()
     assert set(kept[2]) <= set(kept[0])  # scores rank once: the sets nest
 
 
 def test_correlations_with_the_full_run_are_reported(subset_run):
-    block = subset_run[0]["scores"]
+    block = subset_run[0].scores
     assert (block["score"], block["source"], block["extrapolation"]) == ("du", "subset", "knn")
     assert block["scored"] == 128 and block["reference"]
     for key in ("pearson", "spearman", "pearson_scored", "spearman_scored"):
@@ -120,7 +120,7 @@ def test_correlations_with_the_full_run_are_reported(subset_run):
 
 
 def test_collect_reads_a_pruning_run(subset_run):
-    from pf.results import collect
+    from pf.analysis.results import collect
 
     table = collect(subset_run[1])
     assert len(table) == 4 and set(table.method) == {"prune_data"}
@@ -128,13 +128,13 @@ def test_collect_reads_a_pruning_run(subset_run):
 
 
 def test_full_scores_and_no_baseline(synthetic):
-    from pf.prune_data import run_data_pruning
+    from pf.experiments.data_pruning import run_data_pruning
 
     config = make_config("smoke", {"method": "prune_data", "prune_rates": [0.5],
                                    "lr_schedule": [[1, 0.05]], "score": "forgetting",
                                    "prune_baseline": False, "score_reference": True})
     run = run_data_pruning(config, synthetic, progress=False)
-    assert [(r["prune_rate"], r["selection"]) for r in run["rounds"]] == [(0.5, "score")]
+    assert [(r.prune_rate, r.selection) for r in run["rounds"]] == [(0.5, "score")]
     block = run["scores"]
     assert (block["source"], block["scored"], block["extrapolation"]) == ("full", 512, None)
     assert block["pearson"] is None and run["reference_scores"] is None  # nothing to compare
@@ -201,7 +201,7 @@ def test_subset_sizes_are_checked_against_the_training_set(overrides, message):
 
 
 def test_gnn_extrapolation_scores_every_sample(synthetic):
-    from pf.prune_data import run_data_pruning
+    from pf.experiments.data_pruning import run_data_pruning
 
     config = make_config("smoke", {**SMOKE, "extrapolation": "gnn", "gnn_epochs": 5,
                                    "score_reference": False, "prune_rates": [0.5],
@@ -220,8 +220,9 @@ def test_gnn_extrapolation_scores_every_sample(synthetic):
 
 
 def _counting_recorded_runs(monkeypatch) -> list:
-    """Wrap pf.prune_data's recorded trainings; the returned list gets each one's label."""
-    from pf import prune_data
+    """Wrap pf.experiments.data_pruning's recorded trainings; the returned list gets each
+    one's label."""
+    from pf.experiments import data_pruning as prune_data
 
     labels, real = [], prune_data._recorded_run
 
@@ -234,7 +235,7 @@ def _counting_recorded_runs(monkeypatch) -> list:
 
 
 def test_a_cached_reference_run_is_reused_by_runs_that_repeat_it(synthetic, tmp_path, monkeypatch):
-    from pf.prune_data import run_data_pruning
+    from pf.experiments.data_pruning import run_data_pruning
 
     cache = tmp_path / "cache"
     trainings = _counting_recorded_runs(monkeypatch)
@@ -261,7 +262,7 @@ def test_a_cached_reference_run_is_reused_by_runs_that_repeat_it(synthetic, tmp_
 
 
 def test_an_unreadable_or_foreign_cache_file_is_recomputed(synthetic, tmp_path, monkeypatch):
-    from pf.prune_data import reference_path, run_data_pruning
+    from pf.experiments.data_pruning import reference_path, run_data_pruning
 
     config = make_config("smoke", {**SMOKE, "prune_rates": [], "reference_cache": str(tmp_path)})
     path = reference_path(config, "cpu")
@@ -300,7 +301,7 @@ def test_the_reference_cache_never_writes_into_another_writers_temporary_file(ti
     survive, and this run's own temporary file must be gone once the cache file is in place."""
     import os
 
-    from pf.prune_data import reference_path, run_data_pruning
+    from pf.experiments.data_pruning import reference_path, run_data_pruning
 
     config = make_config("smoke", {**SMOKE, "score": "el2n", "score_lr_schedule": [[1, 0.05]],
                                    "prune_rates": [], "reference_cache": str(tmp_path)})
@@ -328,7 +329,7 @@ def test_tdds_scores_the_last_or_first_span_of_the_scoring_run(tiny):
     import copy
 
     from pf.models import build_model
-    from pf.prune_data import SCORING_SEED, score_training_set
+    from pf.experiments.data_pruning import SCORING_SEED, score_training_set
     from pf.scores import record_dynamics, tdds
 
     config = make_config("smoke", SPAN_RUN)
@@ -349,7 +350,7 @@ def test_tdds_scores_the_last_or_first_span_of_the_scoring_run(tiny):
 
 
 def test_the_span_is_recorded_only_for_tdds_and_keys_its_reference_runs(tiny):
-    from pf.prune_data import reference_identity, reference_path, run_data_pruning
+    from pf.experiments.data_pruning import reference_identity, reference_path, run_data_pruning
 
     block = run_data_pruning(make_config("smoke", {**SMOKE, "prune_rates": [],
                                                    "score_reference": False}),

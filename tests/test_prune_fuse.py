@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from pf.config import make_config
+from pf.experiments.config import make_config
 from pf.fuse import fuse
 from pf.models import build_model
-from pf.prune import (ChannelMapError, check_channel_map, gather, load_channel_map,
-                      prune_at_init, save_channel_map)
+from pf.prune import (ChannelMapError, check_channel_map, gather, load_channel_map, prune_at_init,
+                      save_channel_map)
 from pf.train import fit
 
 

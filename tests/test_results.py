@@ -1,86 +1,19 @@
-"""Reading runs back: collect, summarize and mean_std on a synthetic results tree.
+"""Reading runs back: collect, summarize and mean_std on a synthetic results tree of run
+records (tests/fakes.py), old records (schema 1) included."""
 
-``fake_metrics`` builds a metrics.json dict with the schema ``pf.experiment`` writes
-(small, no training); ``write_run`` stores one. tests/test_figures.py uses both.
-"""
-
+import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 
-from pf.results import (COLUMNS, collect, mean_std, round_table, run_label, run_table, summarize,
-                        write_json)
-
-BUDGETS = (5000, 15000, 25000)
-TRAIN_SIZE = 50000
-TARGET_PARAMS, TARGET_MACS = 850000, 125_000_000
-PROXY_PARAMS, PROXY_MACS = 270000, 40_000_000
-
-
-def fake_metrics(method="prunefuse", prune_ratio=0.5, seed=0, fusion=True, kd=True,
-                 accuracies=(0.80, 0.88, 0.92), dataset="cifar10", arch="resnet56",
-                 proxy_arch="resnet20", metric="least_confidence", budgets=BUDGETS,
-                 epochs=4, sync_every=0) -> dict:
-    """A schema-faithful metrics.json dict; selection costs scale with the selector's size,
-    and a synced selector's (PruneFuse, ``sync_every``) add its source target's training."""
-    pruned = method == "prunefuse"
-    shrink = (1 - prune_ratio) ** 2
-    selector_arch, selector_params, selector_macs = {
-        "baseline": (arch, TARGET_PARAMS, TARGET_MACS),
-        "svp": (proxy_arch, PROXY_PARAMS, PROXY_MACS),
-        "prunefuse": (f"{arch}@p={prune_ratio}", int(TARGET_PARAMS * shrink),
-                      int(TARGET_MACS * shrink)),
-    }[method]
-    rounds, spent = [], 0
-    for index, (budget, accuracy) in enumerate(zip(budgets, accuracies)):
-        last = index == len(budgets) - 1
-        has_selector = pruned or not last
-        selector_training = 3 * selector_macs * budget * epochs if has_selector else 0
-        scoring = 0 if last else selector_macs * (TRAIN_SIZE - budget)
-        rounds.append({
-            "round": index, "labeled": budget,
-            "added": budget - (budgets[index - 1] if index else 0),
-            "selector": {"arch": selector_arch, "test_accuracy": accuracy - 0.05,
-                         "is_target": method == "baseline"} if has_selector else None,
-            "target": {"arch": arch, "init": "fused" if pruned and fusion else "scratch",
-                       "kd": pruned and kd, "test_accuracy": accuracy,
-                       "curve": [accuracy * (e + 1) / epochs for e in range(epochs)],
-                       "train_loss": [1.0 / (e + 1) for e in range(epochs)]},
-            "macs": {"selector_training": selector_training,
-                     "target_training": 3 * TARGET_MACS * budget * epochs,
-                     "pool_scoring": scoring, "data_selection": spent},
-            "seconds": {"selector_training": 1.0, "target_training": 2.0, "pool_scoring": 0.5,
-                        "data_selection": float(index)},
-        })
-        spent += selector_training + scoring
-        synced = sync_every and index >= 1 and index % sync_every == 0 and not last
-        spent += 3 * TARGET_MACS * budgets[index - 1] * epochs if synced else 0
-    return {
-        "schema": 1,
-        "config": {"dataset": dataset, "arch": arch, "method": method, "metric": metric,
-                   "prune_ratio": prune_ratio, "importance": "l2", "proxy_arch": proxy_arch,
-                   "fusion": fusion, "kd": kd, "rest": "keep", "sync_every": sync_every,
-                   "selector_start": "init", "budgets": list(budgets),
-                   "lr_schedule": [[epochs, 0.1]], "seed": seed},
-        "seed": seed,
-        "method": method,
-        "dataset": {"name": dataset, "train_size": TRAIN_SIZE, "test_size": 10000,
-                    "num_classes": 10, "image_shape": [3, 32, 32]},
-        "accuracy": "test split, final epoch, fraction in [0, 1]",
-        "macs_unit": "MACs (1 multiply-add = 1; FLOPs = 2 x MACs)",
-        "networks": {"target": {"arch": arch, "params": TARGET_PARAMS, "forward_macs": TARGET_MACS},
-                     "selector": {"arch": selector_arch, "params": selector_params,
-                                  "forward_macs": selector_macs}},
-        "rounds": rounds,
-        "environment": {"pf": "0.1.0", "git_commit": "abc123", "device": "cpu",
-                        "device_name": "Test CPU"},
-    }
-
-
-def write_run(root: Path, relative: str, **options) -> Path:
-    """Write ``fake_metrics(**options)`` to ``root/relative/metrics.json``."""
-    return write_json(Path(root) / relative / "metrics.json", fake_metrics(**options))
+from fakes import (BUDGETS, TARGET_PARAMS, TRAIN_SIZE, as_schema1, fake_pruning_record,
+                   fake_record, write_run)
+from pf.analysis.results import (COLUMNS, collect, collect_scores, mean_std, round_table,
+                                 run_table, summarize)
+from pf.experiments.config import Config
+from pf.experiments.methods import METHODS
+from pf.experiments.record import (SCHEMA_VERSION, RecordError, RunRecord, read_record,
+                                   write_json)
 
 
 @pytest.fixture
@@ -113,10 +46,10 @@ def test_collect_gives_one_row_per_run_and_round(tree):
     assert bool(pf_last.fusion) and bool(pf_last.kd)
     assert (pf_last.rest, pf_last.importance, pf_last.seed) == ("keep", "l2", 1)
     assert (pf_last.device, pf_last.git_commit) == ("Test CPU", "abc123")
-    expected = fake_metrics(seed=1, accuracies=(0.82, 0.92, 0.94))["rounds"][2]
+    expected = fake_record(seed=1, accuracies=(0.82, 0.92, 0.94)).rounds[2]
     for phase in ("data_selection", "selector_training", "pool_scoring", "target_training"):
-        assert pf_last[f"{phase}_macs"] == expected["macs"][phase]
-        assert pf_last[f"{phase}_seconds"] == expected["seconds"][phase]
+        assert pf_last[f"{phase}_macs"] == expected.macs[phase]
+        assert pf_last[f"{phase}_seconds"] == expected.seconds[phase]
     assert pf_last.data_selection_macs > 0
 
     baseline = table[table.method == "baseline"]
@@ -131,7 +64,7 @@ def test_collect_skips_corrupt_incomplete_and_hidden_files(tree):
     (tree / "broken").mkdir()
     (tree / "broken" / "metrics.json").write_text("{not json")
     write_json(tree / "incomplete" / "metrics.json", {"schema": 1, "config": {}})
-    bad_rounds = fake_metrics()
+    bad_rounds = fake_record().to_json()
     del bad_rounds["rounds"][0]["target"]["curve"]
     write_json(tree / "bad_rounds" / "metrics.json", bad_rounds)
     (tree / "sweep_a" / "pf_s0" / ".metrics.json.x1y2.tmp").write_text("{half")
@@ -175,28 +108,69 @@ def test_mean_std_formats_percent_with_seed_count():
     assert mean_std(12.3456, 0.5, 2, scale=1, digits=1) == "12.3 ± 0.5 (n=2)"
 
 
-def test_run_label_names_methods_and_departures_from_the_recipe():
-    assert run_label("baseline") == "AL baseline"
-    assert run_label("svp", proxy_arch="resnet8") == "SVP resnet8"
-    assert run_label("prunefuse", 0.7) == "PruneFuse p=0.7"
-    assert run_label("prunefuse", 0.5, fusion=False, kd=False, rest="zero") == \
+def _label(method, **settings):
+    defaults = Config().to_dict()
+    return METHODS[method].label({**defaults, **settings}, defaults)
+
+
+def test_labels_name_methods_and_departures_from_the_recipe():
+    assert _label("baseline") == "AL baseline"
+    assert _label("svp", proxy_arch="resnet8") == "SVP resnet8"
+    assert _label("prunefuse", prune_ratio=0.7) == "PruneFuse p=0.7"
+    assert _label("prunefuse", fusion=False, kd=False, rest="zero") == \
         "PruneFuse p=0.5 (no fusion, no KD, rest=zero)"
-    assert run_label("prunefuse", 0.5, sync_every=1, selector_start="warm", rest="keep") == \
+    assert _label("prunefuse", sync_every=1, selector_start="warm", rest="keep") == \
         "PruneFuse p=0.5 (T_sync=1, selector_start=warm)"
-    assert run_label("prunefuse", 0.6, prune_steps=5, fusion_variant="leading_conv") == \
+    assert _label("prunefuse", prune_ratio=0.6, prune_steps=5, fusion_variant="leading_conv") == \
         "PruneFuse p=0.6 (prune_steps=5, fusion_variant=leading_conv)"
     # SVP's proxy is never pruned nor fused: only its start is named.
-    assert run_label("svp", proxy_arch="resnet8", selector_start="warm", rest="zero") == \
+    assert _label("svp", proxy_arch="resnet8", selector_start="warm", rest="zero") == \
         "SVP resnet8 (selector_start=warm)"
 
 
+def test_a_label_is_the_one_stored_when_the_run_was_written(tmp_path):
+    # Tables show the label a run was written with, not one re-derived from today's defaults.
+    record = fake_record(rest="zero")
+    record.rounds = [dataclasses.replace(step, label="as written") for step in record.rounds]
+    record.write(tmp_path / "run")
+    assert collect(tmp_path).label.unique().tolist() == ["as written"]
+
+
+def test_records_survive_a_round_trip_through_metrics_json(tmp_path):
+    for record in (fake_record(method="svp"), fake_pruning_record()):
+        record.write(tmp_path / record.method)
+        assert read_record(tmp_path / record.method) == record
+    assert record.schema == SCHEMA_VERSION
+
+
+def test_schema1_records_read_as_they_were_written(tmp_path):
+    # Old records have no labels, no curve_epochs, none of the later settings: reading them
+    # gives the same table rows as the typed record they correspond to.
+    for name, record in (("pf", fake_record(rest="zero", kd=False)),
+                         ("svp", fake_record(method="svp")), ("dp", fake_pruning_record())):
+        write_json(tmp_path / "old" / name / "metrics.json", as_schema1(record))
+        record.write(tmp_path / "new" / name)
+    old, new = collect(tmp_path / "old"), collect(tmp_path / "new")
+    assert old.equals(new) and len(old) == 3 + 3 + 4
+    assert old[old.run_dir == "pf"].label.tolist() == ["PruneFuse p=0.5 (no KD, rest=zero)"] * 3
+    assert collect_scores(tmp_path / "old").equals(collect_scores(tmp_path / "new"))
+
+
+def test_a_folder_without_a_record_is_a_one_line_error(tmp_path):
+    with pytest.raises(RecordError, match="metrics.json: not a readable metrics file"):
+        read_record(tmp_path)
+    write_json(tmp_path / "metrics.json", {"schema": 2, "rounds": []})
+    with pytest.raises(RecordError, match="^[^\n]*metrics.json: not a run record of schema 2"):
+        read_record(tmp_path)
+
 
 def test_run_and_round_tables_show_one_run(tmp_path):
-    metrics = fake_metrics(method="svp", accuracies=(0.7, 0.8, 0.9))
-    write_json(tmp_path / "metrics.json", metrics)
-    assert run_table(metrics).equals(run_table(tmp_path))
-    rounds = round_table(metrics)
+    record = fake_record(method="svp", accuracies=(0.7, 0.8, 0.9))
+    record.write(tmp_path)
+    assert isinstance(read_record(tmp_path), RunRecord)
+    assert run_table(record).equals(run_table(tmp_path))
+    rounds = round_table(record)
     assert rounds.index.tolist() == [0, 1, 2] and rounds.labeled.tolist() == list(BUDGETS)
     assert rounds.target_accuracy.tolist() == pytest.approx([0.7, 0.8, 0.9])
-    assert rounds.data_selection_macs.tolist() == [r["macs"]["data_selection"]
-                                                   for r in metrics["rounds"]]
+    assert rounds.data_selection_macs.tolist() == [r.macs["data_selection"]
+                                                   for r in record.rounds]

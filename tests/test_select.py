@@ -6,7 +6,7 @@ distribution, diversity, restarts and labeled span."""
 import pytest
 import torch
 
-import pf.config
+import pf.experiments.config
 from pf.select import (METRICS, STRATEGIES, entropy, k_centers, least_confidence, margin, norm_gs,
                        norm_sample, norm_top, random_selection, select)
 
@@ -44,7 +44,7 @@ def _inputs(strategy, device, seed=0):
 
 
 def test_the_registry_is_what_config_accepts():
-    assert METRICS == tuple(STRATEGIES) == pf.config.CHOICES["metric"]
+    assert METRICS == tuple(STRATEGIES) == pf.experiments.config.CHOICES["metric"]
     assert all(name == strategy.name for name, strategy in STRATEGIES.items())
     assert {s.inputs for s in STRATEGIES.values()} == {"none", "probs", "features"}
 

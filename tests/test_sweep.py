@@ -15,8 +15,8 @@ import pytest
 import submitit
 from submitit.core.utils import UncompletedJobError
 
-from pf.config import ConfigError, from_parameters
-from pf.cost import planned_cost
+from pf.experiments.config import ConfigError, from_parameters
+from pf.experiments.cost import planned_cost
 from pf.sweep import RunSpec, execute_run, load_sweep, run_status, run_sweep
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from pf.models import build_model
-from pf.train import (PAPER_SCHEDULE, Schedule, evaluate, evaluated_epochs, fit, kd_loss,
-                      predict)
+from pf.train import (PAPER_SCHEDULE, Schedule, evaluate, evaluated_epochs, fit, kd_loss, predict)
 
 SHORT = Schedule(((4, 0.05),), batch_size=32)
 
@@ -183,12 +182,12 @@ def test_determinism_leaves_the_cpu_alone(_restore_determinism):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_same_seed_selects_the_same_samples_on_cuda(tmp_path):
-    from pf.config import make_config
-    from pf.experiment import run_experiment
+    from pf.experiments.config import make_config
+    from pf.experiments.run import run_experiment
 
     config = make_config("smoke", {"device": "cuda", "method": "prunefuse"})
     runs = [run_experiment(config, tmp_path / str(i), progress=False) for i in range(2)]
     selected = [json.loads((tmp_path / str(i) / "selected.json").read_text()) for i in range(2)]
     assert selected[0] == selected[1]
-    assert [r["target"]["curve"] for r in runs[0]["rounds"]] == \
-        [r["target"]["curve"] for r in runs[1]["rounds"]]
+    assert [r.target.curve for r in runs[0].rounds] == \
+        [r.target.curve for r in runs[1].rounds]

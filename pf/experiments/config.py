@@ -19,7 +19,7 @@ import yaml
 
 from pf.data import DATASETS, CIFAR_STATS
 from pf.fuse import FUSION_VARIANTS, REST_MODES
-from pf.methods import FUSION_BASES, SELECTOR_STARTS, METHODS as ACTIVE_LEARNING
+from pf.experiments.methods import FUSION_BASES, SELECTOR_STARTS, METHODS as ACTIVE_LEARNING
 from pf.models import MODELS
 from pf.extrapolate import WEIGHTINGS
 from pf.prune import IMPORTANCES
@@ -33,9 +33,9 @@ __all__ = ["METHODS", "DATA_PRUNING", "SCORES", "ConfigError", "Config", "PRESET
 SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
 SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
 FIXED_DATASETS = ("digits", "synthetic", "tinyimagenet", "cifar10_jpeg", *CIFAR_STATS)
-# active learning; who selects: the target, a proxy, the pruned target (pf.methods)
+# active learning; who selects: the target, a proxy, the pruned target (pf.experiments.methods)
 METHODS = tuple(ACTIVE_LEARNING)
-# the other experiment: score the training set, keep the top (pf.prune_data)
+# the other experiment: score the training set, keep the top (pf.experiments.data_pruning)
 DATA_PRUNING = "prune_data"
 SCORES = ("du", "tdds", "el2n", "forgetting")  # data_pruning scores, all from pf.scores
 SCORE_WINDOWS = {"du": DU_WINDOW, "tdds": TDDS_WINDOW}  # epochs a windowed score needs at least
@@ -85,7 +85,7 @@ class Config:
     # authors' code; with rest=xavier its fusion exactly); pf.fuse
     fusion_variant: str = "map"
     # prunefuse: re-make the selector from the trained target every this many rounds
-    # (the extended paper's T_sync; 0 = never, the 2024 method); pf.methods
+    # (the extended paper's T_sync; 0 = never, the 2024 method); pf.experiments.methods
     sync_every: int = 0
     # svp, prunefuse: each round's selector starts from its initial weights (init) or
     # continues from the previous round's trained selector (warm, the authors' code)

@@ -1,8 +1,8 @@
 """Figures of the two companion methods, regenerated from stored runs.
 
-``pf.figures.make_figures`` calls these next to the PruneFuse figures; each writes PNG
+``pf.analysis.figures.make_figures`` calls these next to the PruneFuse figures; each writes PNG
 and PDF (tables: CSV and Markdown) and returns the files, or a one-line reason when the
-results hold nothing to draw (see ``pf.plotting``).
+results hold nothing to draw (see ``pf.analysis.plotting``).
 
 - ``selection_metrics_vs_budget`` (norm-based selection, Bar & Giryes): the target's
   final test accuracy against the labeled count, a line per selection metric (norm_gs,
@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
-                         notebook_figure, panel_grid, per_dataset, spread, write_table)
-from pf.results import SCORE_NAMES, mean_std, summarize
+from pf.analysis.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
+                                  notebook_figure, panel_grid, per_dataset, spread, write_table)
+from pf.analysis.results import mean_std, summarize
+from pf.experiments.record import RANDOM_LABEL, SCORE_TITLES, SCORES_FILE, read_record
 from pf.select import STRATEGIES
 
 __all__ = ["selection_metrics_vs_budget", "score_correlation", "correlation_table",
@@ -43,7 +44,6 @@ METRIC_COLORS = {"random": "0.45", "least_confidence": "tab:blue", "entropy": "t
                  "margin": "tab:olive", "kcenters": "tab:green", "norm_gs": "tab:red",
                  "norm_top": "tab:purple", "norm_sample": "tab:brown"}
 CORRELATIONS = {"pearson": "Pearson", "spearman": "Spearman"}
-RANDOM = "random"  # the label of random-pruning rounds (pf.results)
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def _metrics_vs_budget(runs: pd.DataFrame) -> Drawing:
 def selection_metrics_vs_budget(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     """Final target accuracy (mean ± std over seeds) against the TOTAL labeled count, a line
     per selection metric, one panel per (target arch, method) that ran two metrics or more.
-    ``table``: ``pf.results.collect`` rows of active-learning runs."""
+    ``table``: ``pf.analysis.results.collect`` rows of active-learning runs."""
     return per_dataset(table, "selection_metrics_vs_budget", out_dir, _metrics_vs_budget)
 
 
@@ -110,7 +110,7 @@ def _correlation(scores: pd.DataFrame) -> Drawing:
                             f"{column}_scored")
             ax.plot(own.subset_fraction * 100, own["mean"], ":", marker=".", color="0.4",
                     label="subset's own scores (seen samples)")
-            ax.set(title=f"{arch} · {SCORE_NAMES[score]} · {name}",
+            ax.set(title=f"{arch} · {SCORE_TITLES[score]} · {name}",
                    xlabel="scored subset (% of training set)", ylabel=f"{name} vs full-run scores")
             ax.legend(fontsize=7)
     footer(fig, runs, counts, "Correlation on the samples the scoring subset did not see; "
@@ -119,10 +119,10 @@ def _correlation(scores: pd.DataFrame) -> Drawing:
 
 
 def score_correlation(scores: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
-    """Pearson and Spearman of extrapolated vs full-run scores on the unseen samples
-    against the scored subset's size, a line per extrapolation (kNN per k and weighting,
-    GNN per k); per (arch, score) a Pearson and a Spearman panel, with the subset run's
-    own agreement on the samples it saw dotted. ``scores``: ``pf.results.collect_scores``."""
+    """Pearson and Spearman of extrapolated vs full-run scores on the unseen samples against
+    the scored subset's size, a line per extrapolation (kNN per k and weighting, GNN per k);
+    per (arch, score) a Pearson and a Spearman panel, with the subset run's own agreement on
+    the samples it saw dotted. ``scores``: ``pf.analysis.results.collect_scores``."""
     return per_dataset(scores, "score_correlation", out_dir, _correlation)
 
 
@@ -154,7 +154,7 @@ def _pruning_rounds(table: pd.DataFrame) -> pd.DataFrame:
     """Data-pruning rounds, random ones counted once per seed: random pruning does not
     depend on the scoring, so runs that differ only in how they score repeat it."""
     rounds = table[table.selection.notna()]
-    random = rounds.selection == RANDOM
+    random = rounds.label == RANDOM_LABEL
     once = rounds[random].drop_duplicates(["dataset", "arch", "score", "seed", "prune_rate",
                                            "epochs"])
     return pd.concat([rounds[~random], once])
@@ -171,8 +171,8 @@ def _accuracy_vs_rate(table: pd.DataFrame) -> Drawing:
         for label, line in group.groupby("label"):
             ax.errorbar(line.prune_rate * 100, line["mean"] * 100, yerr=spread(line, 100),
                         marker="o", ms=4, capsize=3, label=label,
-                        **({"color": "0.45", "linestyle": "--"} if label == RANDOM else {}))
-        ax.set(title=f"{arch} · keep the highest {SCORE_NAMES[score]}",
+                        **({"color": "0.45", "linestyle": "--"} if label == RANDOM_LABEL else {}))
+        ax.set(title=f"{arch} · keep the highest {SCORE_TITLES[score]}",
                xlabel="pruning rate (% of training set removed)", ylabel=ACCURACY)
         ax.legend(fontsize=7)
     footer(fig, rounds, stats.n, "Retrained from scratch on the kept samples; test split, "
@@ -183,7 +183,7 @@ def _accuracy_vs_rate(table: pd.DataFrame) -> Drawing:
 def accuracy_vs_prune_rate(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     """Final test accuracy of the target retrained on the kept samples against the pruning
     rate, a line per way of scoring and one for random pruning, one panel per (arch,
-    score). ``table``: ``pf.results.collect`` rows (only data-pruning rounds are used)."""
+    score). ``table``: ``pf.analysis.results.collect`` rows (only data-pruning rounds are used)."""
     return per_dataset(table, "accuracy_vs_prune_rate", out_dir, _accuracy_vs_rate)
 
 
@@ -208,11 +208,11 @@ def pruning_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
 
 def plot_scores(run_dir: str | Path) -> Figure:
     """Extrapolated against full-run scores of one data-pruning run (``run_dir`` holds its
-    metrics.json and scores.json; needs ``score_reference=true``), seen and unseen samples
+    record and scores file; needs ``score_reference=true``), seen and unseen samples
     in two colours, with their Pearson and Spearman in the legend. Pyplot, for notebooks."""
     run_dir = Path(run_dir)
-    saved = json.loads((run_dir / "scores.json").read_text())
-    summary = json.loads((run_dir / "metrics.json").read_text())["scores"]
+    saved = json.loads((run_dir / SCORES_FILE).read_text())
+    summary = read_record(run_dir).scores
     if saved["reference_scores"] is None:
         raise ValueError(f"{run_dir}: no full-run scores; run with score_reference=true")
     estimate, truth = np.array(saved["scores"]), np.array(saved["reference_scores"])
@@ -226,7 +226,7 @@ def plot_scores(run_dir: str | Path) -> Figure:
             ax.scatter(truth[mask], estimate[mask], s=5, alpha=0.5, color=color,
                        label=f"{name}: Pearson {summary['pearson' + suffix]:.3f}, "
                              f"Spearman {summary['spearman' + suffix]:.3f}")
-        ax.set(title=f"{SCORE_NAMES[summary['score']]} scores of {len(estimate)} training samples",
+        ax.set(title=f"{SCORE_TITLES[summary['score']]} scores of {len(estimate)} training samples",
                xlabel="full-run score", ylabel="subset run's score")
         ax.legend(fontsize=7, markerscale=3)
         fig.tight_layout()

@@ -2,7 +2,7 @@
 
     make_figures("results/demo", "results/demo/figures")
 
-reads every run under the results folder (``pf.results.collect``) and writes, each
+reads every run under the results folder (``pf.analysis.results.collect``) and writes, each
 figure as PNG and PDF (each sweep's apart when the folder holds several):
 
 - ``accuracy_vs_budget``: the target's final test accuracy against the labeled budget
@@ -23,12 +23,12 @@ figure as PNG and PDF (each sweep's apart when the folder holds several):
   T_sync (``sync_every``; 0 = never), a line per p, the AL baseline as a dotted line.
 
 Figs. 3 to 5 show the 2024 method: runs that synchronise their selector or start it warm
-(``pf.methods``) are left out there, since both change what is picked and the first what
+(``pf.experiments.methods``) are left out there, since both change what is picked and the first what
 picking costs; they appear, labelled, in ``accuracy_vs_budget``, the main table and the
 T_sync figure.
 
 ``make_figures`` also draws the companion methods' figures and tables
-(``pf.companion_figures``: accuracy per selection metric, score-extrapolation
+(``pf.analysis.companion_figures``: accuracy per selection metric, score-extrapolation
 correlations, accuracy against the data-pruning rate). ``plot_run(metrics)`` draws a
 single run for the experiment notebook.
 
@@ -38,7 +38,7 @@ and PDF files left in ``out_dir`` by an earlier build are removed first. Results
 several datasets give one figure per dataset, named with the dataset appended
 (``accuracy_vs_budget_cifar10.png``); a single dataset keeps the plain name. Panels
 split further by target arch and metric where the results hold several. Figures are
-matplotlib ``Figure`` objects on the Agg canvas (``pf.plotting``), never pyplot, so a
+matplotlib ``Figure`` objects on the Agg canvas (``pf.analysis.plotting``), never pyplot, so a
 notebook that uses this module keeps its own backend and style.
 """
 
@@ -54,14 +54,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pf.companion_figures import (accuracy_vs_prune_rate, correlation_table, pruning_table,
-                                  score_correlation, selection_metrics_vs_budget)
-from pf.config import DATA_PRUNING, ConfigError
+from pf.analysis.companion_figures import (accuracy_vs_prune_rate, correlation_table, pruning_table,
+                                           score_correlation, selection_metrics_vs_budget)
 from pf.flops import UNIT
-from pf.methods import METHODS
-from pf.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer, legend,
-                         notebook_figure, panel_grid, per_dataset, spread, write_table)
-from pf.results import collect, collect_scores, run_table, summarize
+from pf.experiments.methods import METHODS
+from pf.analysis.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer, legend,
+                                  notebook_figure, panel_grid, per_dataset, spread, write_table)
+from pf.analysis.results import collect, collect_scores, run_table, summarize
+from pf.experiments.record import RunRecord
 from pf.select import STRATEGIES
 
 __all__ = ["make_figures", "accuracy_vs_budget", "main_table", "fig3_selection_flops",
@@ -424,14 +424,14 @@ def tsync_accuracy_and_cost(table: pd.DataFrame, out_dir: str | Path) -> list[Pa
 # One run, for the experiment notebook
 # ---------------------------------------------------------------------------------------
 
-def plot_run(metrics: dict | str | Path) -> Figure:
+def plot_run(record: RunRecord | str | Path) -> Figure:
     """One run at a glance: final test accuracy of the target and the selector against the
     budget, the target's per-epoch test accuracy at each budget, and the data-selection MACs.
 
-    ``metrics`` is what ``run_experiment`` returns, or a run folder. A pyplot figure, so
+    ``record`` is what ``run_experiment`` returns, or a run folder. A pyplot figure, so
     that a notebook shows it inline; returns it.
     """
-    rounds = run_table(metrics)
+    rounds = run_table(record)
     budget = rounds.budget_fraction * 100
     fig = notebook_figure((3 * PANEL_SIZE[0], PANEL_SIZE[1]))
     with matplotlib.style.context(STYLE):
@@ -486,10 +486,10 @@ def plot_curves(curves: dict[str, list[float]], title: str = "") -> Figure:
 def make_figures(results_dir: str | Path, out_dir: str | Path, fig4_budget: int | None = None,
                  only: Iterable[str] | None = None) -> dict[str, list[Path] | str]:
     """Collect the runs under ``results_dir`` and write every figure and table to
-    ``out_dir``, the PruneFuse ones and the companion methods' (``pf.companion_figures``);
+    ``out_dir``, the PruneFuse ones and the companion methods' (``pf.analysis.companion_figures``);
     returns, per name, the files written or the one-line reason for none. ``only`` names
     the figures and tables to make (default: all of them); an unknown name is a
-    ConfigError listing the known ones.
+    ValueError listing the known ones.
 
     Runs of different sweeps (the first folder level under ``results_dir``) are
     different experiments, with their own budgets and schedules, and are never averaged
@@ -515,7 +515,7 @@ def _experiment_figures(table: pd.DataFrame, scores: pd.DataFrame, out_dir: Path
                         only: list[str] | None) -> dict[str, list[Path] | str]:
     """The figures and tables named in ``only`` (None: all) of one experiment's runs
     (``make_figures``)."""
-    pruning = table.method == DATA_PRUNING  # its rounds are pruning rates, not AL budgets
+    pruning = table.selection.notna()  # data pruning: its rounds are rates, not AL budgets
     learning = table[~pruning]
     drawers = {
         "accuracy_vs_budget": lambda: accuracy_vs_budget(learning, out_dir),
@@ -532,5 +532,5 @@ def _experiment_figures(table: pd.DataFrame, scores: pd.DataFrame, out_dir: Path
     }
     unknown = [name for name in only or () if name not in drawers]
     if unknown:
-        raise ConfigError(f"only: unknown figure {unknown[0]!r}; known: {', '.join(drawers)}")
+        raise ValueError(f"only: unknown figure {unknown[0]!r}; known: {', '.join(drawers)}")
     return {name: draw() for name, draw in drawers.items() if only is None or name in only}

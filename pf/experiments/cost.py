@@ -1,23 +1,22 @@
 """What a run will compute, planned from its config before anything runs.
 
-A GPU budget is planned in images and MACs: ``planned_cost(config)`` walks the same
-protocol that ``pf.active`` (or ``pf.prune_data``) will run, with the networks' forward
-MACs from ``pf.flops``, and returns per phase the images processed and their MACs:
-``selector_training``, ``selector_sync`` (pruning a synced selector: no forward pass over
-data, 0 MACs), ``pool_scoring``, ``target_training``, the test-set evaluations
+A GPU budget is planned in images and MACs: ``planned_cost(config)`` walks the same protocol
+that ``pf.experiments.active_learning`` (or ``pf.experiments.data_pruning``) will run, with
+the networks' forward MACs from ``pf.flops``, and returns per phase the images processed and
+their MACs: ``selector_training``, ``selector_sync`` (pruning a synced selector: no forward
+pass over data, 0 MACs), ``pool_scoring``, ``target_training``, the test-set evaluations
 (``evaluation``: after every ``eval_every``-th epoch and the last of a target, after the
-last of a selector or scoring run), the distillation teacher's forwards
-(``distillation``) and, for data pruning, the full reference run
-(``reference_scoring``; none with ``reference_reused``, for a run that will find it in
-its ``reference_cache``). An active-learning run executes the same
-per-round plan (``pf.methods.plan_rounds``) that is summed here and records every phase
-in its rounds' ``macs``; each planned phase equals the recorded sum over rounds (tests
-pin this for every method, metric kind, sync and selector start). A data-pruning
-run records its scoring phases once, in its ``scores`` block, and each retraining in its
-round. Training one image costs 3 forwards, as everywhere in pf. kNN and GNN
-extrapolation are not counted (no convolutions; seconds next to the trainings). Time is
-not predicted: divide by the images/s that ``benchmarks/bench_train.py`` measures on
-your machine.
+last of a selector or scoring run), the distillation teacher's forwards (``distillation``)
+and, for data pruning, the full reference run (``reference_scoring``; none with
+``reference_reused``, for a run that will find it in its ``reference_cache``). An
+active-learning run executes the same per-round plan
+(``pf.experiments.methods.plan_rounds``) that is summed here and records every phase in its
+rounds' ``macs``; each planned phase equals the recorded sum over rounds (tests pin this for
+every method, metric kind, sync and selector start). A data-pruning run records its scoring
+phases once, in its ``scores`` block, and each retraining in its round. Training one image
+costs 3 forwards, as everywhere in pf. kNN and GNN extrapolation are not counted (no
+convolutions; seconds next to the trainings). Time is not predicted: divide by the images/s
+that ``benchmarks/bench_train.py`` measures on your machine.
 
     planned_cost(make_config("paper"))["total_macs"]
 """
@@ -26,16 +25,17 @@ from __future__ import annotations
 
 import functools
 
-from pf.config import DATA_PRUNING, Config, ConfigError
-from pf.flops import forward_macs
+from pf.experiments.config import DATA_PRUNING, Config, ConfigError
+from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
-from pf.methods import METHODS, plan_rounds
-from pf.prune_data import SELECTIONS, keep_count, needs_reference, subset_size
+from pf.experiments.methods import METHODS, plan_rounds
+from pf.experiments.data_pruning import SELECTIONS, keep_count, needs_reference, subset_size
 from pf.select import STRATEGIES
 from pf.train import evaluated_epochs
 
-__all__ = ["DATASET_SIZES", "PHASES", "planned_cost"]
+__all__ = ["DATASET_SIZES", "PHASES", "planned_cost", "selection_macs",
+           "protocol_selection_costs"]
 
 # train size, test size, classes, image shape: the datasets whose size is known unloaded.
 DATASET_SIZES = {
@@ -61,16 +61,17 @@ def _forward(arch: str, num_classes: int, image_shape: tuple, prune_ratio: float
 
 
 def _scored_in_pool(metric: str, train_size: int, labeled: int) -> int:
-    """Images a selection round scores (as ``pf.active`` does): none for a random pick,
-    every training image for metrics that measure the pool against the labeled set."""
+    """Images a selection round scores (as ``pf.experiments.active_learning`` does): none
+    for a random pick, every training image for metrics that measure the pool against the
+    labeled set."""
     if metric == "random":
         return 0
     return train_size if STRATEGIES[metric].labeled_aware else train_size - labeled
 
 
 def _active_learning(config: Config, train: int, test: int, target: int, selector: int) -> dict:
-    """Images and MACs per phase of ``pf.active.run_active_learning``: its rounds' plan
-    (``pf.methods.plan_rounds``), summed."""
+    """Images and MACs per phase of ``pf.experiments.active_learning.run_active_learning``:
+    its rounds' plan (``pf.experiments.methods.plan_rounds``), summed."""
     images = dict.fromkeys(PHASES, 0)
     macs = dict.fromkeys(PHASES, 0)
 
@@ -95,7 +96,7 @@ def _active_learning(config: Config, train: int, test: int, target: int, selecto
 
 def _data_pruning(config: Config, train: int, test: int, forward: int,
                   reference_reused: bool) -> dict:
-    """Images and MACs per phase of ``pf.prune_data.run_data_pruning``."""
+    """Images and MACs per phase of ``pf.experiments.data_pruning.run_data_pruning``."""
     images = dict.fromkeys(PHASES, 0)
     subset = config.score_source == "subset"
     scoring_epochs = config.score_schedule().epochs
@@ -149,3 +150,51 @@ def planned_cost(config: Config, train_size: int | None = None, test_size: int |
     trained = images["selector_training"] + images["target_training"] + images["reference_scoring"]
     return {**plan, "total_macs": sum(plan["macs"].values()), "training_images": trained,
             "forward_macs": {"target": target, "selector": selector}}
+
+
+def selection_macs(selector_forward: int, budgets: list[int], train_size: int,
+                   epochs: int) -> list[int]:
+    """Cumulative data-selection MACs at each budget, from the protocol alone.
+
+    Round k trains the selector for ``epochs`` on ``budgets[k]`` images and scores the
+    other ``train_size - budgets[k]``; the labeled set at ``budgets[r]`` cost rounds
+    0..r-1 (the first set is random and free). A run records the same sums measured.
+    """
+    totals, spent = [], 0
+    for budget in budgets:
+        totals.append(spent)
+        spent += training_macs(selector_forward, budget * epochs)
+        spent += selector_forward * (train_size - budget)
+    return totals
+
+
+def protocol_selection_costs(arch: str, prune_ratios: list[float], budgets: list[int],
+                             train_size: int, epochs: int, input_shape=(3, 32, 32),
+                             num_classes: int = 10, dataset: str = "cifar10") -> list[dict]:
+    """Data-selection MACs of the AL baseline and of PruneFuse at each ratio, no training.
+
+    The baseline's selector is the dense ``arch``; PruneFuse's is ``arch`` pruned at init
+    (``pf.prune``). Both train ``epochs`` per round and score the rest of the pool, as in
+    ``selection_macs`` (an uncertainty metric; k-centers also embeds the labeled set). One
+    record per (method, ratio, budget), ready for a DataFrame, with the column names of
+    ``pf.analysis.results.collect`` (``dataset`` only labels it; ``seed`` is 0: no
+    randomness).
+    """
+    dense = build_model(arch, num_classes, input_shape[0])
+    selectors = [("baseline", float("nan"), dense)]
+    selectors += [("prunefuse", ratio, prune_at_init(dense, ratio, input_shape=input_shape)[0])
+                  for ratio in prune_ratios]
+    records = []
+    for method, ratio, selector in selectors:
+        forward = forward_macs(selector, input_shape)
+        costs = selection_macs(forward, budgets, train_size, epochs)
+        records += [{"dataset": dataset, "method": method, "prune_ratio": ratio, "arch": arch,
+                     "metric": "least_confidence", "seed": 0, "round": index,
+                     # the 2024 method: no synchronisation, selectors retrained from init
+                     "sync_every": 0 if method == "prunefuse" else float("nan"),
+                     "selector_start": "init" if method == "prunefuse" else float("nan"),
+                     "selector_params": parameter_count(selector), "selector_forward_macs": forward,
+                     "labeled": budget, "budget_fraction": budget / train_size,
+                     "data_selection_macs": cost}
+                    for index, (budget, cost) in enumerate(zip(budgets, costs))]
+    return records

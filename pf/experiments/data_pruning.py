@@ -43,14 +43,14 @@ Our choices where the paper is silent, or where this package differs:
 - The GCN's graph degree is ``knn_k`` (paper: 10 or 20) and it trains ``gnn_epochs``
   full-batch steps (``pf.extrapolate`` explains the departure from neighbour sampling).
 
-Costs follow ``pf.active``'s phases. A score-based round charges ``selector_training``
-with the scoring run's training MACs and ``pool_scoring`` with the embedding's forward
-passes (0 for ``score_source="full"``; its seconds include computing and extrapolating
-the scores; the kNN search and the GCN are not counted in MACs); ``data_selection`` is
-their sum, i.e. everything that chose the kept set. The scoring run is shared by the
-rates and charged to each of their rounds in full; the ``scores`` block holds it once.
-A random round's selection costs 0. The reference run is ground truth, not selection:
-its cost appears only in the ``scores`` block.
+Costs follow ``pf.experiments.active_learning``'s phases. A score-based round charges
+``selector_training`` with the scoring run's training MACs and ``pool_scoring`` with the
+embedding's forward passes (0 for ``score_source="full"``; its seconds include computing and
+extrapolating the scores; the kNN search and the GCN are not counted in MACs);
+``data_selection`` is their sum, i.e. everything that chose the kept set. The scoring run is
+shared by the rates and charged to each of their rounds in full; the ``scores`` block holds
+it once. A random round's selection costs 0. The reference run is ground truth, not
+selection: its cost appears only in the ``scores`` block.
 """
 
 from __future__ import annotations
@@ -68,8 +68,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from pf.config import DATA_PRUNING, Config, ConfigError
+from pf.experiments.config import DATA_PRUNING, Config, ConfigError
 from pf.data import Dataset
+from pf.experiments.record import (RANDOM_LABEL, NetworkRecord, RoundRecord, TargetRecord,
+                                   scoring_label)
 from pf.extrapolate import gnn_extrapolate, knn_extrapolate, pearson, spearman
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
@@ -385,6 +387,7 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
                            "subset run's own scores vs full-run scores on the scored samples",
         "macs": macs, "seconds": seconds,
     }
+    summary["label"] = scoring_label(summary)  # how the run scored, as tables name it
     return {"scores": scores, "scored_indices": scored, "reference": reference,
             "summary": summary, "macs": macs, "seconds": seconds}
 
@@ -394,32 +397,32 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
 # ---------------------------------------------------------------------------------------
 
 
-def _round_record(index: int, rate: float, selection: str, kept: int, arch: str,
+def _round_record(index: int, rate: float, selection: str, kept: int, label: str, arch: str,
                   result: FitResult, target_macs: int, evaluation_macs: int,
-                  selection_macs: dict, selection_seconds: dict) -> dict:
-    """One rate x selection, in the shape of ``pf.active``'s round records; the
-    retraining's test evaluations are the round's ``evaluation`` MACs (their time is in
-    its training's)."""
+                  selection_macs: dict, selection_seconds: dict) -> RoundRecord:
+    """One rate x selection as a round of the run record; the retraining's test
+    evaluations are the round's ``evaluation`` MACs (their time is in its training's)."""
     macs = {**selection_macs, "data_selection": sum(selection_macs.values()),
             "target_training": target_macs, "evaluation": evaluation_macs}
     seconds = {**selection_seconds, "data_selection": sum(selection_seconds.values()),
                "target_training": result.seconds}
-    return {"round": index, "prune_rate": rate, "selection": selection,
-            "labeled": kept, "added": kept, "selector": None,
-            "target": {"arch": arch, "init": "scratch", "kd": False,
-                       "test_accuracy": result.test_accuracy, "curve": result.curve,
-                       "curve_epochs": result.curve_epochs, "train_loss": result.train_loss},
-            "macs": macs, "seconds": seconds}
+    return RoundRecord(
+        round=index, prune_rate=rate, selection=selection, labeled=kept, added=kept,
+        label=label, selector=None,
+        target=TargetRecord(arch=arch, init="scratch", kd=False,
+                            test_accuracy=result.test_accuracy, curve=result.curve,
+                            curve_epochs=result.curve_epochs, train_loss=result.train_loss),
+        macs=macs, seconds=seconds)
 
 
 def run_data_pruning(config: Config, dataset: Dataset, progress: bool | None = None) -> dict:
     """Score, prune at every rate in ``config.prune_rates`` and retrain (``dataset`` on its device).
 
-    Returns ``rounds`` (one record per (rate, selection), rate-major, score before random;
-    the keys of ``pf.active``'s records plus ``prune_rate`` and ``selection``), ``kept``
-    (each round's kept indices), ``networks``, ``scores`` (the summary block),
-    ``score_values`` (N floats), ``scored_indices`` and ``reference_scores`` (N floats or
-    None). Raises ``ConfigError`` for a method other than prune_data or a size conflict.
+    Returns ``rounds`` (a ``RoundRecord`` per (rate, selection), rate-major, score before
+    random, with ``prune_rate`` and ``selection``), ``kept`` (each round's kept indices),
+    ``networks``, ``scores`` (the summary block), ``score_values`` (N floats),
+    ``scored_indices`` and ``reference_scores`` (N floats or None). Raises ``ConfigError``
+    for a method other than prune_data or a size conflict.
     """
     if config.method != DATA_PRUNING:
         raise ConfigError(f"method: run_data_pruning runs {DATA_PRUNING}, got {config.method!r}")
@@ -430,9 +433,9 @@ def run_data_pruning(config: Config, dataset: Dataset, progress: bool | None = N
     torch.manual_seed(config.seed)
     init = build_model(config.arch, dataset.num_classes, dataset.in_channels)
     target_forward = forward_macs(init, image_shape)
-    network = {"arch": config.arch, "params": parameter_count(init), "forward_macs": target_forward}
+    network = NetworkRecord(config.arch, parameter_count(init), target_forward)
     # The scoring network is the target's architecture; collect() reads it as the selector.
-    networks = {"target": network, "selector": dict(network)}
+    networks = {"target": network, "selector": NetworkRecord(**vars(network))}
 
     scoring = score_training_set(config, dataset, init, progress)
     scores = scoring["scores"]
@@ -447,14 +450,16 @@ def run_data_pruning(config: Config, dataset: Dataset, progress: bool | None = N
         if selection == "score":
             kept = keep_highest(scores, count)
             costs = (scoring["macs"], scoring["seconds"])
+            label = scoring["summary"]["label"]
         else:
             kept = keep_random(num_samples, count, config.seed * 1000 + RANDOM_KEEP_SEED)
             costs = no_cost
+            label = RANDOM_LABEL
         target = copy.deepcopy(init)
         result = fit(target, dataset, kept.to(device), config.schedule(), device=device,
                      seed=config.seed * 1000 + RETRAIN_SEED, progress=progress,
                      desc=f"{selection} @ {rate:g}", **config.fit_options())
-        rounds.append(_round_record(index, rate, selection, count, config.arch, result,
+        rounds.append(_round_record(index, rate, selection, count, label, config.arch, result,
                                     training_macs(target_forward, result.images_seen),
                                     target_forward * len(dataset.test) * len(result.curve),
                                     *costs))

@@ -1,13 +1,13 @@
-"""The active-learning loop: executes the per-round plan of ``pf.methods``.
+"""The active-learning loop: executes the per-round plan of ``pf.experiments.methods``.
 
 Budgets are TOTAL labeled counts. Round 0 labels ``budgets[0]`` random samples (the same
-ones for every method at a given seed). ``pf.methods.plan_rounds`` decides, before
+ones for every method at a given seed). ``pf.experiments.methods.plan_rounds`` decides, before
 anything trains, what every round does (which selector, how it starts, whether it syncs,
 how the target starts, whether it is distilled, how many samples it picks); this module
 carries that out: train the selector on the labeled set, train the target at that
 budget, and (before the last budget) let the selector score the unlabeled pool and label
 the next ``budgets[r+1] - budgets[r]``. The methods, warm starts and the extended
-paper's synchronisation (T_sync) are described in ``pf.methods``.
+paper's synchronisation (T_sync) are described in ``pf.experiments.methods``.
 
 Every network is re-trained from one seeded initialisation per role, so rounds differ
 only in their labeled set (our choice; PruneFuse states it for theta_p), unless
@@ -16,7 +16,7 @@ only in their labeled set (our choice; PruneFuse states it for theta_p), unless
 its own stream, ``role_seed(seed, "proxy")``, never another seed's target.
 
 Each round records what it spent in MACs (``pf.flops``), phase by phase as
-``pf.cost.planned_cost`` plans it: the selector's training, the target's training, pool
+``pf.experiments.cost.planned_cost`` plans it: the selector's training, the target's training, pool
 scoring (the selector's forward passes over the pool) for the NEXT round's labels, the
 pruning of a synced selector (``selector_sync``: seconds; no forward pass over data, so
 0 MACs), the test-set evaluations (``evaluation``: after every ``eval_every``-th epoch
@@ -41,13 +41,15 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from pf.config import METHODS, Config, ConfigError
+from pf.experiments.config import METHODS, Config, ConfigError
+from pf.experiments.methods import METHODS as ACTIVE_LEARNING, plan_rounds
+from pf.experiments.record import (NetworkRecord, RoundRecord, SelectorRecord, TargetRecord,
+                                   channel_map_file)
 from pf.data import Dataset
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.fuse import fuse
 from pf.models import build_model
-from pf.methods import METHODS as ACTIVE_LEARNING, plan_rounds
-from pf.prune import channel_map_file, prune_at_init
+from pf.prune import prune_at_init
 from pf.select import STRATEGIES, select
 from pf.train import FitResult, fit, predict
 
@@ -133,26 +135,28 @@ def _choose(config: Config, selector, dataset: Dataset, labeled_mask: torch.Tens
 def run_active_learning(config: Config, dataset: Dataset, progress: bool | None = None) -> dict:
     """Run ``config.method`` over ``config.budgets`` on ``dataset`` (already on its device).
 
-    Returns ``rounds`` (one record per budget), ``selected`` (the indices each round
-    added), ``channel_maps`` (PruneFuse: ``{file name: map}``, the one at init and one
-    per sync; each round's selector record names its map's file) and the networks'
-    sizes and forward MACs.
+    Returns ``rounds`` (a ``RoundRecord`` per budget), ``selected`` (the indices each
+    round added), ``channel_maps`` (PruneFuse: ``{file name: map}``, the one at init and
+    one per sync; each round's selector record names its map's file) and ``networks``
+    (``NetworkRecord`` of the target and the selector).
     """
     if config.method not in METHODS:
         raise ConfigError(f"method: the active-learning loop runs {', '.join(METHODS)}, not "
-                          f"{config.method} (pf.experiment.run_experiment runs every method)")
+                          f"{config.method} (pf.experiments.run.run_experiment runs every method)")
     plan = plan_rounds(config)
     image_shape = tuple(dataset.train.images.shape[1:])
     device = dataset.train.images.device
     dense_init, selector_init, channel_map = initial_networks(config, dataset)
-    selector_arch = ACTIVE_LEARNING[config.method].selector_arch(config)
+    method = ACTIVE_LEARNING[config.method]
+    selector_arch = method.selector_arch(config)
+    label = method.label(config.to_dict(), Config().to_dict())  # every round's: one recipe
     networks = {
-        "target": {"arch": config.arch, "params": parameter_count(dense_init),
-                   "forward_macs": forward_macs(dense_init, image_shape)},
-        "selector": {"arch": selector_arch, "params": parameter_count(selector_init),
-                     "forward_macs": forward_macs(selector_init, image_shape)},
+        "target": NetworkRecord(config.arch, parameter_count(dense_init),
+                                forward_macs(dense_init, image_shape)),
+        "selector": NetworkRecord(selector_arch, parameter_count(selector_init),
+                                  forward_macs(selector_init, image_shape)),
     }
-    target_macs, selector_macs = (networks[k]["forward_macs"] for k in ("target", "selector"))
+    target_macs, selector_macs = networks["target"].forward_macs, networks["selector"].forward_macs
     test_size = len(dataset.test)
     # The selector's lineage: its initial weights, channel map and the network it was cut
     # from (theta's init, or a synced selector's trained target); replaced at every sync.
@@ -220,25 +224,24 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
                                     step.index + 1)
             seconds["pool_scoring"] = time.perf_counter() - start
             macs["pool_scoring"] = selector_macs * scored
-        record = {
-            "round": step.index, "labeled": budget, "added": len(selected[-1]),
-            "selector": None if selector_result is None else {
-                "arch": selector_arch, "test_accuracy": selector_result.test_accuracy,
-                "is_target": step.selector == "target", "start": step.selector,
-                "origin": "init" if step.origin is None else f"round {step.origin} target",
-                "channel_map": lineage["map_file"] if channel_map else None},
-            "target": {"arch": config.arch, "init": step.target_init, "kd": teacher is not None,
-                       "test_accuracy": target_result.test_accuracy,
-                       "curve": target_result.curve, "curve_epochs": target_result.curve_epochs,
-                       "train_loss": target_result.train_loss},
-            "macs": macs, "seconds": seconds}
-        rounds.append(record)
+        rounds.append(RoundRecord(
+            round=step.index, labeled=budget, added=len(selected[-1]), label=label,
+            selector=None if selector_result is None else SelectorRecord(
+                arch=selector_arch, test_accuracy=selector_result.test_accuracy,
+                is_target=step.selector == "target", start=step.selector,
+                origin="init" if step.origin is None else f"round {step.origin} target",
+                channel_map=lineage["map_file"] if channel_map else None),
+            target=TargetRecord(
+                arch=config.arch, init=step.target_init, kd=teacher is not None,
+                test_accuracy=target_result.test_accuracy, curve=target_result.curve,
+                curve_epochs=target_result.curve_epochs, train_loss=target_result.train_loss),
+            macs=macs, seconds=seconds))
         if step.selects:  # what chose the next labels: this round's selector work, and a target
             charged = None if step.charges_target is None else rounds[step.charges_target]
             for unit, phases in (("macs", macs), ("seconds", seconds)):
                 spent[unit] += sum(phases[p] for p in ("selector_training", "selector_sync",
                                                        "pool_scoring"))
-                spent[unit] += 0 if charged is None else charged[unit]["target_training"]
+                spent[unit] += 0 if charged is None else getattr(charged, unit)["target_training"]
         bar.set_postfix(acc=f"{target_result.test_accuracy:.3f}")
     return {"rounds": rounds, "selected": selected, "channel_maps": channel_maps,
             "networks": networks}

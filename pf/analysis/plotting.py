@@ -1,4 +1,4 @@
-"""The plumbing every figure of ``pf.figures`` and ``pf.companion_figures`` shares.
+"""The plumbing every figure of ``pf.analysis.figures`` and ``companion_figures`` shares.
 
 A figure is drawn per dataset (``per_dataset``) onto a grid of panels (``panel_grid``),
 captioned with the dataset, target and seed counts (``footer``) and saved as PNG and
@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pf.data import DATASET_TITLES
-from pf.results import mean_std
+from pf.analysis.results import mean_std
 
 __all__ = ["STYLE", "PANEL_SIZE", "ACCURACY", "Drawing", "panel_grid", "legend",
            "notebook_figure", "footer", "save", "per_dataset", "spread", "cell_table",

@@ -1,12 +1,13 @@
 """The active-learning methods as objects, and the per-round plan they make together.
 
-A method answers the loop's questions: which network selects and how it starts each
-round, whether it trains this round, how the target starts, whether the target is
-distilled, when the selector is re-made from the target (synchronisation). From those
-answers ``plan_rounds(config)`` writes the whole run down once, one ``Round`` per budget,
-before anything trains: ``pf.active`` executes that plan and ``pf.cost`` sums it, so the
-two can never tell different stories (tests check that what a run records equals what
-was planned, phase by phase). A new method is one more entry of ``METHODS``.
+A method answers the loop's questions: which network selects and how it starts each round,
+whether it trains this round, how the target starts, whether the target is distilled, when
+the selector is re-made from the target (synchronisation). From those answers
+``plan_rounds(config)`` writes the whole run down once, one ``Round`` per budget, before
+anything trains: ``pf.experiments.active_learning`` executes that plan and
+``pf.experiments.cost`` sums it, so the two can never tell different stories (tests check
+that what a run records equals what was planned, phase by phase). A new method is one more
+entry of ``METHODS``.
 
 - ``baseline``: the dense target selects. The target trained at a budget IS the
   selector of that round (SVP's "active learning baseline"), so nothing is trained twice.
@@ -53,14 +54,18 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pf.config reads the registry below; configs only pass through here
-    from pf.config import Config
+if TYPE_CHECKING:  # pf.experiments.config reads the registry below; configs only pass through here
+    from pf.experiments.config import Config
 
-__all__ = ["SELECTOR_STARTS", "FUSION_BASES", "Round", "ActiveLearningMethod", "METHODS",
-           "plan_rounds"]
+__all__ = ["SELECTOR_STARTS", "FUSION_BASES", "PRUNEFUSE_RECIPE", "Round", "ActiveLearningMethod",
+           "METHODS", "plan_rounds"]
 
 SELECTOR_STARTS = ("init", "warm")  # selector_start: see the module docstring
 FUSION_BASES = ("init", "source")  # fuse_into: theta's init | the network the selector came from
+# The settings of PruneFuse's recipe; a run's label names those that depart from the default.
+PRUNEFUSE_RECIPE = ("rest", "importance", "prune_steps", "fusion_variant", "sync_every",
+                    "selector_start", "fuse_into")
+RECIPE_TITLES = {"sync_every": "T_sync"}  # the extended paper's name
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,23 @@ class ActiveLearningMethod:
     title = "SVP (proxy selects)"  # in figure legends
     color = "tab:orange"
     target_selects = False  # the baseline's target is its selector
+    recipe = ("selector_start",)  # settings its label names when they depart from the default
+
+    def label(self, settings: dict, defaults: dict) -> str:
+        """The name a run goes by in legends and tables: "AL baseline", "SVP resnet20",
+        "PruneFuse p=0.5", with the settings of ``recipe`` that differ from ``defaults``
+        in brackets: "PruneFuse p=0.5 (no fusion, no KD)", "PruneFuse p=0.5 (T_sync=1)",
+        "SVP resnet8 (selector_start=warm)". ``settings``: a config's fields as a dict."""
+        changes = self._departures(settings) + [
+            f"{RECIPE_TITLES.get(key, key)}={settings[key]}" for key in self.recipe
+            if settings[key] != defaults[key]]
+        return self._name(settings) + (f" ({', '.join(changes)})" if changes else "")
+
+    def _name(self, settings: dict) -> str:
+        return f"SVP {settings['proxy_arch']}"
+
+    def _departures(self, settings: dict) -> list[str]:
+        return []
 
     def selector_arch(self, config: Config) -> str:
         """The selector's name in records: its architecture, "@p=<ratio>" when pruned."""
@@ -143,6 +165,10 @@ class Baseline(ActiveLearningMethod):
     title = "AL baseline (target selects)"
     color = "0.45"
     target_selects = True
+    recipe = ()
+
+    def _name(self, settings: dict) -> str:
+        return "AL baseline"
 
     def selector_network(self, config: Config) -> tuple[str, float | None]:
         """The target itself."""
@@ -162,6 +188,14 @@ class PruneFuse(ActiveLearningMethod):
     name = "prunefuse"
     title = "PruneFuse (pruned target selects)"
     color = "tab:blue"
+    recipe = PRUNEFUSE_RECIPE
+
+    def _name(self, settings: dict) -> str:
+        return f"PruneFuse p={settings['prune_ratio']:g}"
+
+    def _departures(self, settings: dict) -> list[str]:
+        return [text for text, departs in (("no fusion", not settings["fusion"]),
+                                           ("no KD", not settings["kd"])) if departs]
 
     def selector_network(self, config: Config) -> tuple[str, float | None]:
         """The target's architecture, pruned at ``prune_ratio``."""
@@ -198,7 +232,7 @@ METHODS: dict[str, ActiveLearningMethod] = {
 def plan_rounds(config: Config) -> tuple[Round, ...]:
     """The rounds of ``config``'s active-learning run, one per budget (see ``Round``).
 
-    ``config`` is a validated config of one of ``METHODS`` (pf.config refuses the rest).
+    ``config`` is a validated config of one of ``METHODS`` (pf.experiments.config refuses the rest).
     """
     method = METHODS[config.method]
     budgets = config.budgets

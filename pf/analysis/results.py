@@ -1,0 +1,224 @@
+"""Runs read back as tables: one run's rounds, and the table made from many.
+
+Each run folder's record (``pf.experiments.record``) is read as written, labels
+included; a folder without a finished record is not a run.
+
+``run_table`` and ``round_table`` show one run; ``collect`` turns a tree of run
+directories into one pandas table, a row per (run, round), and ``collect_scores`` the
+data-pruning runs into a row per run with their score correlations; ``summarize`` gives
+mean, std and seed count per group, and ``mean_std`` the text the tables print ("93.40 ±
+0.11 (n=3)").
+
+    table = collect("results")
+    summarize(table, ["method", "prune_ratio", "labeled"])
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from pf.experiments.record import METRICS_FILE, RunRecord, read_record
+
+__all__ = ["COLUMNS", "SCORE_COLUMNS", "run_table", "round_table", "collect", "collect_scores",
+           "summarize", "mean_std"]
+
+
+# ---------------------------------------------------------------------------------------
+# Reading many runs back
+# ---------------------------------------------------------------------------------------
+
+# The phases a round records MACs and seconds for; collect() names its columns after them.
+PHASES = ("data_selection", "selector_training", "pool_scoring", "target_training")
+COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
+    "run_dir", "sweep", "method", "label", "dataset", "arch", "selector_arch",
+    "selector_params", "target_params", "prune_ratio", "proxy_arch", "metric", "fusion", "kd",
+    "rest", "importance", "sync_every", "selector_start",
+    "seed", "round", "labeled", "prune_rate", "selection", "score",
+    "train_size", "budget_fraction", "target_accuracy", "selector_accuracy", "epochs", "curve",
+    "curve_epochs",
+    *(f"{phase}_macs" for phase in PHASES), *(f"{phase}_seconds" for phase in PHASES),
+    "device", "git_commit",
+]
+NAN = float("nan")
+
+
+def _rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
+    """One row per round of one run's record (see ``collect`` for the columns)."""
+    config, networks, environment = record.config, record.networks, record.environment
+    method = record.method
+    pruned = method == "prunefuse"
+    train_size = record.dataset.train_size
+    rows = []
+    for step in record.rounds:
+        target, selector = step.target, step.selector
+        rows.append({
+            "run_dir": run_dir, "sweep": sweep, "method": method, "label": step.label,
+            "dataset": config["dataset"], "arch": config["arch"],
+            "selector_arch": networks["selector"].arch,
+            "selector_params": networks["selector"].params,
+            "target_params": networks["target"].params,
+            "prune_ratio": config["prune_ratio"] if pruned else NAN,
+            "proxy_arch": config["proxy_arch"] if method == "svp" else NAN,
+            # What the target's training did, from the round itself: baseline and SVP targets
+            # are never fused nor distilled, whatever their config's (unused) flags say.
+            "metric": config["metric"], "fusion": target.init == "fused", "kd": bool(target.kd),
+            "rest": config["rest"] if pruned else NAN,
+            "importance": config["importance"] if pruned else NAN,
+            "sync_every": config["sync_every"] if pruned else NAN,
+            "selector_start": NAN if method == "baseline" else config["selector_start"],
+            "seed": record.seed, "round": step.round, "labeled": step.labeled,
+            # Data-pruning runs (pf.experiments.data_pruning) keep a fraction by score or at random.
+            "prune_rate": NAN if step.prune_rate is None else step.prune_rate,
+            "selection": NAN if step.selection is None else step.selection,
+            "score": NAN if step.selection is None else record.scores["score"],
+            "train_size": train_size, "budget_fraction": step.labeled / train_size,
+            "target_accuracy": target.test_accuracy,
+            "selector_accuracy": NAN if selector is None else selector.test_accuracy,
+            "epochs": len(target.train_loss), "curve": list(target.curve),
+            "curve_epochs": list(target.curve_epochs),
+            **{f"{phase}_macs": step.macs[phase] for phase in PHASES},
+            **{f"{phase}_seconds": step.seconds[phase] for phase in PHASES},
+            "device": environment["device_name"], "git_commit": environment["git_commit"],
+        })
+    return rows
+
+
+def run_table(record: RunRecord | str | Path) -> pd.DataFrame:
+    """One run's rows of the ``collect`` table (same columns; ``run_dir`` is ".").
+
+    ``record`` is what ``run_experiment`` returns, or a run folder holding metrics.json.
+    """
+    if not isinstance(record, RunRecord):
+        record = read_record(record)
+    return pd.DataFrame(_rows(record, ".", ""), columns=COLUMNS)
+
+
+def round_table(record: RunRecord | str | Path) -> pd.DataFrame:
+    """One run's rounds, indexed by round: budget, selector and target accuracy (final
+    epoch, fraction in [0, 1]) and the data-selection cost that chose each labeled set;
+    ``record`` as for ``run_table``."""
+    columns = ["round", "labeled", "budget_fraction", "selector_accuracy", "target_accuracy",
+               "data_selection_macs", "data_selection_seconds", "target_training_seconds"]
+    return run_table(record)[columns].set_index("round")
+
+
+def collect(results_dir: str | Path) -> pd.DataFrame:
+    """Every finished run under ``results_dir`` as a table with one row per (run, round).
+
+    Walks ``results_dir`` for ``metrics.json`` files, skipping hidden folders (e.g.
+    ``.ipynb_checkpoints``) and hidden temp files; a file that ``read_record`` rejects or
+    whose rounds lack a field is skipped with a warning. Columns (``COLUMNS``, in order):
+
+    - ``run_dir``: the run folder relative to ``results_dir`` ("." for ``results_dir``
+      itself); ``sweep``: its first path component, "" when the run sits directly there;
+    - ``method`` (baseline | svp | prunefuse), ``label`` (the round's, stored when the run
+      was written), ``dataset`` (the name the run was configured with, e.g. cifar10_jpeg,
+      not where it was read from), ``arch`` (the target), ``selector_arch``,
+      ``selector_params``, ``target_params``;
+    - ``prune_ratio``, ``rest``, ``importance``, ``sync_every`` (T_sync): NaN unless
+      PruneFuse; ``proxy_arch``: NaN unless SVP; ``selector_start``: NaN for the baseline;
+      ``metric``; ``fusion``/``kd``: whether the target was fused/distilled;
+    - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``prune_rate``,
+      ``selection`` (score | random) and ``score`` (du | tdds | el2n | forgetting):
+      data-pruning runs only, else NaN; ``train_size``, ``budget_fraction`` (= labeled /
+      train_size); a data-pruning round's ``label`` says how it scored, or "random";
+    - ``target_accuracy``, ``selector_accuracy`` (NaN in rounds without a selector),
+      test split, final epoch, fraction in [0, 1]; ``epochs`` (the target's training
+      epochs), ``curve`` (its test accuracy after the epochs ``curve_epochs`` lists,
+      counted from 1: every epoch, or every ``eval_every``-th and the last);
+    - ``{data_selection,selector_training,pool_scoring,target_training}_macs`` (MACs,
+      1 multiply-add = 1) and the matching ``*_seconds``;
+    - ``device`` (the hardware's name) and ``git_commit``.
+    """
+    return pd.DataFrame(_walk(results_dir, _rows), columns=COLUMNS)
+
+
+def _walk(results_dir: str | Path, rows_of) -> list[dict]:
+    """``rows_of(record, run_dir, sweep)`` for every run under ``results_dir``, joined.
+
+    Hidden folders (e.g. ``.ipynb_checkpoints``) are skipped; a metrics file that
+    ``read_record`` rejects, or whose ``rows_of`` misses a field, is skipped with a warning.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such results folder")
+    rows = []
+    for path in sorted(root.rglob(METRICS_FILE)):
+        relative = path.parent.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        try:
+            rows += rows_of(read_record(path.parent), relative.as_posix(),
+                            relative.parts[0] if len(relative.parts) > 1 else "")
+        except (ValueError, KeyError, TypeError) as error:
+            warnings.warn(f"skipping {path}: {error!r}", stacklevel=3)
+    return rows
+
+
+SCORE_COLUMNS = [  # collect_scores()'s columns, in order
+    "run_dir", "sweep", "dataset", "arch", "seed", "score", "source", "label", "extrapolation",
+    "knn_k", "knn_weighting", "scored", "train_size", "subset_fraction", "pearson", "spearman",
+    "pearson_scored", "spearman_scored", "scoring_test_accuracy", "reference_test_accuracy",
+    "device", "git_commit",
+]
+
+
+def _score_rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
+    """The one row of a data-pruning run for ``collect_scores``; none for other runs."""
+    if record.scores is None:
+        return []
+    scores, environment = record.scores, record.environment
+    return [{
+        "run_dir": run_dir, "sweep": sweep, "dataset": record.config["dataset"],
+        "arch": record.config["arch"], "seed": record.seed,
+        "label": scores["label"], "subset_fraction": scores["scored"] / scores["train_size"],
+        **{key: scores[key] for key in (
+            "score", "source", "extrapolation", "knn_k", "knn_weighting", "scored", "train_size",
+            "pearson", "spearman", "pearson_scored", "spearman_scored", "scoring_test_accuracy",
+            "reference_test_accuracy")},
+        "device": environment["device_name"], "git_commit": environment["git_commit"],
+    }]
+
+
+def collect_scores(results_dir: str | Path) -> pd.DataFrame:
+    """Every finished data-pruning run under ``results_dir``, one row per run.
+
+    Columns (``SCORE_COLUMNS``): where the run sits (as in ``collect``), ``dataset``,
+    ``arch``, ``seed``; how it scored: ``score``, ``source`` (full | subset), ``label``
+    (as written with the run), ``extrapolation``, ``knn_k`` and ``knn_weighting`` (None for a
+    full run), ``scored`` of ``train_size`` samples and their ``subset_fraction``; how
+    well: ``pearson`` and ``spearman`` of extrapolated vs full-run scores on the samples
+    the subset did not see, ``*_scored`` of the subset run's own scores on those it did
+    (None without ``score_reference``), and the test accuracy of the scoring and
+    reference runs; ``device`` and ``git_commit``. Correlations that are None in
+    metrics.json are NaN here.
+    """
+    table = pd.DataFrame(_walk(results_dir, _score_rows), columns=SCORE_COLUMNS)
+    correlations = ["pearson", "spearman", "pearson_scored", "spearman_scored"]
+    table[correlations] = table[correlations].astype(float)
+    return table
+
+
+def summarize(table: pd.DataFrame, by: str | list[str],
+              value: str = "target_accuracy") -> pd.DataFrame:
+    """Mean, std (over seeds, ddof=1; NaN when n == 1) and n of ``value`` per group of ``by``.
+
+    Returns the ``by`` columns followed by ``mean``, ``std`` and ``n`` (non-missing
+    values), one row per group, sorted; NaN keys (e.g. ``prune_ratio`` of a baseline)
+    form groups of their own. Every row is one sample, so ``by`` should name everything
+    that distinguishes runs except the seed.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    stats = table.groupby(by, dropna=False)[value].agg(["mean", "std", "count"])
+    return stats.rename(columns={"count": "n"}).reset_index()
+
+
+def mean_std(mean: float, std: float, n: int, scale: float = 100, digits: int = 2) -> str:
+    """Format a summary as "93.40 ± 0.11 (n=3)", or "93.40 (n=1)" when there is no std;
+    ``scale`` turns fractions into percent."""
+    if n < 2 or pd.isna(std):
+        return f"{mean * scale:.{digits}f} (n={n})"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f} (n={n})"

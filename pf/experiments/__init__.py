@@ -1,0 +1,9 @@
+"""One experiment, from its configuration to its run record.
+
+The methods' rules (``methods``) and the validated configuration (``config``) come first;
+``cost`` plans what a run will compute; ``active_learning`` and ``data_pruning`` are the
+two experiments' loops; ``record`` is what a finished run writes and how it is read
+back; ``run`` runs one experiment and records it.
+"""
+
+__all__: list[str] = []

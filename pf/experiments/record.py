@@ -1,0 +1,309 @@
+"""The run record: what a finished run writes into its folder, and how it is read back.
+
+One run folder holds:
+
+- ``metrics.json``: the ``RunRecord`` (config, dataset, networks, one ``RoundRecord`` per
+  round with its display label, accuracies, curves, MACs and seconds per phase, the
+  environment); written last and atomically, so its presence marks a finished run;
+- ``selected.json``: the indices each round added (active learning) or kept (data
+  pruning); ``scores.json``: a data-pruning run's scores;
+- ``channel_map.json`` (PruneFuse's selector pruned at init) and one
+  ``channel_map_synced_from_round<r>.json`` per synchronisation (``channel_map_file``);
+- from ``pf sweep``: ``params.json`` (the run's parameters), ``notebook.ipynb`` (the
+  executed notebook) and, for a failed run, ``error.json``.
+
+Every file name is defined here. ``read_record`` loads records of every schema version:
+schema 1 (before the record was typed) is upgraded on reading, its labels made with the
+recipe its runs were written under (``SCHEMA1_RECIPE``), so that a change of today's
+defaults never relabels an old run. Nothing here trains: reading a record imports
+neither the trainer nor Torch-Pruning.
+
+    record = read_record("results/demo/<run>")
+    record.rounds[-1].target.test_accuracy, record.rounds[-1].label
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pf
+from pf import provenance
+from pf.experiments.methods import METHODS
+from pf.flops import UNIT
+
+__all__ = ["SCHEMA_VERSION", "METRICS_FILE", "SELECTED_FILE", "SCORES_FILE", "PARAMS_FILE",
+           "ERROR_FILE", "NOTEBOOK_FILE", "ACCURACY", "SCHEMA1_RECIPE", "RANDOM_LABEL",
+           "SCORE_TITLES", "RecordError", "NetworkRecord", "SelectorRecord", "TargetRecord",
+           "RoundRecord", "DatasetRecord", "RunRecord", "channel_map_file", "scoring_label",
+           "write_json", "read_record", "environment"]
+
+SCHEMA_VERSION = 2  # 2: typed record, labels stored per round; 1: before (upgraded on reading)
+METRICS_FILE = "metrics.json"
+SELECTED_FILE = "selected.json"
+SCORES_FILE = "scores.json"
+PARAMS_FILE = "params.json"
+ERROR_FILE = "error.json"
+NOTEBOOK_FILE = "notebook.ipynb"
+ACCURACY = "test split, final epoch, fraction in [0, 1]"  # what every accuracy in a record is
+# The PruneFuse recipe every schema-1 run was labelled against: its departures from these
+# are named in its label. Settings added later ran, before they existed, as these say.
+SCHEMA1_RECIPE = {"rest": "keep", "importance": "l2", "prune_steps": 1, "fusion_variant": "map",
+                  "sync_every": 0, "selector_start": "init", "fuse_into": "init"}
+RANDOM_LABEL = "random"  # a data-pruning round that kept a random draw
+SCORE_TITLES = {"du": "DU", "tdds": "TDDS", "el2n": "EL2N", "forgetting": "forgetting"}
+
+
+class RecordError(ValueError):
+    """A run folder's metrics.json is missing, unreadable or not a run record; one line."""
+
+
+def channel_map_file(origin: int | None = None) -> str:
+    """The file a run saves a channel map in: ``channel_map.json`` for the selector pruned
+    at init, ``channel_map_synced_from_round<r>.json`` for one pruned from round r's
+    trained target (a sync, ``pf.experiments.methods``)."""
+    return "channel_map.json" if origin is None else f"channel_map_synced_from_round{origin}.json"
+
+
+@dataclass
+class NetworkRecord:
+    """A network of the run: its architecture (``<arch>@p=<ratio>`` when pruned), its
+    parameter count and its forward MACs per image."""
+
+    arch: str
+    params: int
+    forward_macs: int
+
+
+@dataclass
+class SelectorRecord:
+    """The network that chose a round's next labels. ``start``: init | warm | synced |
+    target (the baseline's target selects); ``origin``: "init" or "round r target" (whose
+    trained weights it was pruned from); ``channel_map``: its map's file (PruneFuse)."""
+
+    arch: str
+    test_accuracy: float
+    is_target: bool
+    start: str | None = None
+    origin: str | None = None
+    channel_map: str | None = None
+
+
+@dataclass
+class TargetRecord:
+    """The target trained at a round's budget: ``init`` scratch | fused, ``kd`` (distilled
+    from the selector), its final test accuracy, the test accuracy after each epoch that
+    ``curve_epochs`` lists (counted from 1) and the training loss per epoch."""
+
+    arch: str
+    init: str
+    kd: bool
+    test_accuracy: float
+    curve: list[float]
+    curve_epochs: list[int]
+    train_loss: list[float]
+
+
+@dataclass
+class RoundRecord:
+    """One round: ``labeled`` (TOTAL labeled count), ``added`` (labeled this round),
+    ``label`` (the name it goes by in legends and tables), the selector (None when the
+    round had none) and target, MACs and seconds per phase (``data_selection``: all that
+    chose this labeled set). A data-pruning round also has ``prune_rate`` (the fraction
+    removed) and ``selection`` (score | random)."""
+
+    round: int
+    labeled: int
+    added: int
+    label: str
+    selector: SelectorRecord | None
+    target: TargetRecord
+    macs: dict[str, int]
+    seconds: dict[str, float]
+    prune_rate: float | None = None
+    selection: str | None = None
+
+
+@dataclass
+class DatasetRecord:
+    """The data a run used: the configured name, split sizes, classes and image shape."""
+
+    name: str
+    train_size: int
+    test_size: int
+    num_classes: int
+    image_shape: list[int]
+
+
+@dataclass
+class RunRecord:
+    """A finished run: what ``pf.experiments.run.run_experiment`` returns and writes.
+
+    ``config`` is the resolved configuration (every field, as JSON); ``networks`` holds
+    the ``target`` and the ``selector`` (a data-pruning run's scoring network);
+    ``scores`` is a data-pruning run's scoring summary (None for active learning), its
+    ``label`` how the run scored ("DU, kNN k=10 from 20 %").
+    ``accuracy`` and ``macs_unit`` say what the numbers are.
+    """
+
+    config: dict
+    seed: int
+    method: str
+    dataset: DatasetRecord
+    networks: dict[str, NetworkRecord]
+    rounds: list[RoundRecord]
+    environment: dict
+    seconds_total: float
+    channel_map_file: str | None = None
+    pruned_widths: list | None = None
+    scores: dict | None = None
+    selected_file: str = SELECTED_FILE
+    scores_file: str | None = None
+    accuracy: str = ACCURACY
+    macs_unit: str = UNIT
+    schema: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict:
+        """The record as plain JSON types, as metrics.json holds it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, payload: dict) -> RunRecord:
+        """A record from metrics.json's contents, of any schema; raises ``RecordError``."""
+        try:
+            if payload.get("schema") == 1:
+                payload = _upgrade_schema1(payload)
+            fields = {**payload}
+            fields["dataset"] = DatasetRecord(**payload["dataset"])
+            fields["networks"] = {role: NetworkRecord(**network)
+                                  for role, network in payload["networks"].items()}
+            fields["rounds"] = [_round(record) for record in payload["rounds"]]
+            return cls(**fields)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise RecordError(f"not a run record of schema {payload.get('schema')!r} "
+                              f"({error!r})") from None
+
+    def write(self, run_dir: str | Path) -> Path:
+        """Write metrics.json into ``run_dir`` atomically; call it last, once the run's
+        other files are written: its presence marks a finished run."""
+        return write_json(Path(run_dir) / METRICS_FILE, self.to_json())
+
+
+def _round(payload: dict) -> RoundRecord:
+    selector = payload["selector"]
+    return RoundRecord(**{**payload, "target": TargetRecord(**payload["target"]),
+                          "selector": None if selector is None else SelectorRecord(**selector)})
+
+
+def scoring_label(scores: dict) -> str:
+    """How a data-pruning run scored its samples, from its record's ``scores`` block:
+    "DU, full run", "DU, kNN k=10 from 20 %", "TDDS, GNN k=20 from 10 %"; kNN with
+    exp(-distance) weights reads "kNN-exp". TDDS names its span ("TDDS (last 10
+    epochs)"), so that runs scoring other epochs are never averaged together; runs from
+    before the span existed scored every epoch and read plain "TDDS"."""
+    name = SCORE_TITLES[scores["score"]]
+    if scores.get("tdds_span"):
+        name = f"{name} ({scores['tdds_span']} {scores['tdds_span_epochs']} epochs)"
+    if scores["source"] == "full":
+        return f"{name}, full run"
+    how = {"knn": "kNN-exp" if scores["knn_weighting"] == "exp" else "kNN",
+           "gnn": "GNN"}[scores["extrapolation"]]
+    share = 100 * scores["scored"] / scores["train_size"]
+    return f"{name}, {how} k={scores['knn_k']} from {share:.3g} %"
+
+
+def _upgrade_schema1(payload: dict) -> dict:
+    """A schema-1 metrics.json in schema 2's shape: labels made with ``SCHEMA1_RECIPE``,
+    fields added since filled with what those runs did."""
+    config = {**SCHEMA1_RECIPE, **payload["config"]}
+    method = METHODS.get(payload["method"])
+    scores = payload.get("scores")
+    if scores is not None:
+        scores = {**scores, "label": scoring_label(scores)}
+    rounds = []
+    for record in payload["rounds"]:
+        target = record["target"]
+        if "selection" in record:
+            label = scores["label"] if record["selection"] == "score" else RANDOM_LABEL
+        else:  # what the target's training did decides, whatever unused flags say
+            label = method.label({**config, "fusion": target["init"] == "fused",
+                                  "kd": bool(target["kd"])}, SCHEMA1_RECIPE)
+        # Schema 1 tested after every epoch and did not list the epochs.
+        epochs = target.get("curve_epochs") or list(range(1, len(target["curve"]) + 1))
+        rounds.append({**record, "label": label, "target": {**target, "curve_epochs": epochs}})
+    environment_ = {"git_dirty": None, "dirty_files": [], "lock": None,
+                    **payload["environment"]}
+    kept = {key: value for key, value in payload.items() if key != "schema"}
+    return {**kept, "config": config, "rounds": rounds, "environment": environment_,
+            "scores": scores, "schema": SCHEMA_VERSION}
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` as JSON to ``path`` atomically (temp file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False) as handle:
+        json.dump(payload, handle, indent=1)
+        handle.write("\n")
+    os.replace(handle.name, path)
+    return path
+
+
+def read_record(run_dir: str | Path) -> RunRecord:
+    """The run record in ``run_dir``'s metrics.json (any schema); raises ``RecordError``
+    naming the file when it is missing, unreadable or not a run record."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise RecordError(f"{path}: not a readable metrics file ({error})") from None
+    if not isinstance(payload, dict):
+        raise RecordError(f"{path}: not a run record (a JSON {type(payload).__name__})")
+    try:
+        return RunRecord.from_json(payload)
+    except RecordError as error:
+        raise RecordError(f"{path}: {error}") from None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device) -> dict:
+    """Versions, code commit and hardware (``device``: a torch.device), stored with every run.
+
+    ``git_commit`` ends in "+dirty" when the files that compute results differ from the
+    commit (``pf.provenance``), which ``git_dirty`` and ``dirty_files`` say too; ``lock``
+    is the environment lock's identity and whether the installed packages match it.
+    """
+    import torch
+    import torchvision
+
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    code = provenance.code_state()
+    return {
+        "pf": pf.__version__,
+        "git_commit": code["git_commit"] + ("+dirty" if code["git_dirty"] else ""),
+        "git_dirty": code["git_dirty"],
+        "dirty_files": code["dirty_files"],
+        "lock": provenance.lock_state(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": str(device),
+        "device_name": hardware,
+        "cpu_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,110 @@
+"""One experiment: a method's active-learning run over the budgets (or a data-pruning
+run), recorded.
+
+``run_experiment`` checks what it can before any work (the budgets against the dataset's
+size, the device), runs ``pf.experiments.active_learning.run_active_learning`` (for
+``method="prune_data"``: ``pf.experiments.data_pruning.run_data_pruning``) and, only once
+the run has finished, writes the run folder that ``pf.experiments.record`` describes:
+the indices each round added (their union up to round r is the labeled set at
+budgets[r], so that another target can be trained on the same data) or kept, a
+data-pruning run's scores, PruneFuse's channel maps (each round's selector record names
+the map it used) and, last, metrics.json.
+
+A data-pruning run writes the same record. Its rounds are one per (pruning rate,
+selection), with ``labeled`` = ``added`` = the kept count, ``prune_rate`` and
+``selection`` (score | random); the record gains a ``scores`` block (score, source,
+subset size, extrapolation, correlations with a full run or null); ``selected.json``
+holds each round's kept indices (the whole training set of that round, not an increment)
+and ``scores.json`` the N scores (and the full run's, when computed).
+
+    record = run_experiment(make_config("demo"), out_dir="runs/demo")
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from pf.experiments.active_learning import run_active_learning
+from pf.data import load_dataset
+from pf.experiments.config import DATA_PRUNING, Config, ConfigError, check_budgets
+from pf.experiments.data_pruning import check_data_pruning, run_data_pruning
+from pf.experiments.record import (SCORES_FILE, SELECTED_FILE, DatasetRecord, RunRecord,
+                                   channel_map_file, environment, write_json)
+from pf.prune import save_channel_map
+from pf.provenance import dirty_warning
+from pf.train import resolve_device, set_determinism
+
+__all__ = ["run_experiment"]
+
+
+def run_experiment(config: Config, out_dir: str | Path | None = None,
+                   progress: bool | None = None) -> RunRecord:
+    """Run ``config`` and return its ``RunRecord``; with ``out_dir``, also write the run
+    folder there.
+
+    A bad parameter raises ``ConfigError`` (or ``DatasetNotFound``) before training
+    starts, and nothing is written until the run has finished.
+    """
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for but no CUDA device is available; "
+                          "use auto or cpu")
+    set_determinism(config.deterministic, device)
+    if config.compile:
+        # Compiled code is cached per function (ResNet.forward, the blocks' forward) across
+        # every network of the process, and each new width, mode or shape is a recompile:
+        # a notebook session running a few networks hit dynamo's recompile limit (8) and
+        # then trained eager without a word. One run needs about 4 (selector and target,
+        # train and eval), so each run starts from an empty cache.
+        torch._dynamo.reset()
+    dataset = load_dataset(config.dataset, config.data_dir or None)
+    pruning = config.method == DATA_PRUNING
+    if pruning:
+        check_data_pruning(config, len(dataset.train))
+    else:
+        check_budgets(config.budgets, len(dataset.train))
+    dataset = dataset.to(device)
+    warning = dirty_warning()  # after the checks: a bad parameter stays a one-line error
+    if warning:
+        print(warning, file=sys.stderr)
+    if pruning:
+        run = run_data_pruning(config, dataset, progress=progress)
+    else:
+        run = run_active_learning(config, dataset, progress=progress)
+    channel_maps = run.get("channel_maps", {})  # PruneFuse only
+    channel_map = channel_maps.get(channel_map_file())  # theta_p's, pruned at init
+
+    record = RunRecord(
+        config=config.to_dict(), seed=config.seed, method=config.method,
+        # The configured name (e.g. cifar10_jpeg), not where the images were read from.
+        dataset=DatasetRecord(name=config.dataset, train_size=len(dataset.train),
+                              test_size=len(dataset.test), num_classes=dataset.num_classes,
+                              image_shape=list(dataset.train.images.shape[1:])),
+        networks=run["networks"], rounds=run["rounds"], environment=environment(device),
+        seconds_total=time.perf_counter() - start,
+        channel_map_file=channel_map_file() if channel_map else None,
+        pruned_widths=channel_map["widths"] if channel_map else None,
+        scores=run["scores"] if pruning else None,
+        scores_file=SCORES_FILE if pruning else None)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        if pruning:
+            write_json(out_dir / SELECTED_FILE, {
+                "prune_rates": [r.prune_rate for r in run["rounds"]],
+                "selections": [r.selection for r in run["rounds"]], "kept": run["kept"]})
+            write_json(out_dir / SCORES_FILE, {
+                "score": config.score, "source": config.score_source,
+                "scored_indices": run["scored_indices"], "scores": run["score_values"],
+                "reference_scores": run["reference_scores"]})
+        else:
+            write_json(out_dir / SELECTED_FILE,
+                       {"budgets": config.budgets, "added": run["selected"]})
+        for name, saved in channel_maps.items():
+            save_channel_map(saved, out_dir / name)
+        record.write(out_dir)  # last: its presence marks a finished run
+    return record

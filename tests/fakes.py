@@ -1,0 +1,132 @@
+"""Run records made without training, for the tests that read runs back (tables, figures,
+the CLI summary, notebooks): typed ``RunRecord``s in the shape ``pf.experiments.run``
+writes, labelled as it labels them, and the schema-1 form older runs were written in."""
+
+from pathlib import Path
+
+from pf.experiments.config import Config
+from pf.experiments.methods import METHODS
+from pf.experiments.record import (RANDOM_LABEL, DatasetRecord, NetworkRecord, RoundRecord,
+                                   RunRecord, SelectorRecord, TargetRecord, scoring_label)
+
+BUDGETS = (5000, 15000, 25000)
+TRAIN_SIZE = 50000
+TARGET_PARAMS, TARGET_MACS = 850000, 125_000_000
+PROXY_PARAMS, PROXY_MACS = 270000, 40_000_000
+ENVIRONMENT = {"pf": "0.1.0", "git_commit": "abc123", "git_dirty": False, "dirty_files": [],
+               "lock": None, "device": "cpu", "device_name": "Test CPU"}
+
+
+def fake_record(method="prunefuse", prune_ratio=0.5, seed=0, fusion=True, kd=True,
+                accuracies=(0.80, 0.88, 0.92), dataset="cifar10", arch="resnet56",
+                proxy_arch="resnet20", metric="least_confidence", budgets=BUDGETS,
+                epochs=4, sync_every=0, **settings) -> RunRecord:
+    """An active-learning run's record; selection costs scale with the selector's size, and
+    a synced selector's (PruneFuse, ``sync_every``) add its source target's training.
+    ``settings``: further config fields (e.g. ``rest``), which the label names."""
+    pruned = method == "prunefuse"
+    shrink = (1 - prune_ratio) ** 2
+    selector = {
+        "baseline": NetworkRecord(arch, TARGET_PARAMS, TARGET_MACS),
+        "svp": NetworkRecord(proxy_arch, PROXY_PARAMS, PROXY_MACS),
+        "prunefuse": NetworkRecord(f"{arch}@p={prune_ratio}", int(TARGET_PARAMS * shrink),
+                                   int(TARGET_MACS * shrink)),
+    }[method]
+    config = {**Config().to_dict(), "dataset": dataset, "arch": arch, "method": method,
+              "metric": metric, "prune_ratio": prune_ratio, "proxy_arch": proxy_arch,
+              "fusion": fusion, "kd": kd, "sync_every": sync_every, "budgets": list(budgets),
+              "lr_schedule": [[epochs, 0.1]], "seed": seed, **settings}
+    label = METHODS[method].label(config, Config().to_dict())
+    rounds, spent = [], 0
+    for index, (budget, accuracy) in enumerate(zip(budgets, accuracies)):
+        last = index == len(budgets) - 1
+        has_selector = pruned or not last
+        selector_training = 3 * selector.forward_macs * budget * epochs if has_selector else 0
+        scoring = 0 if last else selector.forward_macs * (TRAIN_SIZE - budget)
+        rounds.append(RoundRecord(
+            round=index, labeled=budget, added=budget - (budgets[index - 1] if index else 0),
+            label=label,
+            selector=SelectorRecord(selector.arch, accuracy - 0.05, method == "baseline")
+            if has_selector else None,
+            target=TargetRecord(arch=arch, init="fused" if pruned and fusion else "scratch",
+                                kd=pruned and kd, test_accuracy=accuracy,
+                                curve=[accuracy * (e + 1) / epochs for e in range(epochs)],
+                                curve_epochs=list(range(1, epochs + 1)),
+                                train_loss=[1.0 / (e + 1) for e in range(epochs)]),
+            macs={"selector_training": selector_training,
+                  "target_training": 3 * TARGET_MACS * budget * epochs,
+                  "pool_scoring": scoring, "data_selection": spent},
+            seconds={"selector_training": 1.0, "target_training": 2.0, "pool_scoring": 0.5,
+                     "data_selection": float(index)}))
+        spent += selector_training + scoring
+        synced = sync_every and index >= 1 and index % sync_every == 0 and not last
+        spent += 3 * TARGET_MACS * budgets[index - 1] * epochs if synced else 0
+    return RunRecord(
+        config=config, seed=seed, method=method,
+        dataset=DatasetRecord(dataset, TRAIN_SIZE, 10000, 10, [3, 32, 32]),
+        networks={"target": NetworkRecord(arch, TARGET_PARAMS, TARGET_MACS),
+                  "selector": selector},
+        rounds=rounds, environment=dict(ENVIRONMENT), seconds_total=10.0)
+
+
+def fake_pruning_record(seed=0, source="subset", subset=0.2, extrapolation="knn", k=10,
+                        weighting="mean", pearson=0.5, reference=True, accuracies=(0.9, 0.8),
+                        random_accuracies=(0.88, 0.7), rates=(0.3, 0.7)) -> RunRecord:
+    """A data-pruning run's record: one score round per rate, and a random one when
+    ``random_accuracies`` is given; correlations only with ``reference``."""
+    record = fake_record(method="baseline", seed=seed)  # the shared envelope
+    record.method = record.config["method"] = "prune_data"
+    subset_run = source == "subset"
+    scores = {
+        "score": "du", "source": source,
+        "scored": round(subset * TRAIN_SIZE) if subset_run else TRAIN_SIZE,
+        "train_size": TRAIN_SIZE, "extrapolation": extrapolation if subset_run else None,
+        "knn_k": k if subset_run else None,
+        "knn_weighting": weighting if subset_run and extrapolation == "knn" else None,
+        "scoring_test_accuracy": 0.85, "reference": reference and subset_run,
+        "reference_cached": False,
+        "reference_test_accuracy": 0.93 if reference and subset_run else None,
+        **{key: value if reference and subset_run else None for key, value in (
+            ("pearson", pearson), ("spearman", pearson - 0.1), ("pearson_scored", 0.8),
+            ("spearman_scored", 0.7))},
+    }
+    scores["label"] = scoring_label(scores)
+    record.scores = scores
+    plans = [(rate, "score", accuracy) for rate, accuracy in zip(rates, accuracies)]
+    if random_accuracies:
+        plans += [(rate, "random", accuracy) for rate, accuracy in zip(rates, random_accuracies)]
+    template = record.rounds[0]
+    record.rounds = [RoundRecord(
+        round=index, labeled=round((1 - rate) * TRAIN_SIZE),
+        added=round((1 - rate) * TRAIN_SIZE),
+        label=scores["label"] if selection == "score" else RANDOM_LABEL, selector=None,
+        target=TargetRecord(**{**vars(template.target), "init": "scratch", "kd": False,
+                               "test_accuracy": accuracy, "curve": [accuracy],
+                               "curve_epochs": [1]}),
+        macs=template.macs, seconds=template.seconds, prune_rate=rate, selection=selection)
+        for index, (rate, selection, accuracy) in enumerate(plans)]
+    return record
+
+
+def as_schema1(record: RunRecord) -> dict:
+    """``record`` as a run written before the record was typed (schema 1) would hold it:
+    no labels, no ``curve_epochs``, none of the settings added since in its config."""
+    payload = record.to_json()
+    payload["schema"] = 1
+    for step in payload["rounds"]:
+        del step["label"], step["target"]["curve_epochs"]
+        for key in ("prune_rate", "selection"):
+            if step[key] is None:
+                del step[key]
+    for key in ("sync_every", "selector_start", "fuse_into", "fusion_variant", "prune_steps"):
+        payload["config"].pop(key)
+    if payload["scores"] is None:
+        del payload["scores"], payload["scores_file"]
+    else:
+        del payload["scores"]["label"]
+    return payload
+
+
+def write_run(root: Path, relative: str, **options) -> Path:
+    """Write ``fake_record(**options)`` as the run folder ``root/relative``."""
+    return fake_record(**options).write(Path(root) / relative)
