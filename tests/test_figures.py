@@ -6,10 +6,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import pf.analysis.figures
+import pf.analysis.prunefuse_figures as prunefuse_figures
 from fakes import fake_record, write_run
-from pf.analysis.figures import (fig3_selection_flops, fig4_fused_vs_scratch, fig5_prunefuse_vs_svp,
-                                 main_table, make_figures, plot_run, tsync_accuracy_and_cost)
+from pf.analysis.figures import make_figures
+from pf.analysis.notebook_figures import plot_run
+from pf.analysis.prunefuse_figures import (fig3_selection_flops, fig4_fused_vs_scratch,
+                                           fig5_prunefuse_vs_svp, main_table,
+                                           tsync_accuracy_and_cost)
 from pf.analysis.results import collect, mean_std
 
 FIGURES = ("accuracy_vs_budget", "fig3_selection_flops", "fig4_fused_vs_scratch",
@@ -207,7 +210,7 @@ def test_tsync_figure_plots_accuracy_and_selection_cost_against_t_sync(tmp_path)
     assert isinstance(fig5_prunefuse_vs_svp(table, tmp_path / "figures"), str)
     write_run(results, "pf_s0", accuracies=(0.8, 0.9, 0.93))
     table = collect(results)
-    figure = pf.analysis.figures._sync_accuracy_and_cost(table)
+    figure = prunefuse_figures._sync_accuracy_and_cost(table)
     accuracy, macs, seconds = figure.axes
     t_sync, percent = accuracy.lines[0].get_data()
     assert list(t_sync) == [0, 1] and list(percent) == pytest.approx([93.0, 94.5])
@@ -240,20 +243,20 @@ def test_runs_are_shown_under_their_configured_dataset_with_its_title(tmp_path):
     record.write(tmp_path / "results" / "run")
     table = collect(tmp_path / "results")
     assert set(table.dataset) == {"cifar10_jpeg"}
-    caption = pf.analysis.figures._accuracy_vs_budget(table).texts[-1].get_text()
+    caption = prunefuse_figures._accuracy_vs_budget(table).texts[-1].get_text()
     assert "CIFAR-10 (JPEG q75)" in caption and "imagefolder" not in caption
 
 
 def test_random_selection_is_drawn_as_the_floor_in_each_panel_of_its_target(tmp_path):
     results = tmp_path / "results"
     write_run(results, "random", method="baseline", metric="random", accuracies=(0.7, 0.8, 0.9))
-    alone = pf.analysis.figures._accuracy_vs_budget(collect(results))
+    alone = prunefuse_figures._accuracy_vs_budget(collect(results))
     [panel] = alone.axes  # a target with nothing but random selection keeps its panel
     assert panel.get_title().endswith("random")
     for metric in ("least_confidence", "kcenters"):
         write_run(results, metric, method="baseline", metric=metric)
         write_run(results, f"pf_{metric}", metric=metric)
-    figure = pf.analysis.figures._accuracy_vs_budget(collect(results))
+    figure = prunefuse_figures._accuracy_vs_budget(collect(results))
     assert sorted(ax.get_title() for ax in figure.axes) == ["resnet56 · k-centers",
                                                            "resnet56 · least confidence"]
     for ax in figure.axes:
@@ -264,7 +267,7 @@ def test_random_selection_is_drawn_as_the_floor_in_each_panel_of_its_target(tmp_
 
 def test_fig3_shows_selection_macs_above_selection_seconds_per_ratio(tmp_path):
     table = collect(_paper_tree(tmp_path / "results"))
-    figure = pf.analysis.figures._selection_flops(table)
+    figure = prunefuse_figures._selection_flops(table)
     ratios = 3  # p = 0.5, 0.6, 0.7
     assert len(figure.axes) == 2 * ratios
     macs, seconds = figure.axes[:ratios], figure.axes[ratios:]

@@ -26,13 +26,14 @@ from matplotlib.figure import Figure
 from pf.data import DATASET_TITLES
 from pf.analysis.results import mean_std
 
-__all__ = ["STYLE", "PANEL_SIZE", "ACCURACY", "Drawing", "panel_grid", "legend",
+__all__ = ["STYLE", "PANEL_SIZE", "ACCURACY", "BUDGET", "Drawing", "panel_grid", "legend",
            "notebook_figure", "footer", "save", "per_dataset", "spread", "cell_table",
            "write_table"]
 
 STYLE = "seaborn-v0_8-whitegrid"  # seaborn's look, applied per figure, never globally
 PANEL_SIZE = (4.4, 3.4)  # inches per panel
 ACCURACY = "target test accuracy (%)"
+BUDGET = "labeled budget (% of training set)"
 Drawing = Figure | str  # a figure, or the reason there is none
 LEGEND_INSIDE = 6  # entries a legend may hold inside its panel without hiding the data
 
