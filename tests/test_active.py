@@ -10,6 +10,8 @@ from pf.flops import forward_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
 
+pytestmark = pytest.mark.slow  # runs the active-learning loop of every method
+
 BUDGETS = [40, 100, 160, 200]
 
 

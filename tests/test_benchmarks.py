@@ -3,6 +3,10 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs each benchmark at a small size
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from pf.prune import load_channel_map
 
+pytestmark = pytest.mark.slow  # runs pf in subprocesses
+
 # The console script installed beside this interpreter (the venv's bin/).
 PF = str(Path(sys.executable).with_name("pf"))
 

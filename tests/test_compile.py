@@ -6,7 +6,8 @@ import torch
 from pf.models import build_model
 from pf.train import Schedule, fit
 
-pytestmark = pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile missing")
+pytestmark = [pytest.mark.slow,  # compiles networks
+              pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile missing")]
 
 
 def test_compiled_training_matches_eager_training(synthetic):

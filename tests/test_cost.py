@@ -30,6 +30,7 @@ def _recorded(metrics: dict, phase: str) -> int:
     {"method": "baseline", "metric": "least_confidence", "lr_schedule": [[3, 0.05]],
      "eval_every": 2},
 ])
+@pytest.mark.slow  # runs the experiment it plans
 def test_active_learning_plan_matches_the_recorded_macs(overrides):
     config = make_config("smoke", {**SHORT, **overrides})
     metrics = run_experiment(config, progress=False)
@@ -49,6 +50,7 @@ def test_active_learning_plan_matches_the_recorded_macs(overrides):
     assert (plan["macs"]["distillation"] > 0) == any(r.target.kd for r in metrics.rounds)
 
 
+@pytest.mark.slow  # runs the experiment it plans
 def test_data_pruning_plan_matches_the_recorded_macs():
     config = make_config("smoke", {"lr_schedule": [[3, 0.05]], "eval_every": 2,
                                    "method": "prune_data", "prune_rates": [0.5, 0.8],

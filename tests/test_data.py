@@ -55,6 +55,7 @@ print(int(pf.data.load_dataset("digits", root=root).train.images.sum()))
 """
 
 
+@pytest.mark.slow  # several processes
 def test_workers_starting_together_prepare_the_dataset_once(tmp_path):
     marker, go = tmp_path / "builds.log", tmp_path / "go"
     workers = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WORKER, str(tmp_path / "data"),

@@ -17,6 +17,8 @@ from pf.paths import project_path
 from fakes import write_run
 from pf.experiments.record import read_record
 
+pytestmark = pytest.mark.slow  # executes notebooks through papermill
+
 PROJECT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = PROJECT / "notebooks"
 PF = str(Path(sys.executable).with_name("pf"))
@@ -195,7 +197,6 @@ def clone(tmp_path_factory) -> Path:
     return clone
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_every_notebook_runs_from_notebooks_with_its_defaults(clone, tmp_path, name):
     """JupyterLab starts the kernel in notebooks/: default paths must still mean the

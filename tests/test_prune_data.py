@@ -75,6 +75,7 @@ def subset_run(tmp_path_factory):
     return metrics, out
 
 
+@pytest.mark.slow  # runs data pruning
 def test_one_round_per_rate_and_selection_with_the_kept_counts(subset_run):
     metrics, out = subset_run
     assert metrics.method == "prune_data"
@@ -98,6 +99,7 @@ def test_one_round_per_rate_and_selection_with_the_kept_counts(subset_run):
     assert selected["prune_rates"] == [0.5, 0.5, 0.75, 0.75]
 
 
+@pytest.mark.slow  # runs data pruning
 def test_score_rounds_keep_the_highest_scores_and_scores_json_covers_every_sample(subset_run):
     metrics, out = subset_run
     stored = json.loads((out / metrics.scores_file).read_text())
@@ -110,6 +112,7 @@ def test_score_rounds_keep_the_highest_scores_and_scores_json_covers_every_sampl
     assert set(kept[2]) <= set(kept[0])  # scores rank once: the sets nest
 
 
+@pytest.mark.slow  # runs data pruning
 def test_correlations_with_the_full_run_are_reported(subset_run):
     block = subset_run[0].scores
     assert (block["score"], block["source"], block["extrapolation"]) == ("du", "subset", "knn")
@@ -141,6 +144,7 @@ def test_full_scores_and_no_baseline(synthetic):
     assert block["macs"]["pool_scoring"] == 0  # no embedding pass
 
 
+@pytest.mark.slow  # runs data pruning
 def test_no_rates_scores_only_and_the_cli_reports_the_correlations(tmp_path):
     assignments = [f"{key}={json.dumps(value)}"
                    for key, value in {**SMOKE, "prune_rates": []}.items()]
@@ -234,6 +238,7 @@ def _counting_recorded_runs(monkeypatch) -> list:
     return labels
 
 
+@pytest.mark.slow  # runs data pruning
 def test_a_cached_reference_run_is_reused_by_runs_that_repeat_it(synthetic, tmp_path, monkeypatch):
     from pf.experiments.data_pruning import run_data_pruning
 
@@ -261,6 +266,7 @@ def test_a_cached_reference_run_is_reused_by_runs_that_repeat_it(synthetic, tmp_
     assert len(list(cache.glob("reference-seed*.pt"))) == 2
 
 
+@pytest.mark.slow  # runs data pruning
 def test_an_unreadable_or_foreign_cache_file_is_recomputed(synthetic, tmp_path, monkeypatch):
     from pf.experiments.data_pruning import reference_path, run_data_pruning
 

@@ -9,8 +9,9 @@ from pf.train import Schedule, fit
 
 from conftest import SHARED_CIFAR10
 
-pytestmark = pytest.mark.skipif(not SHARED_CIFAR10.exists(),
-                                reason=f"no real CIFAR-10 at {SHARED_CIFAR10}")
+pytestmark = [pytest.mark.slow,  # trains on real images
+              pytest.mark.skipif(not SHARED_CIFAR10.exists(),
+                                 reason=f"no real CIFAR-10 at {SHARED_CIFAR10}")]
 
 
 def test_trains_on_real_cifar10_above_chance():

@@ -19,6 +19,8 @@ from pf.experiments.config import ConfigError, from_parameters
 from pf.experiments.cost import planned_cost
 from pf.sweep import RunSpec, execute_run, load_sweep, run_status, run_sweep
 
+pytestmark = pytest.mark.slow  # runs sweeps of notebooks in kernels
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PF = str(Path(sys.executable).with_name("pf"))
 

@@ -116,6 +116,7 @@ print("accuracy", result.test_accuracy)
 """
 
 
+@pytest.mark.slow  # trains in a subprocess
 @pytest.mark.parametrize("ratio", [0.6, 0.7, 0.8])
 def test_one_thread_training_of_pruned_nets_does_not_crash_on_avx2(ratio, tmp_path):
     import os
