@@ -181,7 +181,7 @@ def _summary(record) -> str:
     lines = [f"{'labeled':>8}  " + ("rate  selection  " if pruning else "")
              + f"{'test acc':>8}  {'train s':>8}"]
     for step in record.rounds:
-        how = f"{step.prune_rate:>4}  {step.selection:>9}  " if pruning else ""
+        how = f"{step.removed_fraction:>4}  {step.selection:>9}  " if pruning else ""
         lines.append(f"{step.labeled:>8}  {how}{100 * step.target.test_accuracy:>7.2f}%"
                      f"  {step.seconds['target_training']:>8.1f}")
     if pruning:

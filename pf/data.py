@@ -26,8 +26,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import secrets
+import socket
 import tarfile
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ import torch
 
 __all__ = [
     "DATASETS",
+    "DATASET_SIZES",
     "DATASET_TITLES",
     "DatasetNotFound",
     "Split",
@@ -46,6 +48,7 @@ __all__ = [
     "data_dir",
     "cifar10_jpeg_path",
     "load_dataset",
+    "save_atomically",
     "augment_batch",
     "Batches",
 ]
@@ -56,6 +59,15 @@ DATASETS = ("digits", "cifar10", "cifar100", "cifar10_jpeg", "tinyimagenet", "im
 DATASET_TITLES = {"digits": "8x8 digits (scikit-learn)", "cifar10": "CIFAR-10",
                   "cifar100": "CIFAR-100", "cifar10_jpeg": "CIFAR-10 (JPEG q75)",
                   "tinyimagenet": "Tiny ImageNet"}
+# train size, test size, classes, image shape: the datasets whose size is known unloaded.
+DATASET_SIZES = {
+    "cifar10": (50000, 10000, 10, (3, 32, 32)),
+    "cifar100": (50000, 10000, 100, (3, 32, 32)),
+    "cifar10_jpeg": (50000, 10000, 10, (3, 32, 32)),
+    "tinyimagenet": (100000, 10000, 200, (3, 64, 64)),
+    "digits": (1437, 360, 10, (1, 8, 8)),  # pf.data's 80/20 split of scikit-learn's 1,797
+    "synthetic": (512, 256, 10, (3, 16, 16)),
+}
 CIFAR10_JPEG_ENV = "PF_CIFAR10_JPEG"  # where cifar10_jpeg is, when not beside the project
 CROP_PADDING = 4  # pixels of zero padding before the random crop (CIFAR convention)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -185,7 +197,7 @@ def _from_cache(root: Path, key: str, build) -> Dataset:
         with _exclusive_lock(cache_file.with_suffix(".lock")):
             if not cache_file.exists():  # else another worker built it while this one waited
                 dataset = build()
-                _save_atomically(_pack(dataset), cache_file)
+                save_atomically(_pack(dataset), cache_file)
                 return dataset
     return Dataset(**_unpack(torch.load(cache_file, weights_only=True)))
 
@@ -213,23 +225,26 @@ def _exclusive_lock(path: Path):
         yield
 
 
-def _save_atomically(payload: dict, path: Path) -> None:
-    """``torch.save`` to a uniquely named temp file beside ``path``, then rename it there.
-
-    A killed run never leaves half a file under ``path``, and the temp name (``tempfile``:
-    random, created exclusively) cannot collide with another node's on a shared
-    filesystem, as a name made of the process id alone could.
-    """
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".partial", delete=False) as handle:
-        partial = Path(handle.name)
-        try:
-            torch.save(payload, handle)
-        except BaseException:
-            handle.close()
-            partial.unlink(missing_ok=True)
-            raise
-    partial.replace(path)
+def save_atomically(payload: dict, path: str | Path) -> Path:
+    """``torch.save`` ``payload`` to ``path``, written whole under a unique name, then
+    renamed: a concurrent reader never sees half a file, and writers on other nodes of a
+    shared filesystem (where process ids repeat) never write into each other's file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Host and pid say who wrote it, the random part keeps two writers apart when both
+    # repeat; "x" creates the file exclusively, with the usual permissions (not mkstemp's
+    # owner-only ones, which would lock other users of a shared cache out).
+    writer = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
+    partial = path.with_name(f".{path.name}.{writer}.partial")
+    file = open(partial, "xb")  # before the try: a name that exists is not ours to delete
+    try:
+        with file:
+            torch.save(payload, file)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _pack(dataset: Dataset) -> dict:

@@ -46,6 +46,7 @@ from torch import nn
 
 __all__ = [
     "WEIGHTINGS",
+    "GNN_MIN_SCORED",
     "knn_extrapolate",
     "gnn_extrapolate",
     "pearson",
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 WEIGHTINGS = ("mean", "exp")  # kNN: plain mean, or weights exp(-distance)
+# gnn_extrapolate validates on 10 % of the scored samples, at least 2: 20 scored at least.
+GNN_MIN_SCORED = 20
 
 
 # ----------------------------------------------------------------------------- checks

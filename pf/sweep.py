@@ -58,10 +58,11 @@ import yaml
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 
-from pf.experiments.config import ConfigError, from_parameters, make_config
+from pf.data import DATASET_SIZES
+from pf.experiments.config import ConfigError, check_sizes, from_parameters, make_config
 from pf.experiments.cost import planned_cost
 from pf.provenance import dirty_warning
-from pf.experiments.data_pruning import needs_reference, reference_path
+from pf.experiments.reference_cache import reference_path
 from pf.experiments.record import (ERROR_FILE, METRICS_FILE, NOTEBOOK_FILE, PARAMS_FILE,
                                    RecordError, read_record, write_json)
 from pf.train import resolve_device
@@ -157,10 +158,12 @@ def load_sweep(path: str | Path, results_dir: str | Path = "results") -> tuple[s
         seen.add(run_id)
         try:
             config = make_config(preset, {**fixed, **varying})
+            if config.dataset in DATASET_SIZES:  # others: when pf run has loaded the dataset
+                check_sizes(config, DATASET_SIZES[config.dataset][0])
         except ConfigError as error:
             _fail(path, f"run {_slug(varying)}: {error}")
         parameters = {**config.to_dict(), "out_dir": ".", "progress": False}
-        if needs_reference(config):  # absolute: every run works in its own folder
+        if config.needs_reference():  # absolute: every run works in its own folder
             cache = Path(config.reference_cache or sweep_dir / REFERENCE_CACHE)
             parameters["reference_cache"] = str(cache.resolve())
         runs.append(RunSpec(run_id, str(sweep_dir / run_id), str(notebook), explicit, parameters))
@@ -333,7 +336,7 @@ def _plan(runs: list[RunSpec], states: dict, echo) -> None:
     for run in runs:
         config = from_parameters(run.parameters)
         reused = False
-        if needs_reference(config):
+        if config.needs_reference():
             path = reference_path(config, resolve_device(config.device).type)
             reused = path in references or path.exists()
             if states[run.run_id] != "done":  # a finished run may predate the cache

@@ -4,7 +4,8 @@ writes, labelled as it labels them, and the schema-1 form older runs were writte
 
 from pathlib import Path
 
-from pf.experiments.config import Config
+from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING
+from pf.experiments.config import ActiveLearningConfig, DataPruningConfig
 from pf.experiments.methods import METHODS
 from pf.experiments.record import (RANDOM_LABEL, DatasetRecord, NetworkRecord, RoundRecord,
                                    RunRecord, SelectorRecord, TargetRecord, scoring_label)
@@ -32,11 +33,12 @@ def fake_record(method="prunefuse", prune_ratio=0.5, seed=0, fusion=True, kd=Tru
         "prunefuse": NetworkRecord(f"{arch}@p={prune_ratio}", int(TARGET_PARAMS * shrink),
                                    int(TARGET_MACS * shrink)),
     }[method]
-    config = {**Config().to_dict(), "dataset": dataset, "arch": arch, "method": method,
+    defaults = ActiveLearningConfig().to_dict()
+    config = {**defaults, "dataset": dataset, "arch": arch, "method": method,
               "metric": metric, "prune_ratio": prune_ratio, "proxy_arch": proxy_arch,
               "fusion": fusion, "kd": kd, "sync_every": sync_every, "budgets": list(budgets),
               "lr_schedule": [[epochs, 0.1]], "seed": seed, **settings}
-    label = METHODS[method].label(config, Config().to_dict())
+    label = METHODS[method].label(config, defaults)
     rounds, spent = [], 0
     for index, (budget, accuracy) in enumerate(zip(budgets, accuracies)):
         last = index == len(budgets) - 1
@@ -62,7 +64,7 @@ def fake_record(method="prunefuse", prune_ratio=0.5, seed=0, fusion=True, kd=Tru
         synced = sync_every and index >= 1 and index % sync_every == 0 and not last
         spent += 3 * TARGET_MACS * budgets[index - 1] * epochs if synced else 0
     return RunRecord(
-        config=config, seed=seed, method=method,
+        config=config, seed=seed, experiment=ACTIVE_LEARNING, method=method,
         dataset=DatasetRecord(dataset, TRAIN_SIZE, 10000, 10, [3, 32, 32]),
         networks={"target": NetworkRecord(arch, TARGET_PARAMS, TARGET_MACS),
                   "selector": selector},
@@ -71,11 +73,14 @@ def fake_record(method="prunefuse", prune_ratio=0.5, seed=0, fusion=True, kd=Tru
 
 def fake_pruning_record(seed=0, source="subset", subset=0.2, extrapolation="knn", k=10,
                         weighting="mean", pearson=0.5, reference=True, accuracies=(0.9, 0.8),
-                        random_accuracies=(0.88, 0.7), rates=(0.3, 0.7)) -> RunRecord:
+                        random_accuracies=(0.88, 0.7), fractions=(0.3, 0.7)) -> RunRecord:
     """A data-pruning run's record: one score round per rate, and a random one when
     ``random_accuracies`` is given; correlations only with ``reference``."""
     record = fake_record(method="baseline", seed=seed)  # the shared envelope
-    record.method = record.config["method"] = "prune_data"
+    record.experiment, record.method = DATA_PRUNING, None
+    record.config = {**DataPruningConfig().to_dict(), "dataset": record.config["dataset"],
+                     "arch": record.config["arch"], "seed": seed,
+                     "removed_fractions": list(fractions)}
     subset_run = source == "subset"
     scores = {
         "score": "du", "source": source,
@@ -92,34 +97,46 @@ def fake_pruning_record(seed=0, source="subset", subset=0.2, extrapolation="knn"
     }
     scores["label"] = scoring_label(scores)
     record.scores = scores
-    plans = [(rate, "score", accuracy) for rate, accuracy in zip(rates, accuracies)]
+    plans = [(fraction, "score", accuracy) for fraction, accuracy in zip(fractions, accuracies)]
     if random_accuracies:
-        plans += [(rate, "random", accuracy) for rate, accuracy in zip(rates, random_accuracies)]
+        plans += [(fraction, "random", accuracy)
+                  for fraction, accuracy in zip(fractions, random_accuracies)]
     template = record.rounds[0]
     record.rounds = [RoundRecord(
-        round=index, labeled=round((1 - rate) * TRAIN_SIZE),
-        added=round((1 - rate) * TRAIN_SIZE),
+        round=index, labeled=round((1 - fraction) * TRAIN_SIZE),
+        added=round((1 - fraction) * TRAIN_SIZE),
         label=scores["label"] if selection == "score" else RANDOM_LABEL, selector=None,
         target=TargetRecord(**{**vars(template.target), "init": "scratch", "kd": False,
                                "test_accuracy": accuracy, "curve": [accuracy],
                                "curve_epochs": [1]}),
-        macs=template.macs, seconds=template.seconds, prune_rate=rate, selection=selection)
-        for index, (rate, selection, accuracy) in enumerate(plans)]
+        macs=template.macs, seconds=template.seconds, removed_fraction=fraction,
+        selection=selection)
+        for index, (fraction, selection, accuracy) in enumerate(plans)]
     return record
 
 
 def as_schema1(record: RunRecord) -> dict:
     """``record`` as a run written before the record was typed (schema 1) would hold it:
-    no labels, no ``curve_epochs``, none of the settings added since in its config."""
+    no labels, no ``curve_epochs``, none of the settings added since in its config, one
+    config for every experiment (data pruning was ``method="prune_data"``, its rounds'
+    fractions ``prune_rate``)."""
     payload = record.to_json()
     payload["schema"] = 1
+    pruning = payload.pop("experiment") == DATA_PRUNING
     for step in payload["rounds"]:
         del step["label"], step["target"]["curve_epochs"]
-        for key in ("prune_rate", "selection"):
-            if step[key] is None:
-                del step[key]
-    for key in ("sync_every", "selector_start", "fuse_into", "fusion_variant", "prune_steps"):
-        payload["config"].pop(key)
+        fraction, selection = step.pop("removed_fraction"), step.pop("selection")
+        if pruning:
+            step.update(prune_rate=fraction, selection=selection)
+    config = {**ActiveLearningConfig().to_dict(), **payload["config"]}
+    if pruning:
+        payload["method"] = config["method"] = "prune_data"
+        config["prune_rates"] = config.pop("removed_fractions")
+        config["prune_baseline"] = config.pop("random_baseline")
+    for key in ("sync_every", "selector_start", "fuse_into", "fusion_variant", "prune_steps",
+                "experiment"):
+        config.pop(key)
+    payload["config"] = config
     if payload["scores"] is None:
         del payload["scores"], payload["scores_file"]
     else:

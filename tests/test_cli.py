@@ -90,9 +90,12 @@ def test_flops_prints_params_and_macs_with_the_unit():
     (["--set", "prune_ratio=1.0"], "pf: error: prune_ratio: must lie in [0, 1)"),
     (["--set", "metric=badge"], "pf: error: metric: 'badge' is not one of random"),
     (["--set", "selector_lr_schedule=[[0,1]]"], "pf: error: selector_lr_schedule: expected"),
-    (["--set", "method=prune_data"], "pf: error: score_lr_schedule: du needs a scoring run of "
-                                     "at least 10 epochs"),
-    (["--set", "method=prune_data", "--set", "prune_rates=[0.5,1]"], "pf: error: prune_rates:"),
+    (["--set", "experiment=data_pruning"],
+     "pf: error: score_lr_schedule: du needs a scoring run of at least 10 epochs"),
+    (["--set", "experiment=data_pruning", "--set", "removed_fractions=[0.5,1]"],
+     "pf: error: removed_fractions:"),
+    (["--set", "method=prune_data"],  # the older name still reads
+     "pf: error: score_lr_schedule: du needs a scoring run of at least 10 epochs"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "run"
@@ -105,8 +108,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
 
 def test_smoke_data_pruning_run_writes_metrics_kept_sets_and_scores(tmp_path):
     out = tmp_path / "run"
-    result = _pf("run", "--preset", "smoke", "--set", "method=prune_data", "--set", "score=el2n",
-                 "--set", "prune_rates=[0.5]", "--out", str(out))
+    result = _pf("run", "--preset", "smoke", "--set", "experiment=data_pruning",
+                 "--set", "score=el2n", "--set", "removed_fractions=[0.5]", "--out", str(out))
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [(r["selection"], r["labeled"]) for r in metrics["rounds"]] == [("score", 256),

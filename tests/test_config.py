@@ -1,6 +1,14 @@
+import dataclasses
+from pathlib import Path
+
+import nbformat
 import pytest
 
-from pf.experiments.config import PRESETS, Config, ConfigError, make_config, parse_assignment
+from pf.experiments.config import (CONFIGS, PRESETS, ActiveLearningConfig, ConfigError,
+                                   DataPruningConfig, make_config, parse_assignment, validate)
+from pf.data import DATASET_SIZES
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -34,7 +42,7 @@ def test_parse_assignment(text, expected):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"epochs": 3}, "epochs: unknown parameter; known: dataset"),
+    ({"epochs": 3}, "epochs: unknown parameter; known: experiment, dataset"),
     ({"seed": "one"}, 'seed: expected int like 0, got "one"'),
     ({"seed": 1.5}, "seed: expected int"),
     ({"compile": 1}, "compile: expected bool"),
@@ -48,9 +56,9 @@ def test_parse_assignment(text, expected):
     ({"batch_size": 0}, "batch_size: must be a positive integer"),
     ({"momentum": 1.5}, "momentum: must lie in [0, 1]"),
     ({"kd_temperature": 0}, "kd_temperature: must be > 0"),
-    ({"method": "prune_data", "prune_rates": [0.3, 1.0]},
-     "prune_rates: expected a list of fractions"),
-    ({"method": "prune_data", "score_lr_schedule": [[9, 0.1]]},
+    ({"experiment": "data_pruning", "removed_fractions": [0.3, 1.0]},
+     "removed_fractions: expected a list of fractions"),
+    ({"experiment": "data_pruning", "score_lr_schedule": [[9, 0.1]]},
      "score_lr_schedule: du needs a scoring run of at least 10 epochs (its window), got 9"),
 ])
 def test_bad_parameters_name_themselves_in_one_line(overrides, message):
@@ -61,9 +69,9 @@ def test_bad_parameters_name_themselves_in_one_line(overrides, message):
 
 
 def test_data_pruning_runs_on_the_demo_preset_with_the_paper_defaults():
-    config = make_config("demo", {"method": "prune_data"})
+    config = make_config("demo", {"experiment": "data_pruning"})
     assert (config.score, config.score_source, config.score_subset) == ("du", "full", 0.2)
-    assert (config.extrapolation, config.knn_k, config.prune_baseline) == ("knn", 10, True)
+    assert (config.extrapolation, config.knn_k, config.random_baseline) == ("knn", 10, True)
     assert config.score_schedule().epochs == config.schedule().epochs == 30
 
 
@@ -72,16 +80,105 @@ def test_unknown_preset():
         make_config("huge")
 
 
-def test_every_field_is_a_json_type():
-    for value in Config().to_dict().values():
+@pytest.mark.parametrize("experiment", sorted(CONFIGS))
+def test_every_field_is_a_json_type(experiment):
+    for value in CONFIGS[experiment]().to_dict().values():
         assert type(value) in (str, int, float, bool, list)
 
 
-def test_tdds_span_defaults_to_the_last_10_epochs_and_is_checked_for_every_method():
-    config = make_config("demo", {"method": "prune_data", "score": "tdds"})
+def test_tdds_span_defaults_to_the_last_10_epochs_and_is_checked():
+    config = make_config("demo", {"experiment": "data_pruning", "score": "tdds"})
     assert (config.tdds_span, config.tdds_span_epochs) == ("last", 10)
-    assert make_config("demo", {"tdds_span": "first"}).tdds_span == "first"
+    first = make_config("demo", {"experiment": "data_pruning", "tdds_span": "first"})
+    assert first.tdds_span == "first"
     with pytest.raises(ConfigError, match='tdds_span: expected str like "last", got 10'):
-        make_config("demo", {"tdds_span": 10})
+        make_config("demo", {"experiment": "data_pruning", "tdds_span": 10})
     with pytest.raises(ConfigError, match="tdds_span: 'mid' is not one of last, first"):
-        make_config("demo", {"method": "prunefuse", "tdds_span": "mid"})
+        make_config("demo", {"experiment": "data_pruning", "tdds_span": "mid"})
+
+
+def test_each_experiment_has_its_own_config_and_refuses_the_others_parameters():
+    learning = make_config("demo")
+    pruning = make_config("demo", {"experiment": "data_pruning"})
+    assert (type(learning), type(pruning)) == (ActiveLearningConfig, DataPruningConfig)
+    assert "removed_fractions" not in learning.to_dict() and "budgets" not in pruning.to_dict()
+    # The demo preset's data and schedule apply to both; its budgets only to active learning.
+    assert pruning.dataset == learning.dataset == "digits"
+    assert pruning.schedule() == learning.schedule()
+    with pytest.raises(ConfigError, match="^prune_ratio: a parameter of "
+                                          "experiment=active_learning, not data_pruning$"):
+        make_config("demo", {"experiment": "data_pruning", "prune_ratio": 0.5})
+    with pytest.raises(ConfigError, match="^experiment: 'pruning' is not one of "):
+        make_config("demo", {"experiment": "pruning"})
+
+
+def test_the_older_names_of_the_committed_sweeps_still_read():
+    old = make_config("demo", {"method": "prune_data", "prune_rates": [0.5],
+                               "prune_baseline": False})
+    new = make_config("demo", {"experiment": "data_pruning", "removed_fractions": [0.5],
+                               "random_baseline": False})
+    assert old == new
+
+
+def test_every_field_declares_what_it_allows_and_validate_reads_it():
+    # Each field is declared once with its rules; a value outside them is refused by the
+    # one check, naming the field.
+    for kind in CONFIGS.values():
+        for spec in dataclasses.fields(kind):
+            rules = spec.metadata
+            assert set(rules) == {"choices", "noun", "at_least", "above", "at_most", "below",
+                                  "check"}, spec.name
+            if isinstance(spec.default, str) and rules["choices"]:
+                config = kind()
+                setattr(config, spec.name, "no such thing")
+                with pytest.raises(ConfigError, match=f"^{spec.name}: "):
+                    validate(config)
+
+
+def test_the_fast_preset_is_the_paper_schedule_at_a_third_of_its_epochs():
+    paper, fast = make_config("paper").lr_schedule, make_config("fast").lr_schedule
+    assert [lr for _, lr in fast] == [lr for _, lr in paper]
+    assert [epochs for epochs, _ in fast] == [1, 30, 15, 15]
+
+
+# Each notebook's parameters cell against the preset it is sized as; the departures it makes
+# on purpose are named here, so that a default changed in pf without the notebook fails.
+NOTEBOOK_PRESETS = {
+    "prunefuse.ipynb": ("paper", {}),
+    "subset_selection_norms.ipynb": ("demo", {  # norm-based selection at small budgets
+        "method": "baseline", "metric": "norm_gs", "budgets": [20, 40, 60, 80, 100]}),
+    "score_extrapolation.ipynb": ("demo", {  # extrapolated scores, checked against a full run
+        "experiment": "data_pruning", "score_source": "subset", "score_reference": True}),
+    "flops.ipynb": ("paper", {}),
+    "quickstart.ipynb": ("demo", {}),
+}
+
+
+def _parameters(notebook: str) -> dict:
+    cell = next(cell for cell in nbformat.read(NOTEBOOKS / notebook, as_version=4).cells
+                if "parameters" in cell.metadata.get("tags", []))
+    namespace = {}
+    exec(cell.source, namespace)
+    return namespace
+
+
+def test_every_notebook_is_checked_against_a_preset():
+    assert sorted(NOTEBOOK_PRESETS) == sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")
+                                              if p.name != "figures.ipynb")
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOK_PRESETS))
+def test_notebook_parameters_equal_their_preset(notebook):
+    preset, departures = NOTEBOOK_PRESETS[notebook]
+    expected = make_config(preset, departures).to_dict()
+    given = _parameters(notebook)
+    shared = [key for key in given if key in expected]
+    assert shared, notebook
+    assert {key: given[key] for key in shared} == {key: expected[key] for key in shared}
+
+
+def test_the_flops_notebook_plans_the_papers_protocol():
+    given, paper = _parameters("flops.ipynb"), make_config("paper")
+    train_size, _, _, image_shape = DATASET_SIZES[paper.dataset]
+    assert given["epochs"] == paper.schedule().epochs
+    assert (given["train_size"], tuple(given["input_shape"])) == (train_size, image_shape)

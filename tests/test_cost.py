@@ -3,7 +3,8 @@
 import pytest
 
 from pf.experiments.config import ConfigError, make_config
-from pf.experiments.cost import DATASET_SIZES, PHASES, planned_cost
+from pf.data import DATASET_SIZES
+from pf.experiments.cost import PHASES, planned_cost
 from pf.data import load_dataset
 from pf.experiments.run import run_experiment
 
@@ -53,7 +54,7 @@ def test_active_learning_plan_matches_the_recorded_macs(overrides):
 @pytest.mark.slow  # runs the experiment it plans
 def test_data_pruning_plan_matches_the_recorded_macs():
     config = make_config("smoke", {"lr_schedule": [[3, 0.05]], "eval_every": 2,
-                                   "method": "prune_data", "prune_rates": [0.5, 0.8],
+                                   "experiment": "data_pruning", "removed_fractions": [0.5, 0.8],
                                    "score_lr_schedule": [[10, 0.05]], "score_source": "subset",
                                    "score_subset": 0.25, "score_reference": True})
     metrics = run_experiment(config, progress=False)

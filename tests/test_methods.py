@@ -65,8 +65,8 @@ def test_warm_selectors_continue_except_where_a_sync_restarts_them():
     ({"selector_start": "hot"}, "selector_start: 'hot' is not one of init, warm"),
     ({"fuse_into": "theta"}, "fuse_into: 'theta' is not one of init, source"),
     ({"fuse_into": "source"}, "fuse_into: source .* needs sync_every >= 1"),
-    ({"prune_steps": 0}, "prune_steps: must be a whole number >= 1"),
-    ({"eval_every": 0}, "eval_every: must be a whole number >= 1"),
+    ({"prune_steps": 0}, "prune_steps: must be a positive integer"),
+    ({"eval_every": 0}, "eval_every: must be a positive integer"),
     ({"fusion_variant": "leading_conv", "rest": "zero"}, "rest: zero with fusion_variant"),
     ({"fusion_variant": "front"}, "fusion_variant: 'front' is not one of map, leading"),
 ])

@@ -167,8 +167,9 @@ DEFAULT_OUTPUTS = {
 # prunefuse.ipynb's defaults are the paper's setting (CIFAR-10 download, GPU hours): it runs
 # at smoke size here, its paths at their defaults.
 # Notebooks whose default compute is too long for the suite: smoke-sized, paths untouched.
-SMOKE_PRUNING = {"method": "prune_data", "prune_rates": [0.5], "score_lr_schedule": [[10, 0.05]],
-                 "score_source": "subset", "score_subset": 0.25, "score_reference": True}
+SMOKE_PRUNING = {"experiment": "data_pruning", "removed_fractions": [0.5],
+                 "score_lr_schedule": [[10, 0.05]], "score_source": "subset", "score_subset": 0.25,
+                 "score_reference": True}
 COMPUTE_OVERRIDES = {
     "prunefuse.ipynb": SMOKE,
     "score_extrapolation.ipynb": {**make_config("smoke", {**SMOKE_OVERRIDES, **SMOKE_PRUNING})

@@ -10,7 +10,8 @@ import torch
 
 from pf.experiments.config import ConfigError, make_config
 from pf.experiments.run import run_experiment
-from pf.experiments.data_pruning import check_data_pruning, keep_count, keep_highest, keep_random
+from pf.experiments.config import check_sizes
+from pf.experiments.data_pruning import keep_count, keep_highest, keep_random
 
 PF = str(Path(sys.executable).with_name("pf"))
 
@@ -62,7 +63,7 @@ def test_keep_random_is_seeded_distinct_and_nested_across_counts():
 # ---------------------------------------------------------------------------------------
 
 RATES = [0.5, 0.75]
-SMOKE = {"method": "prune_data", "prune_rates": RATES, "lr_schedule": [[1, 0.05]],
+SMOKE = {"experiment": "data_pruning", "removed_fractions": RATES, "lr_schedule": [[1, 0.05]],
          "score_lr_schedule": [[10, 0.05]], "score_source": "subset", "score_subset": 0.25,
          "score_reference": True}
 
@@ -78,9 +79,9 @@ def subset_run(tmp_path_factory):
 @pytest.mark.slow  # runs data pruning
 def test_one_round_per_rate_and_selection_with_the_kept_counts(subset_run):
     metrics, out = subset_run
-    assert metrics.method == "prune_data"
+    assert (metrics.experiment, metrics.method) == ("data_pruning", None)
     rounds = metrics.rounds
-    assert [(r.prune_rate, r.selection) for r in rounds] == [
+    assert [(r.removed_fraction, r.selection) for r in rounds] == [
         (0.5, "score"), (0.5, "random"), (0.75, "score"), (0.75, "random")]
     assert [r.round for r in rounds] == [0, 1, 2, 3]
     assert [r.labeled for r in rounds] == [r.added for r in rounds] == [256, 256, 128, 128]
@@ -96,7 +97,7 @@ def test_one_round_per_rate_and_selection_with_the_kept_counts(subset_run):
     selected = json.loads((out / metrics.selected_file).read_text())
     assert [len(kept) for kept in selected["kept"]] == [256, 256, 128, 128]
     assert all(len(set(kept)) == len(kept) for kept in selected["kept"])
-    assert selected["prune_rates"] == [0.5, 0.5, 0.75, 0.75]
+    assert selected["removed_fractions"] == [0.5, 0.5, 0.75, 0.75]
 
 
 @pytest.mark.slow  # runs data pruning
@@ -126,18 +127,18 @@ def test_collect_reads_a_pruning_run(subset_run):
     from pf.analysis.results import collect
 
     table = collect(subset_run[1])
-    assert len(table) == 4 and set(table.method) == {"prune_data"}
+    assert len(table) == 4 and set(table.experiment) == {"data_pruning"}
     assert table.labeled.tolist() == [256, 256, 128, 128]
 
 
 def test_full_scores_and_no_baseline(synthetic):
     from pf.experiments.data_pruning import run_data_pruning
 
-    config = make_config("smoke", {"method": "prune_data", "prune_rates": [0.5],
+    config = make_config("smoke", {"experiment": "data_pruning", "removed_fractions": [0.5],
                                    "lr_schedule": [[1, 0.05]], "score": "forgetting",
-                                   "prune_baseline": False, "score_reference": True})
+                                   "random_baseline": False, "score_reference": True})
     run = run_data_pruning(config, synthetic, progress=False)
-    assert [(r.prune_rate, r.selection) for r in run["rounds"]] == [(0.5, "score")]
+    assert [(r.removed_fraction, r.selection) for r in run["rounds"]] == [(0.5, "score")]
     block = run["scores"]
     assert (block["source"], block["scored"], block["extrapolation"]) == ("full", 512, None)
     assert block["pearson"] is None and run["reference_scores"] is None  # nothing to compare
@@ -147,7 +148,7 @@ def test_full_scores_and_no_baseline(synthetic):
 @pytest.mark.slow  # runs data pruning
 def test_no_rates_scores_only_and_the_cli_reports_the_correlations(tmp_path):
     assignments = [f"{key}={json.dumps(value)}"
-                   for key, value in {**SMOKE, "prune_rates": []}.items()]
+                   for key, value in {**SMOKE, "removed_fractions": []}.items()]
     cli = subprocess.run([PF, "run", "--preset", "smoke", "--out", str(tmp_path),
                           *(arg for a in assignments for arg in ("--set", a))],
                          capture_output=True, text=True)
@@ -165,10 +166,10 @@ def test_no_rates_scores_only_and_the_cli_reports_the_correlations(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"score": "aum"}, "score: 'aum' is not one of du, tdds, el2n, forgetting"),
-    ({"prune_rates": [0.5, 1.0]}, "prune_rates: expected a list of fractions in [0, 1)"),
-    ({"prune_rates": [-0.1]}, "prune_rates: expected a list of fractions in [0, 1)"),
-    ({"prune_rates": ["half"]}, "prune_rates: expected a list of fractions in [0, 1)"),
-    ({"prune_rates": [0.5, 0.5]}, "prune_rates: must be distinct"),
+    ({"removed_fractions": [0.5, 1.0]}, "removed_fractions: expected a list of fractions in"),
+    ({"removed_fractions": [-0.1]}, "removed_fractions: expected a list of fractions in"),
+    ({"removed_fractions": ["half"]}, "removed_fractions: expected a list of fractions in"),
+    ({"removed_fractions": [0.5, 0.5]}, "removed_fractions: must be distinct"),
     ({"score_subset": 1.0}, "score_subset: must lie in (0, 1)"),
     ({"score_source": "half"}, "score_source: 'half' is not one of full, subset"),
     ({"extrapolation": "svm"}, "extrapolation: 'svm' is not one of knn, gnn"),
@@ -181,14 +182,14 @@ def test_no_rates_scores_only_and_the_cli_reports_the_correlations(tmp_path):
 ])
 def test_bad_pruning_parameters_name_themselves_in_one_line(overrides, message):
     with pytest.raises(ConfigError) as error:
-        make_config("smoke", {"method": "prune_data", "score_lr_schedule": [[10, 0.05]],
+        make_config("smoke", {"experiment": "data_pruning", "score_lr_schedule": [[10, 0.05]],
                               **overrides})
     assert str(error.value).startswith(message)
     assert "\n" not in str(error.value)
 
 
 def test_a_short_scoring_schedule_is_fine_for_scores_without_a_window_and_other_methods():
-    make_config("smoke", {"method": "prune_data", "score": "el2n"})
+    make_config("smoke", {"experiment": "data_pruning", "score": "el2n"})
     make_config("smoke", {"method": "prunefuse"})  # 2 epochs: the AL presets stay valid
 
 
@@ -198,18 +199,18 @@ def test_a_short_scoring_schedule_is_fine_for_scores_without_a_window_and_other_
     ({"score_subset": 0.999}, "score_subset: 0.999 of 512 samples leaves fewer than 2"),
 ])
 def test_subset_sizes_are_checked_against_the_training_set(overrides, message):
-    config = make_config("smoke", {"method": "prune_data", "score_source": "subset",
+    config = make_config("smoke", {"experiment": "data_pruning", "score_source": "subset",
                                    "score_lr_schedule": [[10, 0.05]], **overrides})
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        check_data_pruning(config, 512)
+        check_sizes(config, 512)
 
 
 def test_gnn_extrapolation_scores_every_sample(synthetic):
     from pf.experiments.data_pruning import run_data_pruning
 
     config = make_config("smoke", {**SMOKE, "extrapolation": "gnn", "gnn_epochs": 5,
-                                   "score_reference": False, "prune_rates": [0.5],
-                                   "prune_baseline": False})
+                                   "score_reference": False, "removed_fractions": [0.5],
+                                   "random_baseline": False})
     run = run_data_pruning(config, synthetic, progress=False)
     assert len(run["score_values"]) == 512 and len(run["scored_indices"]) == 128
     assert torch.isfinite(torch.tensor(run["score_values"])).all()
@@ -226,15 +227,15 @@ def test_gnn_extrapolation_scores_every_sample(synthetic):
 def _counting_recorded_runs(monkeypatch) -> list:
     """Wrap pf.experiments.data_pruning's recorded trainings; the returned list gets each
     one's label."""
-    from pf.experiments import data_pruning as prune_data
+    from pf.experiments import data_pruning
 
-    labels, real = [], prune_data._recorded_run
+    labels, real = [], data_pruning._recorded_run
 
     def counted(config, dataset, init, indices, seed, desc, progress):
         labels.append(desc)
         return real(config, dataset, init, indices, seed, desc, progress)
 
-    monkeypatch.setattr(prune_data, "_recorded_run", counted)
+    monkeypatch.setattr(data_pruning, "_recorded_run", counted)
     return labels
 
 
@@ -244,7 +245,7 @@ def test_a_cached_reference_run_is_reused_by_runs_that_repeat_it(synthetic, tmp_
 
     cache = tmp_path / "cache"
     trainings = _counting_recorded_runs(monkeypatch)
-    config = {**SMOKE, "prune_rates": [], "reference_cache": str(cache)}
+    config = {**SMOKE, "removed_fractions": [], "reference_cache": str(cache)}
     first = run_data_pruning(make_config("smoke", config), synthetic, progress=False)
     assert trainings == ["score du", "reference du"] and not first["scores"]["reference_cached"]
     assert len(list(cache.glob("reference-seed0-*.pt"))) == 1
@@ -268,9 +269,11 @@ def test_a_cached_reference_run_is_reused_by_runs_that_repeat_it(synthetic, tmp_
 
 @pytest.mark.slow  # runs data pruning
 def test_an_unreadable_or_foreign_cache_file_is_recomputed(synthetic, tmp_path, monkeypatch):
-    from pf.experiments.data_pruning import reference_path, run_data_pruning
+    from pf.experiments.data_pruning import run_data_pruning
+    from pf.experiments.reference_cache import reference_path
 
-    config = make_config("smoke", {**SMOKE, "prune_rates": [], "reference_cache": str(tmp_path)})
+    config = make_config("smoke", {**SMOKE, "removed_fractions": [],
+                                   "reference_cache": str(tmp_path)})
     path = reference_path(config, "cpu")
     path.write_bytes(b"not a torch file")
     trainings = _counting_recorded_runs(monkeypatch)
@@ -307,10 +310,11 @@ def test_the_reference_cache_never_writes_into_another_writers_temporary_file(ti
     survive, and this run's own temporary file must be gone once the cache file is in place."""
     import os
 
-    from pf.experiments.data_pruning import reference_path, run_data_pruning
+    from pf.experiments.data_pruning import run_data_pruning
+    from pf.experiments.reference_cache import reference_path
 
     config = make_config("smoke", {**SMOKE, "score": "el2n", "score_lr_schedule": [[1, 0.05]],
-                                   "prune_rates": [], "reference_cache": str(tmp_path)})
+                                   "removed_fractions": [], "reference_cache": str(tmp_path)})
     path = reference_path(config, "cpu")
     others = path.with_name(f"{path.name}.{os.getpid()}.partial")
     others.write_bytes(b"another node is writing this")
@@ -325,7 +329,7 @@ def test_the_reference_cache_never_writes_into_another_writers_temporary_file(ti
 # TDDS's span
 # ---------------------------------------------------------------------------------------
 
-SPAN_RUN = {"method": "prune_data", "score": "tdds", "prune_rates": [],
+SPAN_RUN = {"experiment": "data_pruning", "score": "tdds", "removed_fractions": [],
             "score_lr_schedule": [[13, 0.05]]}
 
 
@@ -356,9 +360,10 @@ def test_tdds_scores_the_last_or_first_span_of_the_scoring_run(tiny):
 
 
 def test_the_span_is_recorded_only_for_tdds_and_keys_its_reference_runs(tiny):
-    from pf.experiments.data_pruning import reference_identity, reference_path, run_data_pruning
+    from pf.experiments.data_pruning import run_data_pruning
+    from pf.experiments.reference_cache import reference_identity, reference_path
 
-    block = run_data_pruning(make_config("smoke", {**SMOKE, "prune_rates": [],
+    block = run_data_pruning(make_config("smoke", {**SMOKE, "removed_fractions": [],
                                                    "score_reference": False}),
                              tiny, progress=False)["scores"]
     assert block["score"] == "du" and block["tdds_span"] is block["tdds_span_epochs"] is None
@@ -377,7 +382,7 @@ def test_the_span_is_recorded_only_for_tdds_and_keys_its_reference_runs(tiny):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"tdds_span": "middle"}, "tdds_span: 'middle' is not one of last, first"),
-    ({"tdds_span_epochs": 5}, "tdds_span_epochs: must be at least 10 (TDDS's window), got 5"),
+    ({"tdds_span_epochs": 5}, "tdds_span_epochs: must be a whole number >= 10, got 5"),
     ({"tdds_span_epochs": 20},
      "score_lr_schedule: tdds needs a scoring run of at least 20 epochs (tdds_span_epochs), "
      "got 13; set score_lr_schedule"),

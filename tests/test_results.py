@@ -10,7 +10,7 @@ from fakes import (BUDGETS, TARGET_PARAMS, TRAIN_SIZE, as_schema1, fake_pruning_
                    fake_record, write_run)
 from pf.analysis.results import (COLUMNS, collect, collect_scores, mean_std, round_table,
                                  run_table, summarize)
-from pf.experiments.config import Config
+from pf.experiments.config import ActiveLearningConfig
 from pf.experiments.methods import METHODS
 from pf.experiments.record import (SCHEMA_VERSION, RecordError, RunRecord, read_record,
                                    write_json)
@@ -109,7 +109,7 @@ def test_mean_std_formats_percent_with_seed_count():
 
 
 def _label(method, **settings):
-    defaults = Config().to_dict()
+    defaults = ActiveLearningConfig().to_dict()
     return METHODS[method].label({**defaults, **settings}, defaults)
 
 
@@ -138,8 +138,8 @@ def test_a_label_is_the_one_stored_when_the_run_was_written(tmp_path):
 
 def test_records_survive_a_round_trip_through_metrics_json(tmp_path):
     for record in (fake_record(method="svp"), fake_pruning_record()):
-        record.write(tmp_path / record.method)
-        assert read_record(tmp_path / record.method) == record
+        record.write(tmp_path / record.experiment)
+        assert read_record(tmp_path / record.experiment) == record
     assert record.schema == SCHEMA_VERSION
 
 

@@ -73,6 +73,12 @@ def test_grid_expands_to_the_union_of_subgrids_with_stable_ids(tmp_path):
     ("seeds: []\n", "smoke.yaml: seeds must be a non-empty list"),
     ("grid:\n  - {budgets: [64, 600]}\n", "smoke.yaml: run budgets=64,seed=0: budgets: expected"),
     ("notebook: missing.ipynb\n", "smoke.yaml: notebook"),
+    # Sizes are checked against the dataset before any work (synthetic: 512 training images).
+    ("parameters: {budgets: [64, 600]}\n",
+     "smoke.yaml: run seed=0: budgets: 600 exceeds the 512 training samples"),
+    ("parameters: {experiment: data_pruning, score_source: subset, score_subset: 0.01,"
+     " score_lr_schedule: [[10, 0.1]]}\n",
+     "smoke.yaml: run seed=0: knn_k: 10 exceeds the 5 scored samples"),
 ])
 def test_a_bad_sweep_fails_before_anything_runs(tmp_path, body, message):
     path = _sweep_file(tmp_path, body)  # a second notebook: key overrides the first

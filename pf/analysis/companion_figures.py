@@ -155,7 +155,7 @@ def _pruning_rounds(table: pd.DataFrame) -> pd.DataFrame:
     depend on the scoring, so runs that differ only in how they score repeat it."""
     rounds = table[table.selection.notna()]
     random = rounds.label == RANDOM_LABEL
-    once = rounds[random].drop_duplicates(["dataset", "arch", "score", "seed", "prune_rate",
+    once = rounds[random].drop_duplicates(["dataset", "arch", "score", "seed", "removed_fraction",
                                            "epochs"])
     return pd.concat([rounds[~random], once])
 
@@ -163,13 +163,13 @@ def _pruning_rounds(table: pd.DataFrame) -> pd.DataFrame:
 def _accuracy_vs_rate(table: pd.DataFrame) -> Drawing:
     rounds = _pruning_rounds(table)
     if rounds.empty:
-        return "no runs of method=prune_data with pruning rates"
-    stats = summarize(rounds, ["arch", "score", "label", "prune_rate"])
+        return "no runs of experiment=data_pruning with removed fractions"
+    stats = summarize(rounds, ["arch", "score", "label", "removed_fraction"])
     groups = list(stats.groupby(["arch", "score"]))
     fig, axes = panel_grid(len(groups))
     for ax, ((arch, score), group) in zip(axes, groups):
         for label, line in group.groupby("label"):
-            ax.errorbar(line.prune_rate * 100, line["mean"] * 100, yerr=spread(line, 100),
+            ax.errorbar(line.removed_fraction * 100, line["mean"] * 100, yerr=spread(line, 100),
                         marker="o", ms=4, capsize=3, label=label,
                         **({"color": "0.45", "linestyle": "--"} if label == RANDOM_LABEL else {}))
         ax.set(title=f"{arch} · keep the highest {SCORE_TITLES[score]}",
@@ -192,10 +192,10 @@ def pruning_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     column per pruning rate, cells the retrained accuracy "mean ± std (n=seeds)" in %."""
     rounds = _pruning_rounds(table)
     if rounds.empty:
-        return "pruning_table not written: no runs of method=prune_data"
-    stats = summarize(rounds, ["dataset", "arch", "score", "label", "prune_rate"])
-    stats["rate"] = [f"rate {rate:g}" for rate in stats.prune_rate]
-    order = stats.sort_values("prune_rate").rate.unique()
+        return "pruning_table not written: no runs of experiment=data_pruning"
+    stats = summarize(rounds, ["dataset", "arch", "score", "label", "removed_fraction"])
+    stats["rate"] = [f"rate {rate:g}" for rate in stats.removed_fraction]
+    order = stats.sort_values("removed_fraction").rate.unique()
     wide = cell_table(stats, ["dataset", "arch", "score", "label"], "rate", order, "kept by")
     caption = ("Test accuracy (%, test split, final epoch) of the target retrained from "
                "scratch on the samples kept at each pruning rate, mean ± std over seeds.")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pf.experiments.methods import METHODS
 from pf.experiments.record import METRICS_FILE, RunRecord, read_record
 
 __all__ = ["COLUMNS", "SCORE_COLUMNS", "run_table", "round_table", "collect", "collect_scores",
@@ -33,45 +34,45 @@ __all__ = ["COLUMNS", "SCORE_COLUMNS", "run_table", "round_table", "collect", "c
 # The phases a round records MACs and seconds for; collect() names its columns after them.
 PHASES = ("data_selection", "selector_training", "pool_scoring", "target_training")
 COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
-    "run_dir", "sweep", "method", "label", "dataset", "arch", "selector_arch",
+    "run_dir", "sweep", "experiment", "method", "label", "dataset", "arch", "selector_arch",
     "selector_params", "target_params", "prune_ratio", "proxy_arch", "metric", "fusion", "kd",
     "rest", "importance", "sync_every", "selector_start",
-    "seed", "round", "labeled", "prune_rate", "selection", "score",
+    "seed", "round", "labeled", "removed_fraction", "selection", "score",
     "train_size", "budget_fraction", "target_accuracy", "selector_accuracy", "epochs", "curve",
     "curve_epochs",
     *(f"{phase}_macs" for phase in PHASES), *(f"{phase}_seconds" for phase in PHASES),
     "device", "git_commit",
 ]
 NAN = float("nan")
+# The settings a method reads, shown in their columns (NaN where the run's method does not).
+METHOD_SETTINGS = ("prune_ratio", "proxy_arch", "rest", "importance", "sync_every",
+                   "selector_start")
 
 
 def _rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
     """One row per round of one run's record (see ``collect`` for the columns)."""
     config, networks, environment = record.config, record.networks, record.environment
-    method = record.method
-    pruned = method == "prunefuse"
+    method = METHODS.get(record.method)  # None for data pruning
+    reads = method.reads if method else ()
     train_size = record.dataset.train_size
     rows = []
     for step in record.rounds:
         target, selector = step.target, step.selector
         rows.append({
-            "run_dir": run_dir, "sweep": sweep, "method": method, "label": step.label,
+            "run_dir": run_dir, "sweep": sweep, "experiment": record.experiment,
+            "method": record.method or NAN, "label": step.label,
             "dataset": config["dataset"], "arch": config["arch"],
             "selector_arch": networks["selector"].arch,
             "selector_params": networks["selector"].params,
             "target_params": networks["target"].params,
-            "prune_ratio": config["prune_ratio"] if pruned else NAN,
-            "proxy_arch": config["proxy_arch"] if method == "svp" else NAN,
+            **{key: config[key] if key in reads else NAN for key in METHOD_SETTINGS},
             # What the target's training did, from the round itself: baseline and SVP targets
             # are never fused nor distilled, whatever their config's (unused) flags say.
-            "metric": config["metric"], "fusion": target.init == "fused", "kd": bool(target.kd),
-            "rest": config["rest"] if pruned else NAN,
-            "importance": config["importance"] if pruned else NAN,
-            "sync_every": config["sync_every"] if pruned else NAN,
-            "selector_start": NAN if method == "baseline" else config["selector_start"],
+            "metric": config["metric"] if method else NAN,
+            "fusion": target.init == "fused", "kd": bool(target.kd),
             "seed": record.seed, "round": step.round, "labeled": step.labeled,
             # Data-pruning runs (pf.experiments.data_pruning) keep a fraction by score or at random.
-            "prune_rate": NAN if step.prune_rate is None else step.prune_rate,
+            "removed_fraction": NAN if step.removed_fraction is None else step.removed_fraction,
             "selection": NAN if step.selection is None else step.selection,
             "score": NAN if step.selection is None else record.scores["score"],
             "train_size": train_size, "budget_fraction": step.labeled / train_size,
@@ -114,14 +115,16 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
 
     - ``run_dir``: the run folder relative to ``results_dir`` ("." for ``results_dir``
       itself); ``sweep``: its first path component, "" when the run sits directly there;
-    - ``method`` (baseline | svp | prunefuse), ``label`` (the round's, stored when the run
-      was written), ``dataset`` (the name the run was configured with, e.g. cifar10_jpeg,
+    - ``experiment`` (active_learning | data_pruning), ``method`` (baseline | svp |
+      prunefuse; NaN for data pruning), ``label`` (the round's, stored when the run was
+      written), ``dataset`` (the name the run was configured with, e.g. cifar10_jpeg,
       not where it was read from), ``arch`` (the target), ``selector_arch``,
       ``selector_params``, ``target_params``;
     - ``prune_ratio``, ``rest``, ``importance``, ``sync_every`` (T_sync): NaN unless
-      PruneFuse; ``proxy_arch``: NaN unless SVP; ``selector_start``: NaN for the baseline;
-      ``metric``; ``fusion``/``kd``: whether the target was fused/distilled;
-    - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``prune_rate``,
+      PruneFuse; ``proxy_arch``: NaN unless SVP; ``selector_start``: NaN for the baseline
+      (each method's ``reads`` say which); ``metric`` (NaN for data pruning);
+      ``fusion``/``kd``: whether the target was fused/distilled;
+    - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``removed_fraction``,
       ``selection`` (score | random) and ``score`` (du | tdds | el2n | forgetting):
       data-pruning runs only, else NaN; ``train_size``, ``budget_fraction`` (= labeled /
       train_size); a data-pruning round's ``label`` says how it scored, or "random";

@@ -6,4 +6,8 @@ two experiments' loops; ``record`` is what a finished run writes and how it is r
 back; ``run`` runs one experiment and records it.
 """
 
-__all__: list[str] = []
+__all__ = ["ACTIVE_LEARNING", "DATA_PRUNING", "EXPERIMENTS"]
+
+ACTIVE_LEARNING = "active_learning"  # a selector picks the labels, budget after budget
+DATA_PRUNING = "data_pruning"  # score the training set, keep the highest, retrain
+EXPERIMENTS = (ACTIVE_LEARNING, DATA_PRUNING)

@@ -41,8 +41,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from pf.experiments.config import METHODS, Config, ConfigError
-from pf.experiments.methods import METHODS as ACTIVE_LEARNING, plan_rounds
+from pf.experiments.config import ACTIVE_LEARNING, ActiveLearningConfig, ConfigError
+from pf.experiments.methods import METHODS, plan_rounds
 from pf.experiments.record import (NetworkRecord, RoundRecord, SelectorRecord, TargetRecord,
                                    channel_map_file)
 from pf.data import Dataset
@@ -66,7 +66,7 @@ def role_seed(seed: int, role: str) -> int:
     return int.from_bytes(digest[:8], "little") % 2**63
 
 
-def initial_networks(config: Config, dataset: Dataset) -> tuple:
+def initial_networks(config: ActiveLearningConfig, dataset: Dataset) -> tuple:
     """The networks a run starts from: ``(target, selector, channel_map)``.
 
     The target theta is drawn after ``torch.manual_seed(config.seed)``. The selector is
@@ -76,7 +76,7 @@ def initial_networks(config: Config, dataset: Dataset) -> tuple:
     """
     torch.manual_seed(config.seed)
     target = build_model(config.arch, dataset.num_classes, dataset.in_channels)
-    method = ACTIVE_LEARNING[config.method]
+    method = METHODS[config.method]
     if method.target_selects:
         return target, target, None
     arch, ratio = method.selector_network(config)
@@ -89,7 +89,7 @@ def initial_networks(config: Config, dataset: Dataset) -> tuple:
     return target, proxy, None
 
 
-def _prune(config: Config, network, image_shape: tuple) -> tuple:
+def _prune(config: ActiveLearningConfig, network, image_shape: tuple) -> tuple:
     """``network`` pruned as ``config`` says (at init, and again at every sync)."""
     return prune_at_init(network, config.prune_ratio, config.importance, image_shape,
                          seed=config.seed, steps=config.prune_steps)
@@ -100,8 +100,8 @@ def _train(model, dataset, labeled, schedule, config, seed, desc, progress, **op
                progress=progress, desc=desc, **config.fit_options(), **options)
 
 
-def _choose(config: Config, selector, dataset: Dataset, labeled_mask: torch.Tensor, count: int,
-            round_index: int) -> tuple[torch.Tensor, int]:
+def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
+            labeled_mask: torch.Tensor, count: int, round_index: int) -> tuple[torch.Tensor, int]:
     """Indices of the next ``count`` samples to label, and how many images were scored.
 
     Feature metrics (k-centers, the norm-based ones) use the selector's penultimate
@@ -132,7 +132,8 @@ def _choose(config: Config, selector, dataset: Dataset, labeled_mask: torch.Tens
     return pool[positions], len(pool)
 
 
-def run_active_learning(config: Config, dataset: Dataset, progress: bool | None = None) -> dict:
+def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
+                        progress: bool | None = None) -> dict:
     """Run ``config.method`` over ``config.budgets`` on ``dataset`` (already on its device).
 
     Returns ``rounds`` (a ``RoundRecord`` per budget), ``selected`` (the indices each
@@ -140,16 +141,17 @@ def run_active_learning(config: Config, dataset: Dataset, progress: bool | None 
     one per sync; each round's selector record names its map's file) and ``networks``
     (``NetworkRecord`` of the target and the selector).
     """
-    if config.method not in METHODS:
-        raise ConfigError(f"method: the active-learning loop runs {', '.join(METHODS)}, not "
-                          f"{config.method} (pf.experiments.run.run_experiment runs every method)")
+    if config.experiment != ACTIVE_LEARNING:
+        raise ConfigError(f"experiment: run_active_learning runs {ACTIVE_LEARNING}, "
+                          f"got {config.experiment!r}")
     plan = plan_rounds(config)
     image_shape = tuple(dataset.train.images.shape[1:])
     device = dataset.train.images.device
     dense_init, selector_init, channel_map = initial_networks(config, dataset)
-    method = ACTIVE_LEARNING[config.method]
+    method = METHODS[config.method]
     selector_arch = method.selector_arch(config)
-    label = method.label(config.to_dict(), Config().to_dict())  # every round's: one recipe
+    # every round's label: one recipe, named against today's defaults
+    label = method.label(config.to_dict(), ActiveLearningConfig().to_dict())
     networks = {
         "target": NetworkRecord(config.arch, parameter_count(dense_init),
                                 forward_macs(dense_init, image_shape)),

@@ -1,167 +1,163 @@
-"""One validated configuration for every run, with named presets.
+"""One validated configuration per experiment, with named presets.
 
-Defaults are the paper's protocol (CIFAR-10, ResNet-56, SVP's budgets and schedule);
-a preset overrides some of them, and ``--set key=value`` (or a notebook's parameters
-cell, or a sweep axis) overrides those. An override must match its default's type, as
-in nanoGPT's configurator; anything else stops the run before any work with one line
-that names the parameter and what it allows.
+pf runs two experiments: ``active_learning`` (a method's selector picks the labels, budget
+after budget: the PruneFuse paper) and ``data_pruning`` (score the whole training set,
+keep the highest-scored, retrain: the score-extrapolation paper). Each has its own
+config, ``ActiveLearningConfig`` or ``DataPruningConfig``; both share ``RunConfig``'s
+data, model, training and execution settings. Every field is declared once, below, with
+its default (the paper's protocol: CIFAR-10, ResNet-56, SVP's budgets and schedule), a
+one-line comment and what it allows (a registry's names or a range, in ``setting``);
+``validate`` checks them all in one place, and each failure is one line naming the
+parameter and what it allows.
+
+A preset overrides some defaults (the keys an experiment lacks are not its concern: the
+``cpu`` preset's budgets shape active learning, not data pruning), and ``--set
+key=value`` (or a notebook's parameters cell, or a sweep axis) overrides those. An
+override must match its default's type, as in nanoGPT's configurator.
+
+Older names are still read (the committed sweeps use them): ``method=prune_data`` is
+``experiment=data_pruning``, ``prune_rates`` is ``removed_fractions`` (fractions of the
+training set removed, not to be confused with ``prune_ratio``, the channels PruneFuse
+removes) and ``prune_baseline`` is ``random_baseline``.
 
     config = make_config("demo", {"seed": 3, "budgets": [100, 300]})
+    config = make_config("demo", {"experiment": "data_pruning", "score": "el2n"})
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 import yaml
 
-from pf.data import DATASETS, CIFAR_STATS
+from pf.data import DATASET_SIZES, DATASETS
+from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING, EXPERIMENTS
+from pf.experiments.methods import FUSION_BASES, METHODS, SELECTOR_STARTS
+from pf.extrapolate import GNN_MIN_SCORED, WEIGHTINGS
 from pf.fuse import FUSION_VARIANTS, REST_MODES
-from pf.experiments.methods import FUSION_BASES, SELECTOR_STARTS, METHODS as ACTIVE_LEARNING
 from pf.models import MODELS
-from pf.extrapolate import WEIGHTINGS
 from pf.prune import IMPORTANCES
-from pf.scores import DU_WINDOW, TDDS_SPAN, TDDS_SPAN_EPOCHS, TDDS_SPANS, TDDS_WINDOW
+from pf.scores import (DU_WINDOW, SCORE_RECORDS, TDDS_SPAN, TDDS_SPAN_EPOCHS, TDDS_SPANS,
+                       TDDS_WINDOW)
 from pf.select import METRICS
 from pf.train import Schedule
 
-__all__ = ["METHODS", "DATA_PRUNING", "SCORES", "ConfigError", "Config", "PRESETS", "make_config",
-           "from_parameters", "parse_assignment", "check_budgets"]
+__all__ = ["ACTIVE_LEARNING", "DATA_PRUNING", "EXPERIMENTS", "SCORES", "ConfigError",
+           "RunConfig", "ActiveLearningConfig", "DataPruningConfig", "CONFIGS", "PRESETS",
+           "make_config", "from_parameters", "parse_assignment", "check_sizes", "validate"]
 
+SCORES = tuple(SCORE_RECORDS)  # du | tdds | el2n | forgetting (pf.scores)
+SCORE_WINDOWS = {"du": DU_WINDOW, "tdds": TDDS_WINDOW}  # epochs a windowed score needs at least
 SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
 SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
-FIXED_DATASETS = ("digits", "synthetic", "tinyimagenet", "cifar10_jpeg", *CIFAR_STATS)
-# active learning; who selects: the target, a proxy, the pruned target (pf.experiments.methods)
-METHODS = tuple(ACTIVE_LEARNING)
-# the other experiment: score the training set, keep the top (pf.experiments.data_pruning)
-DATA_PRUNING = "prune_data"
-SCORES = ("du", "tdds", "el2n", "forgetting")  # data_pruning scores, all from pf.scores
-SCORE_WINDOWS = {"du": DU_WINDOW, "tdds": TDDS_WINDOW}  # epochs a windowed score needs at least
-CHOICES = {
-    "method": (*METHODS, DATA_PRUNING),
-    "score": SCORES,
-    "score_source": ("full", "subset"),
-    "extrapolation": ("knn", "gnn"),
-    "knn_weighting": WEIGHTINGS,
-    "metric": METRICS,
-    "importance": IMPORTANCES,
-    "rest": REST_MODES,
-    "fusion_variant": FUSION_VARIANTS,
-    "selector_start": SELECTOR_STARTS,
-    "fuse_into": FUSION_BASES,
-    "device": ("auto", "cpu", "cuda"),
-    "precision": ("auto", "fp32", "bf16"),
-}
+# Names the committed sweeps and records still use.
+LEGACY_NAMES = {"prune_rates": "removed_fractions", "prune_baseline": "random_baseline"}
+LEGACY_DATA_PRUNING = "prune_data"  # method=prune_data meant experiment=data_pruning
 
 
 class ConfigError(ValueError):
     """A parameter is unknown, of the wrong type or out of range; the text is one line."""
 
 
-@dataclass
-class Config:
-    """Everything that defines a run. Fields are plain JSON types (papermill-safe)."""
+def setting(default, *, choices=None, noun: str = "", at_least=None, above=None,
+            at_most=None, below=None, check=None):
+    """A config field: its default and what it allows, read by ``validate``.
 
+    ``choices``: the names allowed (a registry); ``noun`` words the refusal ("unknown
+    model 'x'; choose one of ..."); ``at_least``/``above``/``at_most``/``below``: a
+    range; ``check(value)``: a rule of its own, returning what is wrong or None.
+    """
+    rules = {"choices": choices, "noun": noun, "at_least": at_least, "above": above,
+             "at_most": at_most, "below": below, "check": check}
+    if isinstance(default, list):
+        return field(default_factory=lambda: json.loads(json.dumps(default)), metadata=rules)
+    return field(default=default, metadata=rules)
+
+
+def _schedule_rule(allow_empty: bool):
+    def check(pieces: list) -> str | None:
+        valid = all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int and p[0] > 0
+                    and type(p[1]) in (int, float) and p[1] > 0 for p in pieces)
+        if valid and (pieces or allow_empty):
+            return None
+        return ("expected [[epochs, lr], ...] with positive epochs (whole numbers) and "
+                f"learning rates, got {json.dumps(pieces)}")
+    return check
+
+
+def _budgets_rule(budgets: list) -> str | None:
+    if not budgets or not all(type(b) is int and b > 0 for b in budgets):
+        return f"expected a non-empty list of positive integers, got {json.dumps(budgets)}"
+    if any(a >= b for a, b in zip(budgets, budgets[1:])):
+        return f"must be strictly increasing TOTAL labeled counts, got {json.dumps(budgets)}"
+    return None
+
+
+def _fractions_rule(fractions: list) -> str | None:
+    if not all(type(f) in (int, float) and 0 <= f < 1 for f in fractions):
+        return (f"expected a list of fractions in [0, 1) ([] = score only, no retraining), "
+                f"got {json.dumps(fractions)}")
+    if len(set(fractions)) != len(fractions):
+        return f"must be distinct, got {json.dumps(fractions)}"
+    return None
+
+
+def _dataset_rule(name: str) -> str | None:
+    folder = name.startswith("imagefolder:") and len(name) > len("imagefolder:")
+    if name in DATASET_SIZES or folder:
+        return None
+    return f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+
+
+@dataclass
+class RunConfig:
+    """What both experiments share: data, model, training and execution. Every field is a
+    plain JSON type (papermill-safe)."""
+
+    experiment: str = setting(ACTIVE_LEARNING, choices=EXPERIMENTS)
     # --- data -------------------------------------------------------------------------
-    # digits | cifar10 | cifar100 | tinyimagenet | imagefolder:<path> | synthetic
-    dataset: str = "cifar10"
-    data_dir: str = ""  # dataset root and cache; "" means $PF_DATA or ~/.cache/pf/data
+    # digits | cifar10 | cifar100 | cifar10_jpeg | tinyimagenet | imagefolder:<path> | synthetic
+    dataset: str = setting("cifar10", check=_dataset_rule)
+    data_dir: str = setting("")  # dataset root and cache; "" means $PF_DATA or ~/.cache/pf/data
     # --- model ------------------------------------------------------------------------
-    arch: str = "resnet56"  # target network, a name in pf.models.MODELS
-    # --- method -----------------------------------------------------------------------
-    # baseline (the target selects) | svp (a proxy selects) | prunefuse | prune_data
-    method: str = "prunefuse"
-    metric: str = "least_confidence"  # pf.select.METRICS: uncertainty, kcenters, random, norm_*
-    prune_ratio: float = 0.5  # prunefuse: fraction of channels removed per layer, in [0, 1)
-    importance: str = "l2"  # prunefuse: l2 (per filter) | group_l2 | random
-    prune_steps: int = 1  # prunefuse: Torch-Pruning steps to reach prune_ratio (authors' code: 5)
-    proxy_arch: str = "resnet20"  # svp: the selector architecture
-    fusion: bool = True  # prunefuse: start the target from the fused network (else from theta)
-    kd: bool = True  # prunefuse: distil the trained selector into the target
-    rest: str = "keep"  # prunefuse: weights outside the selector's slots (pf.fuse.REST_MODES)
-    # prunefuse: where theta_p* goes: map (the paper's text) | leading | leading_conv (the
-    # authors' code; with rest=xavier its fusion exactly); pf.fuse
-    fusion_variant: str = "map"
-    # prunefuse: re-make the selector from the trained target every this many rounds
-    # (the extended paper's T_sync; 0 = never, the 2024 method); pf.experiments.methods
-    sync_every: int = 0
-    # svp, prunefuse: each round's selector starts from its initial weights (init) or
-    # continues from the previous round's trained selector (warm, the authors' code)
-    selector_start: str = "init"
-    # prunefuse: fuse into theta's initialisation (init) or, for a synced selector, into
-    # the trained target it was pruned from (source)
-    fuse_into: str = "init"
-    # [] = lr_schedule; SVP's fast proxy: [[1,0.01],[45,0.1],[4,0.01]]
-    selector_lr_schedule: list = field(default_factory=list)
-    # --- data pruning (method=prune_data; Schmidt, Dhungel et al., arXiv 2506.09010) ---
-    # training-dynamics score: du | tdds | el2n | forgetting; the highest are kept
-    score: str = "du"
-    # tdds: which end of the scoring run it scores, last | first (pf.scores.tdds_epochs;
-    # last: the score-extrapolation paper's code, first: the TDDS authors')
-    tdds_span: str = TDDS_SPAN
-    tdds_span_epochs: int = TDDS_SPAN_EPOCHS  # tdds: epochs of that span (TDDS's trajectory_len)
-    # full: a run on the whole train set scores it | subset: score a subset, extrapolate
-    score_source: str = "full"
-    score_subset: float = 0.2  # subset: fraction of the train set the scoring run sees, in (0, 1)
-    # the scoring run's [epochs, lr] pieces; [] = lr_schedule
-    score_lr_schedule: list = field(default_factory=list)
-    # subset: knn (mean of the k nearest scored) | gnn (a GCN on the kNN graph)
-    extrapolation: str = "knn"
-    knn_k: int = 10  # neighbours: kNN's k, and the GNN graph's degree (paper: 10, 20, 50, 100)
-    knn_weighting: str = "mean"  # knn: mean | exp (weights exp(-distance))
-    gnn_epochs: int = 500  # gnn: full-batch Adam steps; the best validation-Pearson epoch is kept
-    # fractions removed, each in [0, 1); [] = score only
-    prune_rates: list = field(default_factory=lambda: [0.3, 0.5, 0.7])
-    prune_baseline: bool = True  # also prune at random at every rate
-    # subset: also score with a full run, report the correlations (costs a full run)
-    score_reference: bool = False
-    # folder where full reference runs are kept and reused;
-    # "" = none (pf sweep: <sweep>/reference-cache)
-    reference_cache: str = ""
-    # --- labeling ---------------------------------------------------------------------
-    # TOTAL labeled counts, increasing
-    budgets: list = field(default_factory=lambda: list(SVP_BUDGETS))
+    arch: str = setting("resnet56", choices=MODELS, noun="model")  # the target network
     # --- training (SVP's protocol) ----------------------------------------------------
-    # [epochs, lr] pieces
-    lr_schedule: list = field(default_factory=lambda: [list(s) for s in SVP_SCHEDULE])
-    batch_size: int = 128  # SGD mini-batch
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 5e-4  # L2 on every parameter
-    kd_weight: float = 0.5  # distillation weight lambda (our choice: the papers give none)
-    kd_temperature: float = 4.0  # distillation temperature T (our choice: the papers give none)
+    lr_schedule: list = setting(SVP_SCHEDULE, check=_schedule_rule(False))  # [epochs, lr] pieces
+    batch_size: int = setting(128, at_least=1)  # SGD mini-batch
+    momentum: float = setting(0.9, at_least=0, at_most=1)  # SGD momentum
+    weight_decay: float = setting(5e-4, at_least=0)  # L2 on every parameter
     # --- execution --------------------------------------------------------------------
-    seed: int = 0  # seeds the initial labeled set, initialisations and shuffles
-    device: str = "auto"  # auto (CUDA if present) | cpu | cuda
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
-    compile: bool = False  # wrap the training forward in torch.compile
+    seed: int = setting(0, at_least=0)  # seeds the data draws, initialisations and shuffles
+    device: str = setting("auto", choices=("auto", "cpu", "cuda"))  # auto: CUDA if present
+    # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = setting("auto", choices=("auto", "fp32", "bf16"))
+    compile: bool = setting(False)  # wrap the training forward in torch.compile
     # CUDA: reproducible kernels (pf.train.set_determinism); false lets cuDNN autotune
-    deterministic: bool = True
-    eval_batch_size: int = 0  # test evaluation and pool scoring batch; 0 = 1024 on CUDA, 128 on CPU
-    eval_every: int = 1  # test the target every this many epochs (and after the last; pf.train)
+    deterministic: bool = setting(True)
+    # test evaluation and pool scoring batch; 0 = 1024 on CUDA, 128 on CPU
+    eval_batch_size: int = setting(0, at_least=0)
+    # test the target every this many epochs (and after the last; pf.train)
+    eval_every: int = setting(1, at_least=1)
 
     def schedule(self) -> Schedule:
         """The target's training schedule."""
         return self._schedule(self.lr_schedule)
 
-    def selector_schedule(self) -> Schedule:
-        """The selector's schedule: ``selector_lr_schedule``, or the target's when empty."""
-        return self._schedule(self.selector_lr_schedule or self.lr_schedule)
-
-    def score_schedule(self) -> Schedule:
-        """The data-pruning scoring run's schedule: ``score_lr_schedule``, or the target's
-        when empty."""
-        return self._schedule(self.score_lr_schedule or self.lr_schedule)
-
     def _schedule(self, pieces: list) -> Schedule:
-        segments = tuple((int(epochs), float(lr)) for epochs, lr in pieces)
+        segments = tuple((int(epochs), float(lr)) for epochs, lr in (pieces or self.lr_schedule))
         return Schedule(segments, self.batch_size, self.momentum, self.weight_decay)
+
+    def needs_reference(self) -> bool:
+        """Whether the run trains a full reference run (data pruning scoring a subset
+        with ``score_reference``)."""
+        return False
 
     def fit_options(self) -> dict:
         """The keyword arguments of ``pf.train.fit`` that every training of a run shares."""
-        return {"kd_weight": self.kd_weight, "kd_temperature": self.kd_temperature,
-                "precision": self.precision, "compile": self.compile,
+        return {"precision": self.precision, "compile": self.compile,
                 "eval_batch_size": self.eval_batch_size, "eval_every": self.eval_every}
 
     def to_dict(self) -> dict:
@@ -169,6 +165,112 @@ class Config:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class ActiveLearningConfig(RunConfig):
+    """Active learning: ``method``'s selector picks the labels at every budget
+    (``pf.experiments.methods``, ``pf.experiments.active_learning``)."""
+
+    # baseline (the target selects) | svp (a proxy selects) | prunefuse (the pruned target)
+    method: str = setting("prunefuse", choices=tuple(METHODS))
+    # pf.select.METRICS: uncertainty, kcenters, random, norm_*
+    metric: str = setting("least_confidence", choices=METRICS)
+    # TOTAL labeled counts, increasing
+    budgets: list = setting(SVP_BUDGETS, check=_budgets_rule)
+    # prunefuse: fraction of channels removed per layer
+    prune_ratio: float = setting(0.5, at_least=0, below=1)
+    # prunefuse: l2 (per filter) | group_l2 | random
+    importance: str = setting("l2", choices=IMPORTANCES)
+    # prunefuse: Torch-Pruning steps to reach prune_ratio (authors' code: 5)
+    prune_steps: int = setting(1, at_least=1)
+    proxy_arch: str = setting("resnet20", choices=MODELS, noun="model")  # svp: the selector
+    fusion: bool = setting(True)  # prunefuse: start the target from the fused network
+    kd: bool = setting(True)  # prunefuse: distil the trained selector into the target
+    # prunefuse: weights outside the selector's slots (pf.fuse.REST_MODES)
+    rest: str = setting("keep", choices=REST_MODES)
+    # prunefuse: where theta_p* goes: map (the paper's text) | leading | leading_conv (the
+    # authors' code; with rest=xavier its fusion exactly); pf.fuse
+    fusion_variant: str = setting("map", choices=FUSION_VARIANTS)
+    # prunefuse: re-make the selector from the trained target every this many rounds
+    # (the extended paper's T_sync; 0 = never, the 2024 method); pf.experiments.methods
+    sync_every: int = setting(0, at_least=0)
+    # svp, prunefuse: each round's selector starts from its initial weights (init) or
+    # continues from the previous round's trained selector (warm, the authors' code)
+    selector_start: str = setting("init", choices=SELECTOR_STARTS)
+    # prunefuse: fuse into theta's initialisation (init) or, for a synced selector, into
+    # the trained target it was pruned from (source)
+    fuse_into: str = setting("init", choices=FUSION_BASES)
+    # [] = lr_schedule; SVP's fast proxy: [[1,0.01],[45,0.1],[4,0.01]]
+    selector_lr_schedule: list = setting([], check=_schedule_rule(True))
+    kd_weight: float = setting(0.5, at_least=0, at_most=1)  # distillation weight (our choice)
+    kd_temperature: float = setting(4.0, above=0)  # distillation temperature (our choice)
+
+    def selector_schedule(self) -> Schedule:
+        """The selector's schedule: ``selector_lr_schedule``, or the target's when empty."""
+        return self._schedule(self.selector_lr_schedule)
+
+    def fit_options(self) -> dict:
+        """Also the distillation settings, for the trainings that distil."""
+        return {**super().fit_options(), "kd_weight": self.kd_weight,
+                "kd_temperature": self.kd_temperature}
+
+
+@dataclass
+class DataPruningConfig(RunConfig):
+    """Data pruning (Schmidt, Dhungel et al., arXiv 2506.09010): score every training
+    sample, remove the lowest-scored fractions and retrain (``pf.experiments.data_pruning``)."""
+
+    experiment: str = setting(DATA_PRUNING, choices=EXPERIMENTS)
+    # training-dynamics score: du | tdds | el2n | forgetting; the highest are kept
+    score: str = setting("du", choices=SCORES)
+    # tdds: which end of the scoring run it scores, last | first (pf.scores.tdds_epochs;
+    # last: the score-extrapolation paper's code, first: the TDDS authors')
+    tdds_span: str = setting(TDDS_SPAN, choices=TDDS_SPANS)
+    # tdds: epochs of that span (TDDS's trajectory_len), at least its window
+    tdds_span_epochs: int = setting(TDDS_SPAN_EPOCHS, at_least=TDDS_WINDOW)
+    # full: a run on the whole train set scores it | subset: score a subset, extrapolate
+    score_source: str = setting("full", choices=("full", "subset"))
+    # subset: fraction of the train set the scoring run sees
+    score_subset: float = setting(0.2, above=0, below=1)
+    # the scoring run's [epochs, lr] pieces; [] = lr_schedule
+    score_lr_schedule: list = setting([], check=_schedule_rule(True))
+    # subset: knn (mean of the k nearest scored) | gnn (a GCN on the kNN graph)
+    extrapolation: str = setting("knn", choices=("knn", "gnn"))
+    # neighbours: kNN's k, and the GNN graph's degree (paper: 10, 20, 50, 100)
+    knn_k: int = setting(10, at_least=1)
+    knn_weighting: str = setting("mean", choices=WEIGHTINGS)  # knn: mean | exp(-distance)
+    # gnn: full-batch Adam steps; the best validation-Pearson epoch is kept
+    gnn_epochs: int = setting(500, at_least=1)
+    # fractions of the training set removed, each in [0, 1); [] = score only
+    removed_fractions: list = setting([0.3, 0.5, 0.7], check=_fractions_rule)
+    random_baseline: bool = setting(True)  # also remove the same fractions at random
+    # subset: also score with a full run, report the correlations (costs a full run)
+    score_reference: bool = setting(False)
+    # folder where full reference runs are kept and reused;
+    # "" = none (pf sweep: <sweep>/reference-cache)
+    reference_cache: str = setting("")
+
+    def score_schedule(self) -> Schedule:
+        """The scoring run's schedule: ``score_lr_schedule``, or the target's when empty."""
+        return self._schedule(self.score_lr_schedule)
+
+    def span(self) -> dict:
+        """TDDS's span as records hold it (``tdds_span``, ``tdds_span_epochs``); None for
+        the other scores, which read every epoch."""
+        tdds = self.score == "tdds"
+        return {"tdds_span": self.tdds_span if tdds else None,
+                "tdds_span_epochs": self.tdds_span_epochs if tdds else None}
+
+    def needs_reference(self) -> bool:
+        """Subset scoring with ``score_reference``: a full run scores everything too."""
+        return self.score_source == "subset" and self.score_reference
+
+    def subset_size(self, train_size: int) -> int:
+        """How many of ``train_size`` samples a ``score_source="subset"`` run scores:
+        ``score_subset`` of them, rounded half up, at least 1."""
+        return min(train_size, max(1, math.floor(self.score_subset * train_size + 0.5)))
+
+
+CONFIGS = {ACTIVE_LEARNING: ActiveLearningConfig, DATA_PRUNING: DataPruningConfig}
 PRESETS: dict[str, dict] = {
     # pytest: a few seconds on one CPU core.
     "smoke": dict(dataset="synthetic", arch="resnet8", budgets=[64, 128],
@@ -184,10 +286,20 @@ PRESETS: dict[str, dict] = {
                 budgets=[1000, 2000, 3500, 5000],
                 lr_schedule=[[1, 0.01], [5, 0.1], [2, 0.01], [2, 0.001]], eval_every=5),
     # the paper's protocol with a third of its epochs: one GPU, well under an hour.
-    "fast": dict(lr_schedule=[[1, 0.01], [30, 0.1], [15, 0.01], [15, 0.001]]),
+    "fast": dict(lr_schedule=[[epochs if epochs == 1 else epochs // 3, lr]
+                              for epochs, lr in SVP_SCHEDULE]),
     # the paper's protocol: CIFAR-10, ResNet-56, SVP's budgets and 181-epoch schedule.
     "paper": dict(),
 }
+
+
+def _current_names(settings: dict) -> dict:
+    """``settings`` with the older names read as today's (see the module docstring)."""
+    settings = {LEGACY_NAMES.get(key, key): value for key, value in settings.items()}
+    if settings.get("method") == LEGACY_DATA_PRUNING:
+        del settings["method"]
+        settings.setdefault("experiment", DATA_PRUNING)
+    return settings
 
 
 def parse_assignment(text: str) -> tuple[str, object]:
@@ -207,133 +319,152 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key.strip(), value if isinstance(value, (bool, int, float, str, list)) else raw
 
 
-def make_config(preset: str = "paper", overrides: dict | None = None) -> Config:
-    """The preset's config with ``overrides`` applied, validated; raises ``ConfigError``."""
+def make_config(preset: str = "paper", overrides: dict | None = None) -> RunConfig:
+    """The preset's config of the experiment ``overrides`` names (default active
+    learning), with ``overrides`` applied and validated; raises ``ConfigError``."""
     if preset not in PRESETS:
         raise ConfigError(f"preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    config = Config()
-    for key, value in {**PRESETS[preset], **(overrides or {})}.items():
-        setattr(config, key, _coerce(key, value))
-    _validate(config)
+    overrides = _current_names(dict(overrides or {}))
+    experiment = overrides.get("experiment", ACTIVE_LEARNING)
+    if experiment not in CONFIGS:
+        raise ConfigError(f"experiment: {experiment!r} is not one of {', '.join(EXPERIMENTS)}")
+    kind = CONFIGS[experiment]
+    config = kind()
+    names = {f.name for f in dataclasses.fields(kind)}
+    preset_values = {key: value for key, value in PRESETS[preset].items() if key in names}
+    for key, value in {**preset_values, **overrides}.items():
+        setattr(config, key, _coerce(kind, key, value))
+    validate(config)
     return config
 
 
-def from_parameters(namespace: dict) -> Config:
-    """The Config whose fields are the same-named variables in ``namespace``.
+def from_parameters(namespace: dict) -> RunConfig:
+    """The config whose fields are the same-named variables in ``namespace``.
 
     A notebook calls ``from_parameters(globals())`` after its ``parameters`` cell (which
-    papermill may have overridden); fields the namespace lacks keep the paper's default.
-    Validated exactly as ``pf run --set`` is, with the same one-line errors.
+    papermill may have overridden); ``experiment`` (default active learning) picks the
+    config, and fields the namespace lacks keep the paper's default. Validated exactly as
+    ``pf run --set`` is, with the same one-line errors.
     """
-    names = [f.name for f in dataclasses.fields(Config)]
-    return make_config("paper", {name: namespace[name] for name in names if name in namespace})
+    settings = _current_names({key: namespace[key] for key in (*_ALL_NAMES, *LEGACY_NAMES)
+                               if key in namespace})
+    kind = CONFIGS.get(settings.get("experiment", ACTIVE_LEARNING), ActiveLearningConfig)
+    names = {f.name for f in dataclasses.fields(kind)}
+    return make_config("paper", {key: value for key, value in settings.items()
+                                 if key in names or key == "experiment"})
 
 
-def _coerce(key: str, value: object) -> object:
+def _coerce(kind: type, key: str, value: object) -> object:
     """``value`` as the type of ``key``'s default, or a ConfigError saying what is allowed."""
-    fields = {f.name: f for f in dataclasses.fields(Config)}
+    fields = {f.name: f for f in dataclasses.fields(kind)}
     if key not in fields:
+        other = [name for name, config in CONFIGS.items() if config is not kind
+                 and key in {f.name for f in dataclasses.fields(config)}]
+        if other:
+            raise ConfigError(f"{key}: a parameter of experiment={other[0]}, not "
+                              f"{kind().experiment}")
         raise ConfigError(f"{key}: unknown parameter; known: {', '.join(fields)}")
-    default = getattr(Config(), key)
-    kind = type(default)
+    default = getattr(kind(), key)
+    expected = type(default)
     if isinstance(value, tuple):
         value = list(value)
-    if kind is float and type(value) is int:
+    if expected is float and type(value) is int:
         value = float(value)
-    if type(value) is not kind:
-        raise ConfigError(f"{key}: expected {kind.__name__} like {json.dumps(default)}, "
+    if type(value) is not expected:
+        raise ConfigError(f"{key}: expected {expected.__name__} like {json.dumps(default)}, "
                           f"got {json.dumps(value, default=str)}")
     return value
 
 
-def _validate(config: Config) -> None:
-    name = config.dataset
-    if name not in FIXED_DATASETS and not (name.startswith("imagefolder:") and len(name) > 12):
-        raise ConfigError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    for key in ("arch", "proxy_arch"):
-        if getattr(config, key) not in MODELS:
-            raise ConfigError(f"{key}: unknown model {getattr(config, key)!r}; "
-                              f"choose one of {', '.join(MODELS)}")
-    if not 0 <= config.prune_ratio < 1:
-        raise ConfigError(f"prune_ratio: must lie in [0, 1), got {config.prune_ratio}")
-    for key, allowed in CHOICES.items():
-        if getattr(config, key) not in allowed:
-            raise ConfigError(f"{key}: {getattr(config, key)!r} is not one of {', '.join(allowed)}")
-    check_budgets(config.budgets)
-    _check_schedule("lr_schedule", config.lr_schedule, allow_empty=False)
-    _check_schedule("selector_lr_schedule", config.selector_lr_schedule, allow_empty=True)
-    if config.batch_size < 1:
-        raise ConfigError(f"batch_size: must be a positive integer, got {config.batch_size}")
-    if config.eval_batch_size < 0:
-        raise ConfigError("eval_batch_size: must be 0 (auto) or positive, "
-                          f"got {config.eval_batch_size}")
-    for key in ("momentum", "kd_weight"):
-        if not 0 <= getattr(config, key) <= 1:
-            raise ConfigError(f"{key}: must lie in [0, 1], got {getattr(config, key)}")
-    if config.weight_decay < 0:
-        raise ConfigError(f"weight_decay: must be >= 0, got {config.weight_decay}")
-    if config.kd_temperature <= 0:
-        raise ConfigError(f"kd_temperature: must be > 0, got {config.kd_temperature}")
-    if config.seed < 0:
-        raise ConfigError(f"seed: must be >= 0, got {config.seed}")
-    for key, least in (("sync_every", 0), ("prune_steps", 1), ("eval_every", 1)):
-        value = getattr(config, key)
-        if value < least:
-            raise ConfigError(f"{key}: must be a whole number >= {least}, got {value}")
-    if config.fusion_variant == "leading_conv" and config.rest == "zero":
-        raise ConfigError("rest: zero with fusion_variant=leading_conv zeroes every BatchNorm "
-                          "scale and the classifier (the logits are 0 for every input); "
-                          "choose keep, reinit or xavier")
-    problem = ACTIVE_LEARNING[config.method].problem(config) if config.method in METHODS else None
+def _range_text(rules: dict, integer: bool) -> str:
+    """What a range asks, in words: "be a positive integer", "lie in [0, 1)", "be >= 0"."""
+    low, high = rules["at_least"], rules["at_most"]
+    if integer and rules["above"] is None and high is None and rules["below"] is None:
+        return "be a positive integer" if low == 1 else f"be a whole number >= {low}"
+    left = f"[{low:g}" if low is not None else (f"({rules['above']:g}"
+                                                  if rules["above"] is not None else None)
+    right = f"{high:g}]" if high is not None else (f"{rules['below']:g})"
+                                                    if rules["below"] is not None else None)
+    if left and right:
+        return f"lie in {left}, {right}"
+    if left:
+        return ("be >= " if left[0] == "[" else "be > ") + left[1:]
+    return ("be <= " if right[-1] == "]" else "be < ") + right[:-1]
+
+
+def _refusal(key: str, value, rules: dict) -> str | None:
+    """What is wrong with ``value`` under ``rules`` (one line), or None."""
+    if rules["choices"] is not None and value not in rules["choices"]:
+        allowed = ", ".join(rules["choices"])
+        if rules["noun"]:
+            return f"{key}: unknown {rules['noun']} {value!r}; choose one of {allowed}"
+        return f"{key}: {value!r} is not one of {allowed}"
+    bounds = [(rules["at_least"], lambda v, b: v >= b), (rules["above"], lambda v, b: v > b),
+              (rules["at_most"], lambda v, b: v <= b), (rules["below"], lambda v, b: v < b)]
+    if not all(bound is None or holds(value, bound) for bound, holds in bounds):
+        return f"{key}: must {_range_text(rules, type(value) is int)}, got {value}"
+    problem = rules["check"](value) if rules["check"] else None
+    return f"{key}: {problem}" if problem else None
+
+
+def validate(config: RunConfig) -> None:
+    """Check every field against what it allows, then the rules that join fields; raises
+    ``ConfigError`` (one line) at the first problem. Sizes that need the dataset are
+    ``check_sizes``'s."""
+    for spec in dataclasses.fields(config):
+        problem = _refusal(spec.name, getattr(config, spec.name), spec.metadata)
+        if problem:
+            raise ConfigError(problem)
+    problem = _joint_problem(config)
     if problem:
         raise ConfigError(problem)
-    _check_schedule("score_lr_schedule", config.score_lr_schedule, allow_empty=True)
-    _check_data_pruning(config)
 
 
-def _check_data_pruning(config: Config) -> None:
-    rates = config.prune_rates
-    if not all(type(r) in (int, float) and 0 <= r < 1 for r in rates):
-        raise ConfigError(f"prune_rates: expected a list of fractions in [0, 1) ([] = score "
-                          f"only, no retraining), got {json.dumps(rates)}")
-    if len(set(rates)) != len(rates):
-        raise ConfigError(f"prune_rates: must be distinct, got {json.dumps(rates)}")
-    if not 0 < config.score_subset < 1:
-        raise ConfigError(f"score_subset: must lie in (0, 1), got {config.score_subset}")
-    for key in ("knn_k", "gnn_epochs"):
-        if getattr(config, key) < 1:
-            raise ConfigError(f"{key}: must be a positive integer, got {getattr(config, key)}")
-    if config.tdds_span not in TDDS_SPANS:
-        raise ConfigError(f"tdds_span: {config.tdds_span!r} is not one of {', '.join(TDDS_SPANS)}")
-    if config.tdds_span_epochs < SCORE_WINDOWS["tdds"]:
-        raise ConfigError(f"tdds_span_epochs: must be at least {SCORE_WINDOWS['tdds']} (TDDS's "
-                          f"window), got {config.tdds_span_epochs}")
-    # The scoring run's length only matters when this run scores; the AL presets are short.
+def _joint_problem(config: RunConfig) -> str | None:
+    """What the fields of ``config`` rule out together, or None."""
+    if isinstance(config, ActiveLearningConfig):
+        if config.fusion_variant == "leading_conv" and config.rest == "zero":
+            return ("rest: zero with fusion_variant=leading_conv zeroes every BatchNorm scale "
+                    "and the classifier (the logits are 0 for every input); choose keep, "
+                    "reinit or xavier")
+        return METHODS[config.method].problem(config)
     tdds = config.score == "tdds"
     needed = config.tdds_span_epochs if tdds else SCORE_WINDOWS.get(config.score)
     epochs = config.score_schedule().epochs
-    if config.method == DATA_PRUNING and needed and epochs < needed:
-        raise ConfigError(f"score_lr_schedule: {config.score} needs a scoring run of at least "
-                          f"{needed} epochs ({'tdds_span_epochs' if tdds else 'its window'}), "
-                          f"got {epochs}; set score_lr_schedule")
+    if needed and epochs < needed:
+        return (f"score_lr_schedule: {config.score} needs a scoring run of at least {needed} "
+                f"epochs ({'tdds_span_epochs' if tdds else 'its window'}), got {epochs}; "
+                f"set score_lr_schedule")
+    return None
 
 
-def _check_schedule(key: str, pieces: list, allow_empty: bool) -> None:
-    valid = all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int and p[0] > 0
-                and type(p[1]) in (int, float) and p[1] > 0 for p in pieces)
-    if not valid or (not pieces and not allow_empty):
-        raise ConfigError(f"{key}: expected [[epochs, lr], ...] with positive epochs "
-                          f"(whole numbers) and learning rates, got {json.dumps(pieces)}")
+def check_sizes(config: RunConfig, train_size: int) -> None:
+    """Refuse, with a one-line ``ConfigError``, what the training set's size rules out:
+    budgets beyond it (active learning); a scored subset that leaves fewer than two
+    samples unseen, or holds fewer than ``knn_k`` (kNN) or ``GNN_MIN_SCORED`` (GNN), or
+    a GNN graph with ``knn_k`` >= N (data pruning). ``pf run`` checks before any work,
+    once the dataset is loaded; ``pf sweep --dry-run`` with the known sizes."""
+    if isinstance(config, ActiveLearningConfig):
+        if config.budgets[-1] > train_size:
+            raise ConfigError(f"budgets: {config.budgets[-1]} exceeds the {train_size} "
+                              f"training samples")
+        return
+    if config.score_source != "subset":
+        return
+    scored = config.subset_size(train_size)
+    if train_size - scored < 2:
+        raise ConfigError(f"score_subset: {config.score_subset} of {train_size} samples leaves "
+                          f"fewer than 2 to extrapolate to")
+    if config.extrapolation == "knn" and config.knn_k > scored:
+        raise ConfigError(f"knn_k: {config.knn_k} exceeds the {scored} scored samples "
+                          f"(score_subset={config.score_subset} of {train_size})")
+    if config.extrapolation == "gnn" and scored < GNN_MIN_SCORED:
+        raise ConfigError(f"score_subset: gnn needs at least {GNN_MIN_SCORED} scored samples, "
+                          f"got {scored} of {train_size}")
+    if config.extrapolation == "gnn" and config.knn_k >= train_size:
+        raise ConfigError(f"knn_k: the gnn graph needs knn_k < {train_size} (the samples), "
+                          f"got {config.knn_k}")
 
 
-def check_budgets(budgets: list, pool_size: int | None = None) -> None:
-    """Budgets are TOTAL labeled counts: positive whole numbers, strictly increasing, and
-    (once the dataset is known) at most the training-set size."""
-    if not budgets or not all(type(b) is int and b > 0 for b in budgets):
-        raise ConfigError(f"budgets: expected a non-empty list of positive integers, "
-                          f"got {json.dumps(budgets)}")
-    if any(a >= b for a, b in zip(budgets, budgets[1:])):
-        raise ConfigError(f"budgets: must be strictly increasing TOTAL labeled counts, "
-                          f"got {json.dumps(budgets)}")
-    if pool_size is not None and budgets[-1] > pool_size:
-        raise ConfigError(f"budgets: {budgets[-1]} exceeds the {pool_size} training samples")
+_ALL_NAMES = tuple(dict.fromkeys(f.name for kind in CONFIGS.values()
+                                 for f in dataclasses.fields(kind)))

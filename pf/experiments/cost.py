@@ -25,27 +25,20 @@ from __future__ import annotations
 
 import functools
 
-from pf.experiments.config import DATA_PRUNING, Config, ConfigError
+from pf.data import DATASET_SIZES
+from pf.experiments.config import (DATA_PRUNING, ActiveLearningConfig, ConfigError,
+                                   DataPruningConfig, RunConfig)
+from pf.experiments.data_pruning import SELECTIONS, keep_count
+from pf.experiments.methods import METHODS, plan_rounds
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
-from pf.experiments.methods import METHODS, plan_rounds
-from pf.experiments.data_pruning import SELECTIONS, keep_count, needs_reference, subset_size
 from pf.select import STRATEGIES
 from pf.train import evaluated_epochs
 
-__all__ = ["DATASET_SIZES", "PHASES", "planned_cost", "selection_macs",
+__all__ = ["PHASES", "planned_cost", "selection_macs",
            "protocol_selection_costs"]
 
-# train size, test size, classes, image shape: the datasets whose size is known unloaded.
-DATASET_SIZES = {
-    "cifar10": (50000, 10000, 10, (3, 32, 32)),
-    "cifar100": (50000, 10000, 100, (3, 32, 32)),
-    "cifar10_jpeg": (50000, 10000, 10, (3, 32, 32)),
-    "tinyimagenet": (100000, 10000, 200, (3, 64, 64)),
-    "digits": (1437, 360, 10, (1, 8, 8)),  # pf.data's 80/20 split of scikit-learn's 1,797
-    "synthetic": (512, 256, 10, (3, 16, 16)),
-}
 PHASES = ("selector_training", "selector_sync", "pool_scoring", "target_training", "evaluation",
           "distillation", "reference_scoring")
 
@@ -69,7 +62,8 @@ def _scored_in_pool(metric: str, train_size: int, labeled: int) -> int:
     return train_size if STRATEGIES[metric].labeled_aware else train_size - labeled
 
 
-def _active_learning(config: Config, train: int, test: int, target: int, selector: int) -> dict:
+def _active_learning(config: ActiveLearningConfig, train: int, test: int, target: int,
+                     selector: int) -> dict:
     """Images and MACs per phase of ``pf.experiments.active_learning.run_active_learning``:
     its rounds' plan (``pf.experiments.methods.plan_rounds``), summed."""
     images = dict.fromkeys(PHASES, 0)
@@ -94,21 +88,21 @@ def _active_learning(config: Config, train: int, test: int, target: int, selecto
     return {"images": images, "macs": macs}
 
 
-def _data_pruning(config: Config, train: int, test: int, forward: int,
+def _data_pruning(config: DataPruningConfig, train: int, test: int, forward: int,
                   reference_reused: bool) -> dict:
     """Images and MACs per phase of ``pf.experiments.data_pruning.run_data_pruning``."""
     images = dict.fromkeys(PHASES, 0)
     subset = config.score_source == "subset"
     scoring_epochs = config.score_schedule().epochs
-    scored = subset_size(config, train) if subset else train
+    scored = config.subset_size(train) if subset else train
     images["selector_training"] = scored * scoring_epochs
     images["pool_scoring"] = train if subset else 0  # embedding every sample to extrapolate
-    if needs_reference(config) and not reference_reused:
+    if config.needs_reference() and not reference_reused:
         images["reference_scoring"] = train * scoring_epochs
-    selections = len(SELECTIONS) if config.prune_baseline else 1
-    kept = sum(keep_count(rate, train) for rate in config.prune_rates) * selections
+    selections = len(SELECTIONS) if config.random_baseline else 1
+    kept = sum(keep_count(rate, train) for rate in config.removed_fractions) * selections
     images["target_training"] = kept * config.schedule().epochs
-    retrainings = len(config.prune_rates) * selections
+    retrainings = len(config.removed_fractions) * selections
     scoring_runs = 1 + (images["reference_scoring"] > 0)
     evaluations = len(evaluated_epochs(config.schedule().epochs, config.eval_every))
     images["evaluation"] = test * (scoring_runs + retrainings * evaluations)
@@ -118,12 +112,12 @@ def _data_pruning(config: Config, train: int, test: int, forward: int,
     return {"images": images, "macs": macs}
 
 
-def planned_cost(config: Config, train_size: int | None = None, test_size: int | None = None,
+def planned_cost(config: RunConfig, train_size: int | None = None, test_size: int | None = None,
                  num_classes: int | None = None, image_shape: tuple | None = None,
                  reference_reused: bool = False) -> dict:
     """Images processed and MACs per phase (``PHASES``) of running ``config``, planned.
 
-    The dataset's sizes come from ``DATASET_SIZES`` unless given (an ``imagefolder:``
+    The dataset's sizes come from ``pf.data.DATASET_SIZES`` unless given (an ``imagefolder:``
     dataset needs them given). Returns ``images`` and ``macs`` (dicts per phase),
     ``total_macs``, ``training_images`` (images trained on, every trained phase) and
     ``forward_macs`` (per image: target and selector). ``reference_reused`` plans a data
@@ -139,7 +133,7 @@ def planned_cost(config: Config, train_size: int | None = None, test_size: int |
                                           known or (None,) * 4))
     shape = tuple(shape)
     target = _forward(config.arch, classes, shape, None)
-    if config.method == DATA_PRUNING:
+    if config.experiment == DATA_PRUNING:
         selector = target
         plan = _data_pruning(config, train, test, target, reference_reused)
     else:

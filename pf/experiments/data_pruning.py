@@ -1,7 +1,7 @@
 """Data pruning by score extrapolation (Schmidt, Dhungel et al., arXiv 2506.09010).
 
-The other experiment ``pf run`` knows (``method="prune_data"``): instead of growing a
-labeled set, shrink a fully labeled training set and see what accuracy survives.
+The other experiment ``pf run`` knows (``experiment=data_pruning``): instead of growing
+a labeled set, shrink a fully labeled training set and see what accuracy survives.
 
 1. Score every training sample with a training-dynamics score (``pf.scores``: Dynamic
    Uncertainty, TDDS, EL2N or forgetting counts), recorded during a scoring run:
@@ -16,16 +16,18 @@ labeled set, shrink a fully labeled training set and see what accuracy survives.
      reference run depends only on the data, the network, the seed, the score and how
      training runs (``reference_identity``), not on the subset or the extrapolator: with
      ``reference_cache`` set (``pf sweep`` sets it for its runs), the first run that
-     needs it keeps it there and later ones reuse it (``"reference_cached": true``).
-2. At every pruning rate keep the ``keep_count`` highest-scored samples (and, with
-   ``prune_baseline``, as many drawn at random), and train the target from scratch on
-   them with the config's schedule; report the final epoch's test accuracy and curve.
+     needs it keeps it there and later ones reuse it (``"reference_cached": true``;
+     ``pf.experiments.reference_cache``).
+2. For every fraction in ``removed_fractions`` keep the ``keep_count`` highest-scored
+   samples (and, with ``random_baseline``, as many drawn at random), and train the target
+   from scratch on them with the config's schedule; report the final epoch's test
+   accuracy and curve.
 
-    run = run_data_pruning(make_config("demo", {"method": "prune_data"}), dataset)
-    run["rounds"][0]["target"]["test_accuracy"], run["scores"]["pearson"]
+    run = run_data_pruning(make_config("demo", {"experiment": "data_pruning"}), dataset)
+    run["rounds"][0].target.test_accuracy, run["scores"]["pearson"]
 
 Our choices where the paper is silent, or where this package differs:
-- Kept count: ``round((1 - rate) * N)``, halves rounded up, clamped to 1..N. Ties in
+- Kept count: ``round((1 - fraction) * N)``, halves rounded up, clamped to 1..N. Ties in
   score go to the lower sample index, so the kept set is deterministic.
 - Networks: the scoring run, the reference run and every retraining start from ONE
   seeded initialisation of ``arch`` (the AL loop's theta at the same seed), so retrains
@@ -48,7 +50,7 @@ Costs follow ``pf.experiments.active_learning``'s phases. A score-based round ch
 embedding's forward passes (0 for ``score_source="full"``; its seconds include computing and
 extrapolating the scores; the kNN search and the GCN are not counted in MACs);
 ``data_selection`` is their sum, i.e. everything that chose the kept set. The scoring run is
-shared by the rates and charged to each of their rounds in full; the ``scores`` block holds
+shared by the fractions and charged to each of their rounds in full; the ``scores`` block holds
 it once. A random round's selection costs 0. The reference run is ground truth, not
 selection: its cost appears only in the ``scores`` block.
 """
@@ -56,20 +58,15 @@ selection: its cost appears only in the ``scores`` block.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-import os
-import secrets
-import socket
 import time
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from pf.experiments.config import DATA_PRUNING, Config, ConfigError
 from pf.data import Dataset
+from pf.experiments.config import DATA_PRUNING, ConfigError, DataPruningConfig, check_sizes
+from pf.experiments.reference_cache import load_reference, save_reference
 from pf.experiments.record import (RANDOM_LABEL, NetworkRecord, RoundRecord, TargetRecord,
                                    scoring_label)
 from pf.extrapolate import gnn_extrapolate, knn_extrapolate, pearson, spearman
@@ -79,15 +76,12 @@ from pf.scores import (SCORE_RECORDS, DynamicsRecorder, dynamic_uncertainty, for
                        tdds_epochs, tdds_from_shifts)
 from pf.train import FitResult, fit, predict
 
-__all__ = ["SELECTIONS", "keep_count", "keep_highest", "keep_random", "subset_size",
-           "scored_epochs", "score_from_dynamics", "check_data_pruning", "needs_reference",
-           "reference_identity", "reference_path", "score_training_set", "run_data_pruning"]
+__all__ = ["SELECTIONS", "keep_count", "keep_highest", "keep_random", "scored_epochs",
+           "score_from_dynamics", "score_training_set", "run_data_pruning"]
 
 SELECTIONS = ("score", "random")  # keep the highest-scored, or a seeded random draw
-GNN_MIN_SCORED = 20  # gnn_extrapolate validates on 10 % of the scored samples, at least 2
 # Offsets of config.seed * 1000 per random draw, so that no two draws share a stream.
 SUBSET_SEED, RANDOM_KEEP_SEED, SCORING_SEED, REFERENCE_SEED, RETRAIN_SEED, GNN_SEED = range(1, 7)
-REFERENCE_FORMAT = 1  # version of what a cached reference run holds; a change invalidates old files
 
 
 # ---------------------------------------------------------------------------------------
@@ -95,13 +89,13 @@ REFERENCE_FORMAT = 1  # version of what a cached reference run holds; a change i
 # ---------------------------------------------------------------------------------------
 
 
-def keep_count(rate: float, num_samples: int) -> int:
-    """How many of ``num_samples`` survive pruning at ``rate``: round((1 - rate) * N).
+def keep_count(fraction: float, num_samples: int) -> int:
+    """How many of ``num_samples`` survive removing ``fraction``: round((1 - fraction) * N).
 
     Halves round up; the count is clamped to 1..N. Rounding, not truncation: (1 - 0.9) *
     10 is 0.999... in floating point, and must keep 1.
     """
-    return min(num_samples, max(1, math.floor((1 - rate) * num_samples + 0.5)))
+    return min(num_samples, max(1, math.floor((1 - fraction) * num_samples + 0.5)))
 
 
 def keep_highest(scores: torch.Tensor, count: int) -> torch.Tensor:
@@ -132,7 +126,7 @@ def keep_random(num_samples: int, count: int, seed: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def scored_epochs(config: Config) -> range | None:
+def scored_epochs(config: DataPruningConfig) -> range | None:
     """The epochs of the scoring run that ``config.score`` reads: TDDS's span
     (``tdds_span``, ``tdds_span_epochs``; ``pf.scores.tdds_epochs``), None (all) otherwise."""
     if config.score != "tdds":
@@ -163,37 +157,8 @@ def score_from_dynamics(name: str, recorder: DynamicsRecorder) -> torch.Tensor:
     return forgetting_counts(record)
 
 
-def subset_size(config: Config, train_size: int) -> int:
-    """How many of ``train_size`` samples a ``score_source="subset"`` run scores:
-    ``score_subset`` of them, rounded half up, at least 1."""
-    return min(train_size, max(1, math.floor(config.score_subset * train_size + 0.5)))
-
-
-def check_data_pruning(config: Config, train_size: int) -> None:
-    """Refuse, with a one-line ``ConfigError``, what only the training-set size rules out.
-
-    A scored subset must leave at least two samples unseen and hold at least ``knn_k``
-    samples (kNN) or ``GNN_MIN_SCORED`` (GNN); the GNN's graph needs ``knn_k`` < N.
-    """
-    if config.score_source != "subset":
-        return
-    scored = subset_size(config, train_size)
-    if train_size - scored < 2:
-        raise ConfigError(f"score_subset: {config.score_subset} of {train_size} samples leaves "
-                          f"fewer than 2 to extrapolate to")
-    if config.extrapolation == "knn" and config.knn_k > scored:
-        raise ConfigError(f"knn_k: {config.knn_k} exceeds the {scored} scored samples "
-                          f"(score_subset={config.score_subset} of {train_size})")
-    if config.extrapolation == "gnn" and scored < GNN_MIN_SCORED:
-        raise ConfigError(f"score_subset: gnn needs at least {GNN_MIN_SCORED} scored samples, "
-                          f"got {scored} of {train_size}")
-    if config.extrapolation == "gnn" and config.knn_k >= train_size:
-        raise ConfigError(f"knn_k: the gnn graph needs knn_k < {train_size} (the samples), "
-                          f"got {config.knn_k}")
-
-
-def _recorded_run(config: Config, dataset: Dataset, init: torch.nn.Module, indices: torch.Tensor,
-                  seed: int, desc: str,
+def _recorded_run(config: DataPruningConfig, dataset: Dataset, init: torch.nn.Module,
+                  indices: torch.Tensor, seed: int, desc: str,
                   progress: bool | None) -> tuple[torch.nn.Module, DynamicsRecorder, FitResult]:
     """Train a copy of ``init`` on ``indices`` with the scoring schedule, recording dynamics."""
     model = copy.deepcopy(init)
@@ -205,60 +170,17 @@ def _recorded_run(config: Config, dataset: Dataset, init: torch.nn.Module, indic
     return model, recorder, result
 
 
-def needs_reference(config: Config) -> bool:
-    """Whether ``config`` runs the full reference run: subset scoring with ``score_reference``."""
-    return config.score_source == "subset" and config.score_reference
-
-
-def reference_identity(config: Config) -> dict:
-    """Everything the full reference run depends on: the dataset, the network and its
-    seeded initialisation, the score (TDDS with its span), the scoring schedule and how
-    training runs. The subset, k and the extrapolator do not enter: the reference trains
-    on every sample."""
-    schedule = config.score_schedule()
-    # Only TDDS has a span: other scores keep the keys (and cache files) they had before it.
-    return {"format": REFERENCE_FORMAT, "dataset": config.dataset, "arch": config.arch,
-            "seed": config.seed, "score": config.score,
-            **(_tdds_span(config) if config.score == "tdds" else {}),
-            "segments": [list(piece) for piece in schedule.segments],
-            "batch_size": schedule.batch_size, "momentum": schedule.momentum,
-            "weight_decay": schedule.weight_decay, "precision": config.precision,
-            "compile": config.compile}
-
-
-def _tdds_span(config: Config) -> dict:
-    """TDDS's span as recorded in the ``scores`` block; None for the other scores."""
-    tdds = config.score == "tdds"
-    return {"tdds_span": config.tdds_span if tdds else None,
-            "tdds_span_epochs": config.tdds_span_epochs if tdds else None}
-
-
-def reference_path(config: Config, device_type: str) -> Path | None:
-    """Where ``config.reference_cache`` keeps the reference run of ``config`` trained on a
-    ``device_type`` device (precision "auto" differs by device); None without a cache."""
-    if not config.reference_cache:
-        return None
-    identity = {**reference_identity(config), "device": device_type}
-    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(config.reference_cache) / f"reference-seed{config.seed}-{digest}.pt"
-
-
-def _reference_run(config: Config, dataset: Dataset, init: torch.nn.Module,
+def _reference_run(config: DataPruningConfig, dataset: Dataset, init: torch.nn.Module,
                    progress: bool | None) -> tuple[torch.Tensor, dict, bool]:
     """Full-run scores of every training sample; the run's test accuracy, images trained
     and seconds; and whether both came from ``config.reference_cache`` (else they are
     computed now, and kept there when a cache is set)."""
     device = dataset.train.images.device
     num_samples = len(dataset.train)
-    path = reference_path(config, device.type)
-    identity = {**reference_identity(config), "device": device.type, "train_size": num_samples}
-    if path is not None and path.exists():
-        try:
-            cached = torch.load(path, weights_only=True)
-        except Exception:  # noqa: BLE001 -- an unreadable file is recomputed and replaced
-            cached = {}
-        if cached.get("identity") == identity:
-            return cached["scores"].to(device), cached["run"], True
+    cached = load_reference(config, device.type, num_samples)
+    if cached is not None:
+        scores, run = cached
+        return scores.to(device), run, True
     everything = torch.arange(num_samples, device=device)
     _, recorder, result = _recorded_run(config, dataset, init, everything,
                                         config.seed * 1000 + REFERENCE_SEED,
@@ -266,29 +188,8 @@ def _reference_run(config: Config, dataset: Dataset, init: torch.nn.Module,
     scores = score_from_dynamics(config.score, recorder)
     run = {"test_accuracy": result.test_accuracy, "images_seen": result.images_seen,
            "seconds": result.seconds}
-    if path is not None:
-        _save_atomically({"identity": identity, "scores": scores.cpu(), "run": run}, path)
+    save_reference(config, device.type, num_samples, scores, run)
     return scores, run, False
-
-
-def _save_atomically(payload: dict, path: Path) -> None:
-    """``torch.save`` to ``path``, written whole under a unique name, then renamed: a
-    concurrent reader never sees half a file, and writers on other nodes of a shared
-    filesystem (where process ids repeat) never write into each other's file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Host and pid say who wrote it, the random part keeps two writers apart when both
-    # repeat; "x" creates the file exclusively, with the usual permissions (not mkstemp's
-    # owner-only ones, which would lock other users of a shared cache out).
-    writer = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
-    partial = path.with_name(f"{path.name}.{writer}.partial")
-    file = open(partial, "xb")  # before the try: a name that exists is not ours to delete
-    try:
-        with file:
-            torch.save(payload, file)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
 def _correlations(estimate: torch.Tensor, truth: torch.Tensor) -> dict:
@@ -299,7 +200,7 @@ def _correlations(estimate: torch.Tensor, truth: torch.Tensor) -> dict:
     return {key: None if math.isnan(value) else value for key, value in values.items()}
 
 
-def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
+def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.nn.Module,
                        progress: bool | None = None) -> dict:
     """Score every training sample as ``config`` says (see the module docstring).
 
@@ -320,7 +221,7 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
     subset = config.score_source == "subset"
     if subset:
         generator = torch.Generator().manual_seed(seed + SUBSET_SEED)
-        scored = torch.randperm(num_samples, generator=generator)[:subset_size(config, num_samples)]
+        scored = torch.randperm(num_samples, generator=generator)[:config.subset_size(num_samples)]
         scored = scored.sort().values.to(device)
     else:
         scored = torch.arange(num_samples, device=device)
@@ -350,7 +251,7 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
     reference, reference_run, reused = None, None, False
     correlations = {"pearson": None, "spearman": None,
                     "pearson_scored": None, "spearman_scored": None}
-    if needs_reference(config):
+    if config.needs_reference():
         reference, reference_run, reused = _reference_run(config, dataset, init, progress)
         unseen = torch.ones(num_samples, dtype=torch.bool, device=device)
         unseen[scored] = False
@@ -369,7 +270,7 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
         "knn_weighting": config.knn_weighting if subset and config.extrapolation == "knn" else None,
         "gnn_epochs": config.gnn_epochs if subset and config.extrapolation == "gnn" else None,
         "scoring_epochs": config.score_schedule().epochs,
-        **_tdds_span(config),
+        **config.span(),
         "scoring_test_accuracy": run.test_accuracy,
         "reference": reference is not None,
         "reference_cached": reused,
@@ -397,17 +298,17 @@ def score_training_set(config: Config, dataset: Dataset, init: torch.nn.Module,
 # ---------------------------------------------------------------------------------------
 
 
-def _round_record(index: int, rate: float, selection: str, kept: int, label: str, arch: str,
+def _round_record(index: int, fraction: float, selection: str, kept: int, label: str, arch: str,
                   result: FitResult, target_macs: int, evaluation_macs: int,
                   selection_macs: dict, selection_seconds: dict) -> RoundRecord:
-    """One rate x selection as a round of the run record; the retraining's test
+    """One fraction x selection as a round of the run record; the retraining's test
     evaluations are the round's ``evaluation`` MACs (their time is in its training's)."""
     macs = {**selection_macs, "data_selection": sum(selection_macs.values()),
             "target_training": target_macs, "evaluation": evaluation_macs}
     seconds = {**selection_seconds, "data_selection": sum(selection_seconds.values()),
                "target_training": result.seconds}
     return RoundRecord(
-        round=index, prune_rate=rate, selection=selection, labeled=kept, added=kept,
+        round=index, removed_fraction=fraction, selection=selection, labeled=kept, added=kept,
         label=label, selector=None,
         target=TargetRecord(arch=arch, init="scratch", kd=False,
                             test_accuracy=result.test_accuracy, curve=result.curve,
@@ -415,19 +316,22 @@ def _round_record(index: int, rate: float, selection: str, kept: int, label: str
         macs=macs, seconds=seconds)
 
 
-def run_data_pruning(config: Config, dataset: Dataset, progress: bool | None = None) -> dict:
-    """Score, prune at every rate in ``config.prune_rates`` and retrain (``dataset`` on its device).
+def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
+                     progress: bool | None = None) -> dict:
+    """Score, remove every fraction in ``config.removed_fractions`` and retrain (``dataset``
+    on its device).
 
-    Returns ``rounds`` (a ``RoundRecord`` per (rate, selection), rate-major, score before
-    random, with ``prune_rate`` and ``selection``), ``kept`` (each round's kept indices),
-    ``networks``, ``scores`` (the summary block), ``score_values`` (N floats),
-    ``scored_indices`` and ``reference_scores`` (N floats or None). Raises ``ConfigError``
-    for a method other than prune_data or a size conflict.
+    Returns ``rounds`` (a ``RoundRecord`` per (fraction, selection), fraction-major, score
+    before random, with ``removed_fraction`` and ``selection``), ``kept`` (each round's
+    kept indices), ``networks``, ``scores`` (the summary block), ``score_values`` (N
+    floats), ``scored_indices`` and ``reference_scores`` (N floats or None). Raises
+    ``ConfigError`` for another experiment's config or a size conflict.
     """
-    if config.method != DATA_PRUNING:
-        raise ConfigError(f"method: run_data_pruning runs {DATA_PRUNING}, got {config.method!r}")
+    if config.experiment != DATA_PRUNING:
+        raise ConfigError(f"experiment: run_data_pruning runs {DATA_PRUNING}, "
+                          f"got {config.experiment!r}")
     num_samples = len(dataset.train)
-    check_data_pruning(config, num_samples)
+    check_sizes(config, num_samples)
     image_shape = tuple(dataset.train.images.shape[1:])
     device = dataset.train.images.device
     torch.manual_seed(config.seed)
@@ -439,14 +343,15 @@ def run_data_pruning(config: Config, dataset: Dataset, progress: bool | None = N
 
     scoring = score_training_set(config, dataset, init, progress)
     scores = scoring["scores"]
-    selections = SELECTIONS if config.prune_baseline else SELECTIONS[:1]
+    selections = SELECTIONS if config.random_baseline else SELECTIONS[:1]
     no_cost = ({"selector_training": 0, "pool_scoring": 0},
                {"selector_training": 0.0, "pool_scoring": 0.0})
-    plans = [(float(rate), selection) for rate in config.prune_rates for selection in selections]
+    plans = [(float(fraction), selection) for fraction in config.removed_fractions
+             for selection in selections]
     rounds, kept_sets = [], []
     bar = tqdm(plans, desc=DATA_PRUNING, disable=None if progress is None else not progress)
-    for index, (rate, selection) in enumerate(bar):
-        count = keep_count(rate, num_samples)
+    for index, (fraction, selection) in enumerate(bar):
+        count = keep_count(fraction, num_samples)
         if selection == "score":
             kept = keep_highest(scores, count)
             costs = (scoring["macs"], scoring["seconds"])
@@ -458,8 +363,8 @@ def run_data_pruning(config: Config, dataset: Dataset, progress: bool | None = N
         target = copy.deepcopy(init)
         result = fit(target, dataset, kept.to(device), config.schedule(), device=device,
                      seed=config.seed * 1000 + RETRAIN_SEED, progress=progress,
-                     desc=f"{selection} @ {rate:g}", **config.fit_options())
-        rounds.append(_round_record(index, rate, selection, count, label, config.arch, result,
+                     desc=f"{selection} @ {fraction:g}", **config.fit_options())
+        rounds.append(_round_record(index, fraction, selection, count, label, config.arch, result,
                                     training_macs(target_forward, result.images_seen),
                                     target_forward * len(dataset.test) * len(result.curve),
                                     *costs))

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pf.experiments.config reads the registry below; configs only pass through here
-    from pf.experiments.config import Config
+    from pf.experiments.config import ActiveLearningConfig
 
 __all__ = ["SELECTOR_STARTS", "FUSION_BASES", "PRUNEFUSE_RECIPE", "Round", "ActiveLearningMethod",
            "METHODS", "plan_rounds"]
@@ -108,6 +108,7 @@ class ActiveLearningMethod:
     color = "tab:orange"
     target_selects = False  # the baseline's target is its selector
     recipe = ("selector_start",)  # settings its label names when they depart from the default
+    reads = ("proxy_arch", "selector_start", "selector_lr_schedule")  # the config fields it uses
 
     def label(self, settings: dict, defaults: dict) -> str:
         """The name a run goes by in legends and tables: "AL baseline", "SVP resnet20",
@@ -125,32 +126,32 @@ class ActiveLearningMethod:
     def _departures(self, settings: dict) -> list[str]:
         return []
 
-    def selector_arch(self, config: Config) -> str:
+    def selector_arch(self, config: ActiveLearningConfig) -> str:
         """The selector's name in records: its architecture, "@p=<ratio>" when pruned."""
         arch, ratio = self.selector_network(config)
         return arch if ratio is None else f"{arch}@p={ratio}"
 
-    def selector_network(self, config: Config) -> tuple[str, float | None]:
+    def selector_network(self, config: ActiveLearningConfig) -> tuple[str, float | None]:
         """The selector's architecture, and the ratio it is pruned at (None: unpruned)."""
         return config.proxy_arch, None
 
-    def needs_selector(self, config: Config, last: bool) -> bool:
+    def needs_selector(self, config: ActiveLearningConfig, last: bool) -> bool:
         """Whether a round has a selector: to pick the next labels (never with random)."""
         return config.metric != "random" and not last
 
-    def syncs(self, config: Config, index: int) -> bool:
+    def syncs(self, config: ActiveLearningConfig, index: int) -> bool:
         """Whether round ``index``'s selector is pruned from the previous round's target."""
         return False
 
-    def target_init(self, config: Config) -> str:
+    def target_init(self, config: ActiveLearningConfig) -> str:
         """How the target starts every round: "scratch" (theta's init) or "fused"."""
         return "scratch"
 
-    def distils(self, config: Config) -> bool:
+    def distils(self, config: ActiveLearningConfig) -> bool:
         """Whether the target is trained with distillation from the trained selector."""
         return False
 
-    def problem(self, config: Config) -> str | None:
+    def problem(self, config: ActiveLearningConfig) -> str | None:
         """What this method cannot honour in ``config`` (one line for ``ConfigError``)."""
         if config.sync_every:
             return (f"sync_every: only prunefuse re-makes its selector from the target; "
@@ -166,15 +167,16 @@ class Baseline(ActiveLearningMethod):
     color = "0.45"
     target_selects = True
     recipe = ()
+    reads = ()
 
     def _name(self, settings: dict) -> str:
         return "AL baseline"
 
-    def selector_network(self, config: Config) -> tuple[str, float | None]:
+    def selector_network(self, config: ActiveLearningConfig) -> tuple[str, float | None]:
         """The target itself."""
         return config.arch, None
 
-    def problem(self, config: Config) -> str | None:
+    def problem(self, config: ActiveLearningConfig) -> str | None:
         """Also a warm selector: the selector is the target, which trains from theta."""
         if config.selector_start != "init":
             return (f"selector_start: the baseline's selector is its target, which always "
@@ -189,6 +191,8 @@ class PruneFuse(ActiveLearningMethod):
     title = "PruneFuse (pruned target selects)"
     color = "tab:blue"
     recipe = PRUNEFUSE_RECIPE
+    reads = ("prune_ratio", "fusion", "kd", "selector_lr_schedule", "kd_weight",
+             "kd_temperature", *PRUNEFUSE_RECIPE)
 
     def _name(self, settings: dict) -> str:
         return f"PruneFuse p={settings['prune_ratio']:g}"
@@ -197,27 +201,27 @@ class PruneFuse(ActiveLearningMethod):
         return [text for text, departs in (("no fusion", not settings["fusion"]),
                                            ("no KD", not settings["kd"])) if departs]
 
-    def selector_network(self, config: Config) -> tuple[str, float | None]:
+    def selector_network(self, config: ActiveLearningConfig) -> tuple[str, float | None]:
         """The target's architecture, pruned at ``prune_ratio``."""
         return config.arch, config.prune_ratio
 
-    def needs_selector(self, config: Config, last: bool) -> bool:
+    def needs_selector(self, config: ActiveLearningConfig, last: bool) -> bool:
         """Every round: fusion and distillation need the trained selector at every budget."""
         return True
 
-    def syncs(self, config: Config, index: int) -> bool:
+    def syncs(self, config: ActiveLearningConfig, index: int) -> bool:
         """Every ``sync_every`` rounds from round 1 on (never with 0)."""
         return bool(config.sync_every) and index >= 1 and index % config.sync_every == 0
 
-    def target_init(self, config: Config) -> str:
+    def target_init(self, config: ActiveLearningConfig) -> str:
         """Fused unless ``fusion=False``."""
         return "fused" if config.fusion else "scratch"
 
-    def distils(self, config: Config) -> bool:
+    def distils(self, config: ActiveLearningConfig) -> bool:
         """Unless ``kd=False``."""
         return config.kd
 
-    def problem(self, config: Config) -> str | None:
+    def problem(self, config: ActiveLearningConfig) -> str | None:
         """``fuse_into="source"`` without syncs: every selector then comes from theta's init."""
         if config.fuse_into == "source" and not config.sync_every:
             return ("fuse_into: source fuses into the trained target a synced selector was "
@@ -229,7 +233,7 @@ METHODS: dict[str, ActiveLearningMethod] = {
     method.name: method for method in (Baseline(), ActiveLearningMethod(), PruneFuse())}
 
 
-def plan_rounds(config: Config) -> tuple[Round, ...]:
+def plan_rounds(config: ActiveLearningConfig) -> tuple[Round, ...]:
     """The rounds of ``config``'s active-learning run, one per budget (see ``Round``).
 
     ``config`` is a validated config of one of ``METHODS`` (pf.experiments.config refuses the rest).

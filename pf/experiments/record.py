@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pf
 from pf import provenance
+from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING
 from pf.experiments.methods import METHODS
 from pf.flops import UNIT
 
@@ -114,8 +115,8 @@ class RoundRecord:
     """One round: ``labeled`` (TOTAL labeled count), ``added`` (labeled this round),
     ``label`` (the name it goes by in legends and tables), the selector (None when the
     round had none) and target, MACs and seconds per phase (``data_selection``: all that
-    chose this labeled set). A data-pruning round also has ``prune_rate`` (the fraction
-    removed) and ``selection`` (score | random)."""
+    chose this labeled set). A data-pruning round also has ``removed_fraction`` (of the
+    training set) and ``selection`` (score | random)."""
 
     round: int
     labeled: int
@@ -125,7 +126,7 @@ class RoundRecord:
     target: TargetRecord
     macs: dict[str, int]
     seconds: dict[str, float]
-    prune_rate: float | None = None
+    removed_fraction: float | None = None
     selection: str | None = None
 
 
@@ -144,7 +145,9 @@ class DatasetRecord:
 class RunRecord:
     """A finished run: what ``pf.experiments.run.run_experiment`` returns and writes.
 
-    ``config`` is the resolved configuration (every field, as JSON); ``networks`` holds
+    ``experiment``: active_learning | data_pruning; ``method``: the active-learning method
+    (None for data pruning). ``config`` is the resolved configuration (every field of the
+    experiment's config, as JSON); ``networks`` holds
     the ``target`` and the ``selector`` (a data-pruning run's scoring network);
     ``scores`` is a data-pruning run's scoring summary (None for active learning), its
     ``label`` how the run scored ("DU, kNN k=10 from 20 %").
@@ -153,7 +156,8 @@ class RunRecord:
 
     config: dict
     seed: int
-    method: str
+    experiment: str
+    method: str | None
     dataset: DatasetRecord
     networks: dict[str, NetworkRecord]
     rounds: list[RoundRecord]
@@ -221,15 +225,17 @@ def _upgrade_schema1(payload: dict) -> dict:
     """A schema-1 metrics.json in schema 2's shape: labels made with ``SCHEMA1_RECIPE``,
     fields added since filled with what those runs did."""
     config = {**SCHEMA1_RECIPE, **payload["config"]}
-    method = METHODS.get(payload["method"])
-    scores = payload.get("scores")
-    if scores is not None:
+    scores = payload.get("scores")  # only data-pruning runs had one (method "prune_data")
+    pruning = scores is not None
+    if pruning:
         scores = {**scores, "label": scoring_label(scores)}
+    method = None if pruning else METHODS[payload["method"]]
     rounds = []
     for record in payload["rounds"]:
-        target = record["target"]
-        if "selection" in record:
+        record, target = dict(record), record["target"]
+        if pruning:
             label = scores["label"] if record["selection"] == "score" else RANDOM_LABEL
+            record["removed_fraction"] = record.pop("prune_rate")
         else:  # what the target's training did decides, whatever unused flags say
             label = method.label({**config, "fusion": target["init"] == "fused",
                                   "kd": bool(target["kd"])}, SCHEMA1_RECIPE)
@@ -240,7 +246,8 @@ def _upgrade_schema1(payload: dict) -> dict:
                     **payload["environment"]}
     kept = {key: value for key, value in payload.items() if key != "schema"}
     return {**kept, "config": config, "rounds": rounds, "environment": environment_,
-            "scores": scores, "schema": SCHEMA_VERSION}
+            "scores": scores, "experiment": DATA_PRUNING if pruning else ACTIVE_LEARNING,
+            "method": None if pruning else payload["method"], "schema": SCHEMA_VERSION}
 
 
 def write_json(path: str | Path, payload: dict) -> Path:

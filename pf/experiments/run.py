@@ -3,15 +3,15 @@ run), recorded.
 
 ``run_experiment`` checks what it can before any work (the budgets against the dataset's
 size, the device), runs ``pf.experiments.active_learning.run_active_learning`` (for
-``method="prune_data"``: ``pf.experiments.data_pruning.run_data_pruning``) and, only once
+``experiment=data_pruning``: ``pf.experiments.data_pruning.run_data_pruning``) and, only once
 the run has finished, writes the run folder that ``pf.experiments.record`` describes:
 the indices each round added (their union up to round r is the labeled set at
 budgets[r], so that another target can be trained on the same data) or kept, a
 data-pruning run's scores, PruneFuse's channel maps (each round's selector record names
 the map it used) and, last, metrics.json.
 
-A data-pruning run writes the same record. Its rounds are one per (pruning rate,
-selection), with ``labeled`` = ``added`` = the kept count, ``prune_rate`` and
+A data-pruning run writes the same record. Its rounds are one per (removed fraction,
+selection), with ``labeled`` = ``added`` = the kept count, ``removed_fraction`` and
 ``selection`` (score | random); the record gains a ``scores`` block (score, source,
 subset size, extrapolation, correlations with a full run or null); ``selected.json``
 holds each round's kept indices (the whole training set of that round, not an increment)
@@ -30,8 +30,8 @@ import torch
 
 from pf.experiments.active_learning import run_active_learning
 from pf.data import load_dataset
-from pf.experiments.config import DATA_PRUNING, Config, ConfigError, check_budgets
-from pf.experiments.data_pruning import check_data_pruning, run_data_pruning
+from pf.experiments.config import DATA_PRUNING, ConfigError, RunConfig, check_sizes
+from pf.experiments.data_pruning import run_data_pruning
 from pf.experiments.record import (SCORES_FILE, SELECTED_FILE, DatasetRecord, RunRecord,
                                    channel_map_file, environment, write_json)
 from pf.prune import save_channel_map
@@ -41,7 +41,7 @@ from pf.train import resolve_device, set_determinism
 __all__ = ["run_experiment"]
 
 
-def run_experiment(config: Config, out_dir: str | Path | None = None,
+def run_experiment(config: RunConfig, out_dir: str | Path | None = None,
                    progress: bool | None = None) -> RunRecord:
     """Run ``config`` and return its ``RunRecord``; with ``out_dir``, also write the run
     folder there.
@@ -63,11 +63,8 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
         # train and eval), so each run starts from an empty cache.
         torch._dynamo.reset()
     dataset = load_dataset(config.dataset, config.data_dir or None)
-    pruning = config.method == DATA_PRUNING
-    if pruning:
-        check_data_pruning(config, len(dataset.train))
-    else:
-        check_budgets(config.budgets, len(dataset.train))
+    check_sizes(config, len(dataset.train))
+    pruning = config.experiment == DATA_PRUNING
     dataset = dataset.to(device)
     warning = dirty_warning()  # after the checks: a bad parameter stays a one-line error
     if warning:
@@ -80,7 +77,8 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
     channel_map = channel_maps.get(channel_map_file())  # theta_p's, pruned at init
 
     record = RunRecord(
-        config=config.to_dict(), seed=config.seed, method=config.method,
+        config=config.to_dict(), seed=config.seed, experiment=config.experiment,
+        method=None if pruning else config.method,
         # The configured name (e.g. cifar10_jpeg), not where the images were read from.
         dataset=DatasetRecord(name=config.dataset, train_size=len(dataset.train),
                               test_size=len(dataset.test), num_classes=dataset.num_classes,
@@ -95,7 +93,7 @@ def run_experiment(config: Config, out_dir: str | Path | None = None,
         out_dir = Path(out_dir)
         if pruning:
             write_json(out_dir / SELECTED_FILE, {
-                "prune_rates": [r.prune_rate for r in run["rounds"]],
+                "removed_fractions": [r.removed_fraction for r in run["rounds"]],
                 "selections": [r.selection for r in run["rounds"]], "kept": run["kept"]})
             write_json(out_dir / SCORES_FILE, {
                 "score": config.score, "source": config.score_source,
