@@ -1,5 +1,5 @@
-"""Datasets as uint8 tensors, decoded once and cached, and a batch iterator that stays on
-the training device.
+"""Datasets as uint8 tensors, decoded once and cached (``pf.batches`` iterates over them
+on the training device).
 
 Every dataset loads as a ``Dataset``: train and test ``Split``s of uint8 images
 (N, C, H, W) with int64 labels, the class names, and the per-channel mean/std used to
@@ -10,8 +10,6 @@ decode), so workers that start together prepare it once and the others read the 
 
     dataset = load_dataset("digits")                      # 1,437 train / 360 test, 8x8
     dataset = load_dataset("imagefolder:../shared/data/cifar10-jpeg.tar.gz")
-    for x, y in Batches(dataset.to("cuda").train, labeled_idx, 128, dataset, shuffle=True,
-                        augment=True, generator=g): ...
 
 Names: ``digits`` (scikit-learn's bundled handwritten digits; no download),
 ``cifar10``/``cifar100`` (torchvision's archives), ``cifar10_jpeg`` (the real CIFAR-10
@@ -26,17 +24,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import secrets
-import socket
 import tarfile
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pf.storage import exclusive_lock, save_atomically
 
 __all__ = [
     "DATASETS",
@@ -48,9 +43,6 @@ __all__ = [
     "data_dir",
     "cifar10_jpeg_path",
     "load_dataset",
-    "save_atomically",
-    "augment_batch",
-    "Batches",
 ]
 
 DATASETS = ("digits", "cifar10", "cifar100", "cifar10_jpeg", "tinyimagenet", "imagefolder:<path>",
@@ -69,7 +61,6 @@ DATASET_SIZES = {
     "synthetic": (512, 256, 10, (3, 16, 16)),
 }
 CIFAR10_JPEG_ENV = "PF_CIFAR10_JPEG"  # where cifar10_jpeg is, when not beside the project
-CROP_PADDING = 4  # pixels of zero padding before the random crop (CIFAR convention)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 STATS_CHUNK = 4096  # images per step of the channel statistics: bounds their memory
 # Published CIFAR statistics (SVP and most peer code); other datasets use their own.
@@ -187,64 +178,19 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Tru
 def _from_cache(root: Path, key: str, build) -> Dataset:
     """Read ``root/cache/key.pt`` if present, else build the dataset and write that file.
 
-    The build runs under ``_exclusive_lock`` on ``root/cache/key.lock``: workers that
+    The build runs under ``pf.storage.exclusive_lock`` on ``root/cache/key.lock``: workers that
     start together on a fresh machine wait for the first one's build (torchvision's
     download and extraction included) and then read its cache file.
     """
     cache_file = root / "cache" / f"{key}.pt"
     if not cache_file.exists():
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        with _exclusive_lock(cache_file.with_suffix(".lock")):
+        with exclusive_lock(cache_file.with_suffix(".lock")):
             if not cache_file.exists():  # else another worker built it while this one waited
                 dataset = build()
                 save_atomically(_pack(dataset), cache_file)
                 return dataset
     return Dataset(**_unpack(torch.load(cache_file, weights_only=True)))
-
-
-@contextmanager
-def _exclusive_lock(path: Path):
-    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing) for the block.
-
-    The kernel releases the lock when its holder exits or is killed, so a crashed worker
-    never leaves a stale lock (the empty lock file stays; it is harmless). Across nodes the
-    lock is only as good as the filesystem's: NFSv4 (and NFSv3 with lockd) arbitrate it on
-    the server, since Linux maps flock to POSIX locks there; Lustre mounted with
-    ``localflock`` locks per node only. Where locking is missing (no fcntl, or a mount
-    that refuses it) the block runs unlocked with a warning: the cache file is still
-    written atomically, but workers may then prepare the dataset side by side.
-    """
-    with open(path, "a") as handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except (ImportError, OSError) as error:
-            warnings.warn(f"{path}: cannot lock ({error}); preparing the dataset unlocked",
-                          stacklevel=3)
-        yield
-
-
-def save_atomically(payload: dict, path: str | Path) -> Path:
-    """``torch.save`` ``payload`` to ``path``, written whole under a unique name, then
-    renamed: a concurrent reader never sees half a file, and writers on other nodes of a
-    shared filesystem (where process ids repeat) never write into each other's file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Host and pid say who wrote it, the random part keeps two writers apart when both
-    # repeat; "x" creates the file exclusively, with the usual permissions (not mkstemp's
-    # owner-only ones, which would lock other users of a shared cache out).
-    writer = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
-    partial = path.with_name(f".{path.name}.{writer}.partial")
-    file = open(partial, "xb")  # before the try: a name that exists is not ours to delete
-    try:
-        with file:
-            torch.save(payload, file)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _pack(dataset: Dataset) -> dict:
@@ -434,76 +380,3 @@ def _synthetic(num_classes: int = 10, train_size: int = 512, test_size: int = 25
 
     classes = [f"class{c}" for c in range(num_classes)]
     return _make_dataset("synthetic", split(train_size), split(test_size), classes, augment=False)
-
-
-# ---------------------------------------------------------------------------------------
-# Batches on the device
-# ---------------------------------------------------------------------------------------
-
-
-def augment_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random crop (after zero-padding by 4 pixels) and horizontal flip, per image.
-
-    Works on any device and dtype; the zero padding is applied before normalisation,
-    as torchvision's ``RandomCrop(padding=4)`` does on PIL images.
-    """
-    n, _, h, w = images.shape
-    device = images.device
-    padded = torch.nn.functional.pad(images, [CROP_PADDING] * 4)
-    shifts = torch.randint(0, 2 * CROP_PADDING + 1, (2, n, 1), generator=generator, device=device)
-    rows = (shifts[0] + torch.arange(h, device=device))[:, None, :, None]
-    # A flip reverses the column order inside the crop window.
-    columns = torch.arange(w, device=device).expand(n, w)
-    flip = torch.rand(n, 1, generator=generator, device=device) < 0.5
-    columns = torch.where(flip, w - 1 - columns, columns)
-    cols = (shifts[1] + columns)[:, None, None, :]
-    batch = torch.arange(n, device=device)[:, None, None, None]
-    channel = torch.arange(images.shape[1], device=device)[None, :, None, None]
-    return padded[batch, channel, rows, cols]
-
-
-class Batches:
-    """Mini-batches of one split, indexed on the device, augmented and normalised there.
-
-    ``indices`` selects the subset (labeled set, pool) without copying the split; each
-    iteration gathers one batch, converts it to float, augments it when asked and
-    normalises it with the dataset's statistics; batches come channels_last unless
-    another ``memory_format`` is asked for. Shuffling draws from ``generator``
-    (which must live on the split's device), so the same seed gives the same batches.
-    With ``with_indices=True`` each batch also carries the split indices of its images
-    (x, y, idx), for code that keeps per-sample state (``pf.scores``'s recorder).
-    """
-
-    def __init__(self, split: Split, indices: torch.Tensor | None, batch_size: int,
-                 dataset: Dataset, *, shuffle: bool = False, augment: bool = False,
-                 generator: torch.Generator | None = None,
-                 memory_format: torch.memory_format = torch.channels_last,
-                 with_indices: bool = False):
-        device = split.images.device
-        self.split = split
-        self.indices = (torch.arange(len(split), device=device) if indices is None
-                        else torch.as_tensor(indices, device=device))
-        self.batch_size = batch_size
-        self.shuffle, self.augment, self.generator = shuffle, augment, generator
-        self.memory_format, self.with_indices = memory_format, with_indices
-        std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
-        mean = torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1)
-        # (u8 / 255 - mean) / std as a single multiply-add.
-        self.scale, self.shift = 1 / (255 * std), -mean / std
-
-    def __len__(self) -> int:
-        return -(-len(self.indices) // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        order = self.indices
-        if self.shuffle:
-            perm = torch.randperm(len(order), generator=self.generator, device=order.device)
-            order = order[perm]
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            images = self.split.images[idx]
-            if self.augment:
-                images = augment_batch(images, self.generator)
-            x = torch.addcmul(self.shift, images.float(), self.scale)
-            batch = x.contiguous(memory_format=self.memory_format), self.split.labels[idx]
-            yield (*batch, idx) if self.with_indices else batch

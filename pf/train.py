@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from pf.data import Batches, Dataset, Split
+from pf.batches import Batches
+from pf.data import Dataset, Split
 
 __all__ = [
     "Schedule",

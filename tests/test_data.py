@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pf.data import (CROP_PADDING, Batches, DatasetNotFound, _channel_stats, augment_batch,
-                     cifar10_jpeg_path, load_dataset)
+from pf.batches import CROP_PADDING, Batches, augment_batch
+from pf.data import DatasetNotFound, _channel_stats, cifar10_jpeg_path, load_dataset
 
 
 def test_digits_are_real_uint8_images_with_a_fixed_split():

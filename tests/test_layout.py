@@ -13,7 +13,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "pf"
 # Each stage may import from itself and from the stages before it.
 STAGES = (
-    ("substrate", {"pf.paths", "pf.provenance", "pf.data", "pf.models", "pf.train", "pf.flops"}),
+    ("substrate", {"pf.paths", "pf.provenance", "pf.storage", "pf.data", "pf.batches",
+                   "pf.models", "pf.train", "pf.flops"}),
     ("algorithms", {"pf.prune", "pf.fuse", "pf.select", "pf.scores", "pf.extrapolate"}),
     ("experiments", "pf.experiments."),
     ("analysis", "pf.analysis."),

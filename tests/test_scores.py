@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from pf.data import Batches
+from pf.batches import Batches
 from pf.models import build_model
 from pf.scores import (RECORDS, DynamicsRecorder, dynamic_uncertainty, el2n, el2n_per_epoch,
                        forgetting_counts, prediction_shifts, record_dynamics, tdds, tdds_epochs,

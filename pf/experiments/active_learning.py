@@ -41,7 +41,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from pf.experiments.config import ACTIVE_LEARNING, ActiveLearningConfig, ConfigError
+from pf.experiments import ACTIVE_LEARNING
+from pf.experiments.config import ActiveLearningConfig, ConfigError
 from pf.experiments.methods import METHODS, plan_rounds
 from pf.experiments.record import (NetworkRecord, RoundRecord, SelectorRecord, TargetRecord,
                                    channel_map_file)

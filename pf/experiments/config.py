@@ -29,13 +29,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import yaml
 
-from pf.data import DATASET_SIZES, DATASETS
 from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING, EXPERIMENTS
 from pf.experiments.methods import FUSION_BASES, METHODS, SELECTOR_STARTS
+from pf.experiments.settings import (budgets_rule, dataset_rule, fractions_rule, refusal,
+                                     schedule_rule, setting)
 from pf.extrapolate import GNN_MIN_SCORED, WEIGHTINGS
 from pf.fuse import FUSION_VARIANTS, REST_MODES
 from pf.models import MODELS
@@ -45,9 +46,9 @@ from pf.scores import (DU_WINDOW, SCORE_RECORDS, TDDS_SPAN, TDDS_SPAN_EPOCHS, TD
 from pf.select import METRICS
 from pf.train import Schedule
 
-__all__ = ["ACTIVE_LEARNING", "DATA_PRUNING", "EXPERIMENTS", "SCORES", "ConfigError",
-           "RunConfig", "ActiveLearningConfig", "DataPruningConfig", "CONFIGS", "PRESETS",
-           "make_config", "from_parameters", "parse_assignment", "check_sizes", "validate"]
+__all__ = ["SCORES", "ConfigError", "RunConfig", "ActiveLearningConfig", "DataPruningConfig",
+           "CONFIGS", "PRESETS", "make_config", "from_parameters", "parse_assignment",
+           "check_sizes", "validate"]
 
 SCORES = tuple(SCORE_RECORDS)  # du | tdds | el2n | forgetting (pf.scores)
 SCORE_WINDOWS = {"du": DU_WINDOW, "tdds": TDDS_WINDOW}  # epochs a windowed score needs at least
@@ -62,56 +63,6 @@ class ConfigError(ValueError):
     """A parameter is unknown, of the wrong type or out of range; the text is one line."""
 
 
-def setting(default, *, choices=None, noun: str = "", at_least=None, above=None,
-            at_most=None, below=None, check=None):
-    """A config field: its default and what it allows, read by ``validate``.
-
-    ``choices``: the names allowed (a registry); ``noun`` words the refusal ("unknown
-    model 'x'; choose one of ..."); ``at_least``/``above``/``at_most``/``below``: a
-    range; ``check(value)``: a rule of its own, returning what is wrong or None.
-    """
-    rules = {"choices": choices, "noun": noun, "at_least": at_least, "above": above,
-             "at_most": at_most, "below": below, "check": check}
-    if isinstance(default, list):
-        return field(default_factory=lambda: json.loads(json.dumps(default)), metadata=rules)
-    return field(default=default, metadata=rules)
-
-
-def _schedule_rule(allow_empty: bool):
-    def check(pieces: list) -> str | None:
-        valid = all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int and p[0] > 0
-                    and type(p[1]) in (int, float) and p[1] > 0 for p in pieces)
-        if valid and (pieces or allow_empty):
-            return None
-        return ("expected [[epochs, lr], ...] with positive epochs (whole numbers) and "
-                f"learning rates, got {json.dumps(pieces)}")
-    return check
-
-
-def _budgets_rule(budgets: list) -> str | None:
-    if not budgets or not all(type(b) is int and b > 0 for b in budgets):
-        return f"expected a non-empty list of positive integers, got {json.dumps(budgets)}"
-    if any(a >= b for a, b in zip(budgets, budgets[1:])):
-        return f"must be strictly increasing TOTAL labeled counts, got {json.dumps(budgets)}"
-    return None
-
-
-def _fractions_rule(fractions: list) -> str | None:
-    if not all(type(f) in (int, float) and 0 <= f < 1 for f in fractions):
-        return (f"expected a list of fractions in [0, 1) ([] = score only, no retraining), "
-                f"got {json.dumps(fractions)}")
-    if len(set(fractions)) != len(fractions):
-        return f"must be distinct, got {json.dumps(fractions)}"
-    return None
-
-
-def _dataset_rule(name: str) -> str | None:
-    folder = name.startswith("imagefolder:") and len(name) > len("imagefolder:")
-    if name in DATASET_SIZES or folder:
-        return None
-    return f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
-
-
 @dataclass
 class RunConfig:
     """What both experiments share: data, model, training and execution. Every field is a
@@ -120,12 +71,12 @@ class RunConfig:
     experiment: str = setting(ACTIVE_LEARNING, choices=EXPERIMENTS)
     # --- data -------------------------------------------------------------------------
     # digits | cifar10 | cifar100 | cifar10_jpeg | tinyimagenet | imagefolder:<path> | synthetic
-    dataset: str = setting("cifar10", check=_dataset_rule)
+    dataset: str = setting("cifar10", check=dataset_rule)
     data_dir: str = setting("")  # dataset root and cache; "" means $PF_DATA or ~/.cache/pf/data
     # --- model ------------------------------------------------------------------------
     arch: str = setting("resnet56", choices=MODELS, noun="model")  # the target network
     # --- training (SVP's protocol) ----------------------------------------------------
-    lr_schedule: list = setting(SVP_SCHEDULE, check=_schedule_rule(False))  # [epochs, lr] pieces
+    lr_schedule: list = setting(SVP_SCHEDULE, check=schedule_rule(False))  # [epochs, lr] pieces
     batch_size: int = setting(128, at_least=1)  # SGD mini-batch
     momentum: float = setting(0.9, at_least=0, at_most=1)  # SGD momentum
     weight_decay: float = setting(5e-4, at_least=0)  # L2 on every parameter
@@ -175,7 +126,7 @@ class ActiveLearningConfig(RunConfig):
     # pf.select.METRICS: uncertainty, kcenters, random, norm_*
     metric: str = setting("least_confidence", choices=METRICS)
     # TOTAL labeled counts, increasing
-    budgets: list = setting(SVP_BUDGETS, check=_budgets_rule)
+    budgets: list = setting(SVP_BUDGETS, check=budgets_rule)
     # prunefuse: fraction of channels removed per layer
     prune_ratio: float = setting(0.5, at_least=0, below=1)
     # prunefuse: l2 (per filter) | group_l2 | random
@@ -200,7 +151,7 @@ class ActiveLearningConfig(RunConfig):
     # the trained target it was pruned from (source)
     fuse_into: str = setting("init", choices=FUSION_BASES)
     # [] = lr_schedule; SVP's fast proxy: [[1,0.01],[45,0.1],[4,0.01]]
-    selector_lr_schedule: list = setting([], check=_schedule_rule(True))
+    selector_lr_schedule: list = setting([], check=schedule_rule(True))
     kd_weight: float = setting(0.5, at_least=0, at_most=1)  # distillation weight (our choice)
     kd_temperature: float = setting(4.0, above=0)  # distillation temperature (our choice)
 
@@ -232,7 +183,7 @@ class DataPruningConfig(RunConfig):
     # subset: fraction of the train set the scoring run sees
     score_subset: float = setting(0.2, above=0, below=1)
     # the scoring run's [epochs, lr] pieces; [] = lr_schedule
-    score_lr_schedule: list = setting([], check=_schedule_rule(True))
+    score_lr_schedule: list = setting([], check=schedule_rule(True))
     # subset: knn (mean of the k nearest scored) | gnn (a GCN on the kNN graph)
     extrapolation: str = setting("knn", choices=("knn", "gnn"))
     # neighbours: kNN's k, and the GNN graph's degree (paper: 10, 20, 50, 100)
@@ -241,7 +192,7 @@ class DataPruningConfig(RunConfig):
     # gnn: full-batch Adam steps; the best validation-Pearson epoch is kept
     gnn_epochs: int = setting(500, at_least=1)
     # fractions of the training set removed, each in [0, 1); [] = score only
-    removed_fractions: list = setting([0.3, 0.5, 0.7], check=_fractions_rule)
+    removed_fractions: list = setting([0.3, 0.5, 0.7], check=fractions_rule)
     random_baseline: bool = setting(True)  # also remove the same fractions at random
     # subset: also score with a full run, report the correlations (costs a full run)
     score_reference: bool = setting(False)
@@ -376,43 +327,12 @@ def _coerce(kind: type, key: str, value: object) -> object:
     return value
 
 
-def _range_text(rules: dict, integer: bool) -> str:
-    """What a range asks, in words: "be a positive integer", "lie in [0, 1)", "be >= 0"."""
-    low, high = rules["at_least"], rules["at_most"]
-    if integer and rules["above"] is None and high is None and rules["below"] is None:
-        return "be a positive integer" if low == 1 else f"be a whole number >= {low}"
-    left = f"[{low:g}" if low is not None else (f"({rules['above']:g}"
-                                                  if rules["above"] is not None else None)
-    right = f"{high:g}]" if high is not None else (f"{rules['below']:g})"
-                                                    if rules["below"] is not None else None)
-    if left and right:
-        return f"lie in {left}, {right}"
-    if left:
-        return ("be >= " if left[0] == "[" else "be > ") + left[1:]
-    return ("be <= " if right[-1] == "]" else "be < ") + right[:-1]
-
-
-def _refusal(key: str, value, rules: dict) -> str | None:
-    """What is wrong with ``value`` under ``rules`` (one line), or None."""
-    if rules["choices"] is not None and value not in rules["choices"]:
-        allowed = ", ".join(rules["choices"])
-        if rules["noun"]:
-            return f"{key}: unknown {rules['noun']} {value!r}; choose one of {allowed}"
-        return f"{key}: {value!r} is not one of {allowed}"
-    bounds = [(rules["at_least"], lambda v, b: v >= b), (rules["above"], lambda v, b: v > b),
-              (rules["at_most"], lambda v, b: v <= b), (rules["below"], lambda v, b: v < b)]
-    if not all(bound is None or holds(value, bound) for bound, holds in bounds):
-        return f"{key}: must {_range_text(rules, type(value) is int)}, got {value}"
-    problem = rules["check"](value) if rules["check"] else None
-    return f"{key}: {problem}" if problem else None
-
-
 def validate(config: RunConfig) -> None:
     """Check every field against what it allows, then the rules that join fields; raises
     ``ConfigError`` (one line) at the first problem. Sizes that need the dataset are
     ``check_sizes``'s."""
     for spec in dataclasses.fields(config):
-        problem = _refusal(spec.name, getattr(config, spec.name), spec.metadata)
+        problem = refusal(spec.name, getattr(config, spec.name), spec.metadata)
         if problem:
             raise ConfigError(problem)
     problem = _joint_problem(config)

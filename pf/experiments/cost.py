@@ -26,8 +26,9 @@ from __future__ import annotations
 import functools
 
 from pf.data import DATASET_SIZES
-from pf.experiments.config import (DATA_PRUNING, ActiveLearningConfig, ConfigError,
-                                   DataPruningConfig, RunConfig)
+from pf.experiments import DATA_PRUNING
+from pf.experiments.config import (ActiveLearningConfig, ConfigError, DataPruningConfig,
+                                   RunConfig)
 from pf.experiments.data_pruning import SELECTIONS, keep_count
 from pf.experiments.methods import METHODS, plan_rounds
 from pf.flops import forward_macs, parameter_count, training_macs

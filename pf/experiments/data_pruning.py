@@ -65,7 +65,8 @@ import torch
 from tqdm.auto import tqdm
 
 from pf.data import Dataset
-from pf.experiments.config import DATA_PRUNING, ConfigError, DataPruningConfig, check_sizes
+from pf.experiments import DATA_PRUNING
+from pf.experiments.config import ConfigError, DataPruningConfig, check_sizes
 from pf.experiments.reference_cache import load_reference, save_reference
 from pf.experiments.record import (RANDOM_LABEL, NetworkRecord, RoundRecord, TargetRecord,
                                    scoring_label)

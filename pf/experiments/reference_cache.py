@@ -7,7 +7,7 @@ a sweep over subset sizes, can share it: with ``reference_cache`` set (``pf swee
 ``<sweep>/reference-cache``), the first run keeps its scores and summary in a file named
 by a hash of the identity, and later runs read them back. A file that is unreadable or
 whose identity differs (another format, training-set size or device) is ignored and
-replaced. Writes are atomic (``pf.data.save_atomically``): runs on several nodes of a
+replaced. Writes are atomic (``pf.storage.save_atomically``): runs on several nodes of a
 shared filesystem can share one folder.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from pf.data import save_atomically
+from pf.storage import save_atomically
 from pf.experiments.config import DataPruningConfig
 
 __all__ = ["REFERENCE_FORMAT", "reference_identity", "reference_path", "load_reference",

@@ -30,7 +30,8 @@ import torch
 
 from pf.experiments.active_learning import run_active_learning
 from pf.data import load_dataset
-from pf.experiments.config import DATA_PRUNING, ConfigError, RunConfig, check_sizes
+from pf.experiments import DATA_PRUNING
+from pf.experiments.config import ConfigError, RunConfig, check_sizes
 from pf.experiments.data_pruning import run_data_pruning
 from pf.experiments.record import (SCORES_FILE, SELECTED_FILE, DatasetRecord, RunRecord,
                                    channel_map_file, environment, write_json)
