@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
+    "RANDOM",
+    "LEAST_CONFIDENCE",
     "Strategy",
     "STRATEGIES",
     "METRICS",
@@ -312,7 +314,8 @@ class Strategy:
     adds ``labeled_features=`` when ``labeled_aware`` (the labeled set's features, which
     the pool is measured against, so a round embeds every training image) and
     ``generator=`` when ``needs_generator`` (a ``torch.Generator`` on the input's device).
-    ``label`` is the short name figure titles and legends show (tables keep ``name``).
+    ``label`` is the short name figure titles and legends show (tables keep ``name``),
+    ``color`` the colour figures draw it in.
     """
 
     name: str
@@ -321,18 +324,26 @@ class Strategy:
     labeled_aware: bool
     needs_generator: bool
     label: str
+    color: str
+
+    @property
+    def reads_network(self) -> bool:
+        """Whether picking reads a network's outputs (so that a selector is needed)."""
+        return self.inputs != "none"
 
 
+RANDOM, LEAST_CONFIDENCE = "random", "least_confidence"  # the floor; the paper's default
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    # name, function, inputs, labeled_aware, needs_generator, label
-    Strategy("random", random_selection, "none", False, True, "random"),
-    Strategy("least_confidence", least_confidence, "probs", False, False, "least confidence"),
-    Strategy("entropy", entropy, "probs", False, False, "entropy"),
-    Strategy("margin", margin, "probs", False, False, "margin"),
-    Strategy("kcenters", k_centers, "features", True, False, "k-centers"),
-    Strategy("norm_gs", norm_gs, "features", True, True, "norm + Gram-Schmidt"),
-    Strategy("norm_top", norm_top, "features", False, False, "top norm"),
-    Strategy("norm_sample", norm_sample, "features", False, True, "norm sampling"),
+    # name, function, inputs, labeled_aware, needs_generator, label, color
+    Strategy(RANDOM, random_selection, "none", False, True, "random", "0.45"),
+    Strategy(LEAST_CONFIDENCE, least_confidence, "probs", False, False, "least confidence",
+             "tab:blue"),
+    Strategy("entropy", entropy, "probs", False, False, "entropy", "tab:cyan"),
+    Strategy("margin", margin, "probs", False, False, "margin", "tab:olive"),
+    Strategy("kcenters", k_centers, "features", True, False, "k-centers", "tab:green"),
+    Strategy("norm_gs", norm_gs, "features", True, True, "norm + Gram-Schmidt", "tab:red"),
+    Strategy("norm_top", norm_top, "features", False, False, "top norm", "tab:purple"),
+    Strategy("norm_sample", norm_sample, "features", False, True, "norm sampling", "tab:brown"),
 )}
 METRICS = tuple(STRATEGIES)  # the names config accepts, in the registry's order
 

@@ -111,12 +111,13 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
     """
     pool = (~labeled_mask).nonzero().squeeze(1)
     seed = config.seed * 1000 + round_index
-    if config.metric == "random":
+    strategy = STRATEGIES[config.metric]
+    if not strategy.reads_network:
         generator = torch.Generator().manual_seed(seed)
-        positions = select("random", count, pool_size=len(pool), generator=generator)
+        positions = select(config.metric, count, pool_size=len(pool), generator=generator)
         return pool[positions.to(pool.device)], 0
-    if STRATEGIES[config.metric].inputs == "features":
-        with_labeled = STRATEGIES[config.metric].labeled_aware
+    if strategy.inputs == "features":
+        with_labeled = strategy.labeled_aware
         _, features = predict(selector, dataset.train, dataset, None if with_labeled else pool,
                               batch_size=config.eval_batch_size, precision=config.precision,
                               features=True)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import yaml
 
 from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING, EXPERIMENTS
-from pf.experiments.methods import FUSION_BASES, METHODS, SELECTOR_STARTS
+from pf.experiments.methods import FUSION_BASES, METHODS, PRUNEFUSE, SELECTOR_STARTS
 from pf.experiments.settings import (budgets_rule, dataset_rule, fractions_rule, refusal,
                                      schedule_rule, setting)
 from pf.extrapolate import GNN_MIN_SCORED, WEIGHTINGS
@@ -43,7 +43,7 @@ from pf.models import MODELS
 from pf.prune import IMPORTANCES
 from pf.scores import (DU_WINDOW, SCORE_RECORDS, TDDS_SPAN, TDDS_SPAN_EPOCHS, TDDS_SPANS,
                        TDDS_WINDOW)
-from pf.select import METRICS
+from pf.select import LEAST_CONFIDENCE, METRICS
 from pf.train import Schedule
 
 __all__ = ["SCORES", "ConfigError", "RunConfig", "ActiveLearningConfig", "DataPruningConfig",
@@ -122,9 +122,9 @@ class ActiveLearningConfig(RunConfig):
     (``pf.experiments.methods``, ``pf.experiments.active_learning``)."""
 
     # baseline (the target selects) | svp (a proxy selects) | prunefuse (the pruned target)
-    method: str = setting("prunefuse", choices=tuple(METHODS))
+    method: str = setting(PRUNEFUSE, choices=tuple(METHODS))
     # pf.select.METRICS: uncertainty, kcenters, random, norm_*
-    metric: str = setting("least_confidence", choices=METRICS)
+    metric: str = setting(LEAST_CONFIDENCE, choices=METRICS)
     # TOTAL labeled counts, increasing
     budgets: list = setting(SVP_BUDGETS, check=budgets_rule)
     # prunefuse: fraction of channels removed per layer

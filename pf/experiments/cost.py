@@ -30,7 +30,7 @@ from pf.experiments import DATA_PRUNING
 from pf.experiments.config import (ActiveLearningConfig, ConfigError, DataPruningConfig,
                                    RunConfig)
 from pf.experiments.data_pruning import SELECTIONS, keep_count
-from pf.experiments.methods import METHODS, plan_rounds
+from pf.experiments.methods import BASELINE, METHODS, PRUNEFUSE, plan_rounds
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
@@ -58,7 +58,7 @@ def _scored_in_pool(metric: str, train_size: int, labeled: int) -> int:
     """Images a selection round scores (as ``pf.experiments.active_learning`` does): none
     for a random pick, every training image for metrics that measure the pool against the
     labeled set."""
-    if metric == "random":
+    if not STRATEGIES[metric].reads_network:
         return 0
     return train_size if STRATEGIES[metric].labeled_aware else train_size - labeled
 
@@ -176,18 +176,20 @@ def protocol_selection_costs(arch: str, prune_ratios: list[float], budgets: list
     randomness).
     """
     dense = build_model(arch, num_classes, input_shape[0])
-    selectors = [("baseline", float("nan"), dense)]
-    selectors += [("prunefuse", ratio, prune_at_init(dense, ratio, input_shape=input_shape)[0])
+    selectors = [(BASELINE, float("nan"), dense)]
+    selectors += [(PRUNEFUSE, ratio, prune_at_init(dense, ratio, input_shape=input_shape)[0])
                   for ratio in prune_ratios]
+    # The 2024 method, as the defaults are: no synchronisation, selectors retrained from init.
+    defaults = ActiveLearningConfig()
     records = []
     for method, ratio, selector in selectors:
         forward = forward_macs(selector, input_shape)
         costs = selection_macs(forward, budgets, train_size, epochs)
+        pruned = method == PRUNEFUSE
         records += [{"dataset": dataset, "method": method, "prune_ratio": ratio, "arch": arch,
-                     "metric": "least_confidence", "seed": 0, "round": index,
-                     # the 2024 method: no synchronisation, selectors retrained from init
-                     "sync_every": 0 if method == "prunefuse" else float("nan"),
-                     "selector_start": "init" if method == "prunefuse" else float("nan"),
+                     "metric": defaults.metric, "seed": 0, "round": index,
+                     "sync_every": defaults.sync_every if pruned else float("nan"),
+                     "selector_start": defaults.selector_start if pruned else float("nan"),
                      "selector_params": parameter_count(selector), "selector_forward_macs": forward,
                      "labeled": budget, "budget_fraction": budget / train_size,
                      "data_selection_macs": cost}

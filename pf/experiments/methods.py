@@ -54,12 +54,15 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
+from pf.select import STRATEGIES
+
 if TYPE_CHECKING:  # pf.experiments.config reads the registry below; configs only pass through here
     from pf.experiments.config import ActiveLearningConfig
 
-__all__ = ["SELECTOR_STARTS", "FUSION_BASES", "PRUNEFUSE_RECIPE", "Round", "ActiveLearningMethod",
-           "METHODS", "plan_rounds"]
+__all__ = ["BASELINE", "SVP", "PRUNEFUSE", "SELECTOR_STARTS", "FUSION_BASES", "PRUNEFUSE_RECIPE",
+           "Round", "ActiveLearningMethod", "METHODS", "plan_rounds"]
 
+BASELINE, SVP, PRUNEFUSE = "baseline", "svp", "prunefuse"  # the methods' names
 SELECTOR_STARTS = ("init", "warm")  # selector_start: see the module docstring
 FUSION_BASES = ("init", "source")  # fuse_into: theta's init | the network the selector came from
 # The settings of PruneFuse's recipe; a run's label names those that depart from the default.
@@ -103,7 +106,7 @@ class Round:
 class ActiveLearningMethod:
     """The answers of a method whose selector is a network of its own (SVP's proxy)."""
 
-    name = "svp"
+    name = SVP
     title = "SVP (proxy selects)"  # in figure legends
     color = "tab:orange"
     target_selects = False  # the baseline's target is its selector
@@ -137,7 +140,7 @@ class ActiveLearningMethod:
 
     def needs_selector(self, config: ActiveLearningConfig, last: bool) -> bool:
         """Whether a round has a selector: to pick the next labels (never with random)."""
-        return config.metric != "random" and not last
+        return STRATEGIES[config.metric].reads_network and not last
 
     def syncs(self, config: ActiveLearningConfig, index: int) -> bool:
         """Whether round ``index``'s selector is pruned from the previous round's target."""
@@ -162,7 +165,7 @@ class ActiveLearningMethod:
 class Baseline(ActiveLearningMethod):
     """The AL baseline: the target trained at each budget selects the next labels."""
 
-    name = "baseline"
+    name = BASELINE
     title = "AL baseline (target selects)"
     color = "0.45"
     target_selects = True
@@ -187,7 +190,7 @@ class Baseline(ActiveLearningMethod):
 class PruneFuse(ActiveLearningMethod):
     """PruneFuse: the target pruned at init selects, then is fused into the target."""
 
-    name = "prunefuse"
+    name = PRUNEFUSE
     title = "PruneFuse (pruned target selects)"
     color = "tab:blue"
     recipe = PRUNEFUSE_RECIPE
@@ -244,7 +247,7 @@ def plan_rounds(config: ActiveLearningConfig) -> tuple[Round, ...]:
     for index, labeled in enumerate(budgets):
         last = index == len(budgets) - 1
         picks = 0 if last else budgets[index + 1] - labeled
-        selects = picks > 0 and config.metric != "random"
+        selects = picks > 0 and STRATEGIES[config.metric].reads_network
         if method.syncs(config, index):
             origin, selector = index - 1, "synced"
         elif not method.needs_selector(config, last):
