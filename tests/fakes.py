@@ -1,8 +1,11 @@
-"""Run records made without training, for the tests that read runs back (tables, figures,
-the CLI summary, notebooks): typed ``RunRecord``s in the shape ``pf.experiments.run``
-writes, labelled as it labels them, and the schema-1 form older runs were written in."""
+"""What the tests fake instead of training: run records for the tests that read runs back
+(tables, figures, the CLI summary, notebooks): typed ``RunRecord``s in the shape
+``pf.experiments.run`` writes, labelled as it labels them, and the schema-1 form older runs
+were written in; and networks that look trained, for pruning and fusion."""
 
 from pathlib import Path
+
+import torch
 
 from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING
 from pf.experiments.config import ActiveLearningConfig, DataPruningConfig
@@ -147,3 +150,25 @@ def as_schema1(record: RunRecord) -> dict:
 def write_run(root: Path, relative: str, **options) -> Path:
     """Write ``fake_record(**options)`` as the run folder ``root/relative``."""
     return fake_record(**options).write(Path(root) / relative)
+
+
+def pretend_trained(model, seed=1):
+    """Perturb every parameter and BN statistic, as training would."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
+            elif tensor.is_floating_point():
+                tensor.add_(0.1 * torch.randn(tensor.shape, generator=g))
+    return model
+
+
+def outside_mask(indices: list, shape: torch.Size) -> torch.Tensor:
+    """A mask of the entries a channel-map entry does not cover: what fusion's rest fills."""
+    outside = torch.ones(shape, dtype=torch.bool)
+    if not len(shape):  # a scalar (BN's batch count) is covered whole
+        return ~outside
+    outside[torch.meshgrid(*[torch.arange(n) if kept is None else torch.tensor(kept)
+                             for kept, n in zip(indices, shape)], indexing="ij")] = False
+    return outside

@@ -11,7 +11,7 @@ from torch import nn
 from pf.fuse import FUSION_VARIANTS, fuse, leading_channel_map
 from pf.models import build_model, init_weights
 from pf.prune import ChannelMapError, gather, prune_at_init
-from test_prune_fuse import _outside, _pretend_trained
+from fakes import outside_mask, pretend_trained
 
 X = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
@@ -26,7 +26,7 @@ def _pruned_once(arch, ratio):
 def _setup(arch, ratio=0.5):
     """A fresh dense network, its pruned network 'trained' (weights and BN statistics), the map."""
     dense, pruned, channel_map = copy.deepcopy(_pruned_once(arch, ratio))
-    return dense, _pretend_trained(pruned), channel_map
+    return dense, pretend_trained(pruned), channel_map
 
 
 def _logits(model):
@@ -81,7 +81,7 @@ def test_leading_places_every_tensor_in_its_leading_block(arch):
         indices = placement[name]["indices"]
         assert all(k is None or k == list(range(len(k))) for k in indices), name
         assert torch.equal(gather(fused[name], indices), tensor), name
-        outside = _outside(indices, fused[name].shape)  # rest="keep": theta's own values
+        outside = outside_mask(indices, fused[name].shape)  # rest="keep": theta's own values
         assert torch.equal(fused[name][outside], dense.state_dict()[name][outside]), name
 
 
@@ -95,7 +95,7 @@ def test_leading_is_map_with_the_kept_channels_moved_to_the_front(arch):
     for name, tensor in leading.items():  # zero rest: the same network up to the permutation
         assert torch.equal(permuted[name], tensor), name
     # The permutation changes no function, whatever the weights (BN statistics included).
-    trained = _pretend_trained(fuse(dense, pruned, channel_map, rest="keep"))
+    trained = pretend_trained(fuse(dense, pruned, channel_map, rest="keep"))
     moved = copy.deepcopy(trained)
     moved.load_state_dict(_permute_kept_first(trained.state_dict(), channel_map))
     torch.testing.assert_close(_logits(moved), _logits(trained), rtol=1e-4, atol=1e-4)
@@ -142,7 +142,7 @@ def test_xavier_rest_is_reinit_with_every_convolution_redrawn_xavier_uniform():
     convs = 0
     for name, tensor in xavier.items():
         assert torch.equal(tensor, again[name]), name  # seeded
-        outside = _outside(channel_map["tensors"][name]["indices"], tensor.shape)
+        outside = outside_mask(channel_map["tensors"][name]["indices"], tensor.shape)
         if tensor.dim() == 4:  # shortcuts included
             convs += 1
             fan_in, fan_out = tensor[0].numel(), len(tensor) * tensor[0, 0].numel()

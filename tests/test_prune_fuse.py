@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from fakes import outside_mask, pretend_trained
 from pf.experiments.config import make_config
 from pf.fuse import fuse
 from pf.models import build_model
@@ -16,28 +17,6 @@ from pf.train import fit
 def _dense(arch="resnet20", seed=0):
     torch.manual_seed(seed)
     return build_model(arch)
-
-
-def _pretend_trained(model, seed=1):
-    """Perturb every parameter and BN statistic, as training would."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
-            elif tensor.is_floating_point():
-                tensor.add_(0.1 * torch.randn(tensor.shape, generator=g))
-    return model
-
-
-def _outside(indices: list, shape: torch.Size) -> torch.Tensor:
-    """A mask of the entries a channel-map entry does not cover: what fusion's rest fills."""
-    outside = torch.ones(shape, dtype=torch.bool)
-    if not len(shape):  # a scalar (BN's batch count) is covered whole
-        return ~outside
-    outside[torch.meshgrid(*[torch.arange(n) if kept is None else torch.tensor(kept)
-                             for kept, n in zip(indices, shape)], indexing="ij")] = False
-    return outside
 
 
 @pytest.mark.parametrize("ratio, widths", [(0.5, (8, 16, 32)), (0.7, (4, 9, 19)),
@@ -129,7 +108,7 @@ def test_channel_map_json_round_trip_and_mismatch_errors(tmp_path):
 def test_zero_rest_fusion_computes_exactly_the_trained_pruned_network(arch):
     dense = _dense(arch)
     pruned, channel_map = prune_at_init(dense, 0.5)
-    _pretend_trained(pruned)
+    pretend_trained(pruned)
     fused = fuse(dense, pruned, channel_map, rest="zero")
     x = torch.randn(8, 3, 32, 32)
     pruned.eval(), fused.eval()
@@ -155,7 +134,7 @@ def test_zero_rest_channels_get_no_gradient_so_the_target_trains_as_the_pruned_n
     for name, parameter in fused.named_parameters():
         indices = channel_map["tensors"][name]["indices"]
         if rest == "zero":  # every weight fusion zeroed, filters, BN and classifier alike
-            assert not after[name][_outside(indices, parameter.shape)].any(), name
+            assert not after[name][outside_mask(indices, parameter.shape)].any(), name
         if parameter.dim() == 4:  # convolution filters fusion did not fill
             kept = set(range(len(parameter)) if indices[0] is None else indices[0])
             for row in sorted(set(range(len(parameter))) - kept):
@@ -168,14 +147,14 @@ def test_zero_rest_channels_get_no_gradient_so_the_target_trains_as_the_pruned_n
 def test_keep_rest_fusion_keeps_dense_init_outside_the_map_and_mutates_nothing():
     dense = _dense()
     pruned, channel_map = prune_at_init(dense, 0.5)
-    _pretend_trained(pruned)
+    pretend_trained(pruned)
     dense_before = copy.deepcopy(dense.state_dict())
     pruned_before = copy.deepcopy(pruned.state_dict())
     fused = fuse(dense, pruned, channel_map, rest="keep").state_dict()
     for name, tensor in dense_before.items():
         indices = channel_map["tensors"][name]["indices"]
         assert torch.equal(gather(fused[name], indices), pruned_before[name]), name
-        outside = _outside(indices, tensor.shape)
+        outside = outside_mask(indices, tensor.shape)
         assert torch.equal(fused[name][outside], tensor[outside]), name
     for before, module in ((dense_before, dense), (pruned_before, pruned)):
         for name, tensor in module.state_dict().items():
