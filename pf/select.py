@@ -46,6 +46,7 @@ __all__ = [
     "entropy",
     "margin",
     "random_selection",
+    "pick",
     "k_centers",
     "norm_gs",
     "norm_sample",
@@ -66,7 +67,7 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def _pick(scores: torch.Tensor, count: int, largest: bool) -> torch.Tensor:
+def pick(scores: torch.Tensor, count: int, largest: bool) -> torch.Tensor:
     """The positions of the ``count`` largest (or smallest) scores, lower position first on ties.
 
     A stable sort keeps equal scores in position order in either direction; ``topk``
@@ -81,7 +82,7 @@ def least_confidence(probs: torch.Tensor, count: int) -> torch.Tensor:
 
     ``probs`` is (pool, classes) softmax output, rows summing to 1.
     """
-    return _pick(_at_least_float32(probs).amax(1), count, largest=False)
+    return pick(_at_least_float32(probs).amax(1), count, largest=False)
 
 
 def entropy(probs: torch.Tensor, count: int) -> torch.Tensor:
@@ -89,7 +90,7 @@ def entropy(probs: torch.Tensor, count: int) -> torch.Tensor:
 
     ``probs`` is (pool, classes) softmax output, rows summing to 1; 0 log 0 counts as 0.
     """
-    return _pick(torch.special.entr(_at_least_float32(probs)).sum(1), count, largest=True)
+    return pick(torch.special.entr(_at_least_float32(probs)).sum(1), count, largest=True)
 
 
 def margin(probs: torch.Tensor, count: int) -> torch.Tensor:
@@ -100,7 +101,7 @@ def margin(probs: torch.Tensor, count: int) -> torch.Tensor:
     if probs.shape[1] < 2:
         raise ValueError(f"margin: needs at least 2 classes, got {probs.shape[1]}")
     top2 = _at_least_float32(probs).topk(2, dim=1).values
-    return _pick(top2[:, 0] - top2[:, 1], count, largest=False)
+    return pick(top2[:, 0] - top2[:, 1], count, largest=False)
 
 
 def random_selection(pool_size: int, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -171,7 +172,7 @@ def norm_top(features: torch.Tensor, count: int) -> torch.Tensor:
     ``features`` is (pool, dim), un-normalized. The deterministic ablation of
     ``norm_gs``: no sampling, no orthogonalization.
     """
-    return _pick(_at_least_float32(features).norm(dim=1), count, largest=True)
+    return pick(_at_least_float32(features).norm(dim=1), count, largest=True)
 
 
 def _random_order(positions: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:

@@ -32,7 +32,7 @@ __all__ = ["COLUMNS", "SCORE_COLUMNS", "run_table", "round_table", "collect", "c
 # ---------------------------------------------------------------------------------------
 
 # The phases a round records MACs and seconds for; collect() names its columns after them.
-PHASES = ("data_selection", "selector_training", "pool_scoring", "target_training")
+TABLE_PHASES = ("data_selection", "selector_training", "pool_scoring", "target_training")
 COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
     "run_dir", "sweep", "experiment", "method", "label", "dataset", "arch", "selector_arch",
     "selector_params", "target_params", "prune_ratio", "proxy_arch", "metric", "fusion", "kd",
@@ -40,7 +40,7 @@ COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
     "seed", "round", "labeled", "removed_fraction", "selection", "score",
     "train_size", "budget_fraction", "target_accuracy", "selector_accuracy", "epochs", "curve",
     "curve_epochs",
-    *(f"{phase}_macs" for phase in PHASES), *(f"{phase}_seconds" for phase in PHASES),
+    *(f"{phase}_macs" for phase in TABLE_PHASES), *(f"{phase}_seconds" for phase in TABLE_PHASES),
     "device", "git_commit",
 ]
 NAN = float("nan")
@@ -80,8 +80,8 @@ def _rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
             "selector_accuracy": NAN if selector is None else selector.test_accuracy,
             "epochs": len(target.train_loss), "curve": list(target.curve),
             "curve_epochs": list(target.curve_epochs),
-            **{f"{phase}_macs": step.macs[phase] for phase in PHASES},
-            **{f"{phase}_seconds": step.seconds[phase] for phase in PHASES},
+            **{f"{phase}_macs": step.macs[phase] for phase in TABLE_PHASES},
+            **{f"{phase}_seconds": step.seconds[phase] for phase in TABLE_PHASES},
             "device": environment["device_name"], "git_commit": environment["git_commit"],
         })
     return rows

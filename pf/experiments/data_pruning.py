@@ -73,6 +73,7 @@ from pf.experiments.record import (RANDOM_LABEL, NetworkRecord, RoundRecord, Tar
 from pf.extrapolate import gnn_extrapolate, knn_extrapolate, pearson, spearman
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
+from pf.select import pick, random_selection
 from pf.scores import (SCORE_RECORDS, DynamicsRecorder, dynamic_uncertainty, forgetting_counts,
                        tdds_epochs, tdds_from_shifts)
 from pf.train import FitResult, fit, predict
@@ -108,9 +109,7 @@ def keep_highest(scores: torch.Tensor, count: int) -> torch.Tensor:
         raise ValueError(f"count: need 0 <= count <= {len(scores)} for (N,) scores, got {count}")
     if torch.isnan(scores).any():
         raise ValueError("scores: NaN present; every sample needs a score")
-    # A stable descending sort keeps equal scores in index order.
-    order = torch.sort(scores, descending=True, stable=True).indices
-    return order[:count].sort().values
+    return pick(scores, count, largest=True).sort().values
 
 
 def keep_random(num_samples: int, count: int, seed: int) -> torch.Tensor:
@@ -118,8 +117,7 @@ def keep_random(num_samples: int, count: int, seed: int) -> torch.Tensor:
 
     The same seed gives nested sets for increasing counts.
     """
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(num_samples, generator=generator)[:count].sort().values
+    return random_selection(num_samples, count, torch.Generator().manual_seed(seed)).sort().values
 
 
 # ---------------------------------------------------------------------------------------
