@@ -186,13 +186,13 @@ def _summary(record) -> str:
                      f"  {step.seconds['target_training']:>8.1f}")
     if pruning:
         scores = record.scores
-        lines.append(f"scores: {scores['label']} ({scores['scored']} of "
-                     f"{scores['train_size']} samples scored)")
-        if scores["pearson"] is not None:
-            cached = " (read from reference_cache)" if scores["reference_cached"] else ""
-            lines.append(f"vs the full run{cached} on the {scores['train_size'] - scores['scored']}"
-                         f" unseen samples: Pearson {scores['pearson']:.3f}, "
-                         f"Spearman {scores['spearman']:.3f}")
+        lines.append(f"scores: {scores.label} ({scores.scored} of {scores.train_size} samples "
+                     f"scored)")
+        if scores.pearson is not None:
+            cached = " (read from reference_cache)" if scores.reference_cached else ""
+            lines.append(f"vs the full run{cached} on the {scores.train_size - scores.scored}"
+                         f" unseen samples: Pearson {scores.pearson:.3f}, "
+                         f"Spearman {scores.spearman:.3f}")
     return "\n".join(lines)
 
 

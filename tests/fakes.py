@@ -11,7 +11,8 @@ from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING
 from pf.experiments.config import ActiveLearningConfig, DataPruningConfig
 from pf.experiments.methods import METHODS
 from pf.experiments.record import (RANDOM_LABEL, DatasetRecord, NetworkRecord, RoundRecord,
-                                   RunRecord, SelectorRecord, TargetRecord, scoring_label)
+                                   RunRecord, ScoresRecord, SelectorRecord, TargetRecord,
+                                   scoring_label)
 
 BUDGETS = (5000, 15000, 25000)
 TRAIN_SIZE = 50000
@@ -85,20 +86,19 @@ def fake_pruning_record(seed=0, source="subset", subset=0.2, extrapolation="knn"
                      "arch": record.config["arch"], "seed": seed,
                      "removed_fractions": list(fractions)}
     subset_run = source == "subset"
-    scores = {
-        "score": "du", "source": source,
-        "scored": round(subset * TRAIN_SIZE) if subset_run else TRAIN_SIZE,
-        "train_size": TRAIN_SIZE, "extrapolation": extrapolation if subset_run else None,
-        "knn_k": k if subset_run else None,
-        "knn_weighting": weighting if subset_run and extrapolation == "knn" else None,
-        "scoring_test_accuracy": 0.85, "reference": reference and subset_run,
-        "reference_cached": False,
-        "reference_test_accuracy": 0.93 if reference and subset_run else None,
-        **{key: value if reference and subset_run else None for key, value in (
+    correlated = reference and subset_run
+    scores = ScoresRecord(
+        score="du", source=source,
+        scored=round(subset * TRAIN_SIZE) if subset_run else TRAIN_SIZE, train_size=TRAIN_SIZE,
+        scoring_test_accuracy=0.85, macs={"selector_training": 10, "pool_scoring": 1},
+        seconds={"selector_training": 1.0, "pool_scoring": 0.1},
+        extrapolation=extrapolation if subset_run else None, knn_k=k if subset_run else None,
+        knn_weighting=weighting if subset_run and extrapolation == "knn" else None,
+        reference=correlated, reference_test_accuracy=0.93 if correlated else None,
+        **{key: value if correlated else None for key, value in (
             ("pearson", pearson), ("spearman", pearson - 0.1), ("pearson_scored", 0.8),
-            ("spearman_scored", 0.7))},
-    }
-    scores["label"] = scoring_label(scores)
+            ("spearman_scored", 0.7))})
+    scores.label = scoring_label(scores)
     record.scores = scores
     plans = [(fraction, "score", accuracy) for fraction, accuracy in zip(fractions, accuracies)]
     if random_accuracies:
@@ -108,7 +108,7 @@ def fake_pruning_record(seed=0, source="subset", subset=0.2, extrapolation="knn"
     record.rounds = [RoundRecord(
         round=index, labeled=round((1 - fraction) * TRAIN_SIZE),
         added=round((1 - fraction) * TRAIN_SIZE),
-        label=scores["label"] if selection == "score" else RANDOM_LABEL, selector=None,
+        label=scores.label if selection == "score" else RANDOM_LABEL, selector=None,
         target=TargetRecord(**{**vars(template.target), "init": "scratch", "kd": False,
                                "test_accuracy": accuracy, "curve": [accuracy],
                                "curve_epochs": [1]}),
@@ -142,8 +142,10 @@ def as_schema1(record: RunRecord) -> dict:
     payload["config"] = config
     if payload["scores"] is None:
         del payload["scores"], payload["scores_file"]
-    else:
-        del payload["scores"]["label"]
+    else:  # nor the keys added to the scores block since
+        for key in ("label", "tdds_span", "tdds_span_epochs", "reference_cached",
+                    "evaluation_macs"):
+            del payload["scores"][key]
     return payload
 
 

@@ -2,6 +2,7 @@
 runs read back (collect_scores, labels), correlations and accuracies in the tables, random
 pruning counted once per seed, what is drawn and what is not. No training."""
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -50,9 +51,9 @@ def test_scoring_labels_name_the_score_the_extrapolation_and_the_subset():
     assert scoring_label(block) == "DU, kNN-exp k=20 from 10 %"
     block = fake_pruning_record(extrapolation="gnn", subset=0.25).scores
     assert scoring_label(block) == "DU, GNN k=10 from 25 %"
-    tdds = {**block, "score": "tdds", "tdds_span": "first", "tdds_span_epochs": 10}
+    tdds = dataclasses.replace(block, score="tdds", tdds_span="first", tdds_span_epochs=10)
     assert scoring_label(tdds) == "TDDS (first 10 epochs), GNN k=10 from 25 %"
-    assert scoring_label({**tdds, "tdds_span": "last"}) != scoring_label(tdds)
+    assert scoring_label(dataclasses.replace(tdds, tdds_span="last")) != scoring_label(tdds)
 
 
 def test_the_correlation_table_averages_seeds_of_runs_with_a_reference(tmp_path):

@@ -60,12 +60,12 @@ def test_data_pruning_plan_matches_the_recorded_macs():
     metrics = run_experiment(config, progress=False)
     plan = planned_cost(config)
     scores = metrics.scores
-    assert plan["macs"]["selector_training"] == scores["macs"]["selector_training"]
-    assert plan["macs"]["pool_scoring"] == scores["macs"]["pool_scoring"]
-    assert plan["macs"]["reference_scoring"] == scores["reference_macs"]
+    assert plan["macs"]["selector_training"] == scores.macs["selector_training"]
+    assert plan["macs"]["pool_scoring"] == scores.macs["pool_scoring"]
+    assert plan["macs"]["reference_scoring"] == scores.reference_macs
     assert plan["macs"]["target_training"] == _recorded(metrics, "target_training")
     assert plan["images"]["target_training"] == sum(r.labeled for r in metrics.rounds) * 3
-    assert plan["macs"]["evaluation"] == (scores["evaluation_macs"]
+    assert plan["macs"]["evaluation"] == (scores.evaluation_macs
                                           + _recorded(metrics, "evaluation"))
 
 

@@ -117,7 +117,7 @@ def test_score_extrapolation_notebook_reports_correlations_and_pruned_accuracy(t
     notebook = _execute("score_extrapolation.ipynb", tmp_path, **parameters, out_dir="nb",
                         compare_dir=str(_extrapolation_tree(tmp_path / "compare")))
     record = read_record(tmp_path / "nb")
-    assert -1 <= record.scores["pearson"] <= 1
+    assert -1 <= record.scores.pearson <= 1
     assert [r.selection for r in record.rounds] == ["score", "random"]
     assert _images(notebook) == 3  # scores scatter, correlation and accuracy comparisons
     for name in ("score_correlation.png", "accuracy_vs_prune_rate.png"):

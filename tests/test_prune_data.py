@@ -116,11 +116,11 @@ def test_score_rounds_keep_the_highest_scores_and_scores_json_covers_every_sampl
 @pytest.mark.slow  # runs data pruning
 def test_correlations_with_the_full_run_are_reported(subset_run):
     block = subset_run[0].scores
-    assert (block["score"], block["source"], block["extrapolation"]) == ("du", "subset", "knn")
-    assert block["scored"] == 128 and block["reference"]
+    assert (block.score, block.source, block.extrapolation) == ("du", "subset", "knn")
+    assert block.scored == 128 and block.reference
     for key in ("pearson", "spearman", "pearson_scored", "spearman_scored"):
-        assert -1 <= block[key] <= 1
-    assert block["reference_macs"] > block["macs"]["selector_training"]
+        assert -1 <= getattr(block, key) <= 1
+    assert block.reference_macs > block.macs["selector_training"]
 
 
 def test_collect_reads_a_pruning_run(subset_run):
@@ -140,9 +140,9 @@ def test_full_scores_and_no_baseline(synthetic):
     run = run_data_pruning(config, synthetic, progress=False)
     assert [(r.removed_fraction, r.selection) for r in run["rounds"]] == [(0.5, "score")]
     block = run["scores"]
-    assert (block["source"], block["scored"], block["extrapolation"]) == ("full", 512, None)
-    assert block["pearson"] is None and run["reference_scores"] is None  # nothing to compare
-    assert block["macs"]["pool_scoring"] == 0  # no embedding pass
+    assert (block.source, block.scored, block.extrapolation) == ("full", 512, None)
+    assert block.pearson is None and run["reference_scores"] is None  # nothing to compare
+    assert block.macs["pool_scoring"] == 0  # no embedding pass
 
 
 @pytest.mark.slow  # runs data pruning
@@ -215,8 +215,8 @@ def test_gnn_extrapolation_scores_every_sample(synthetic):
     assert len(run["score_values"]) == 512 and len(run["scored_indices"]) == 128
     assert torch.isfinite(torch.tensor(run["score_values"])).all()
     block = run["scores"]
-    assert (block["extrapolation"], block["gnn_epochs"], block["knn_weighting"]) == ("gnn", 5, None)
-    assert block["pearson"] is None  # no reference run
+    assert (block.extrapolation, block.gnn_epochs, block.knn_weighting) == ("gnn", 5, None)
+    assert block.pearson is None  # no reference run
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,18 +247,18 @@ def test_a_cached_reference_run_is_reused_by_runs_that_repeat_it(synthetic, tmp_
     trainings = _counting_recorded_runs(monkeypatch)
     config = {**SMOKE, "removed_fractions": [], "reference_cache": str(cache)}
     first = run_data_pruning(make_config("smoke", config), synthetic, progress=False)
-    assert trainings == ["score du", "reference du"] and not first["scores"]["reference_cached"]
+    assert trainings == ["score du", "reference du"] and not first["scores"].reference_cached
     assert len(list(cache.glob("reference-seed0-*.pt"))) == 1
 
     # Another k and subset size: the same reference run, read back instead of trained.
     trainings.clear()
     second = run_data_pruning(make_config("smoke", {**config, "knn_k": 3, "score_subset": 0.5}),
                               synthetic, progress=False)
-    assert trainings == ["score du"] and second["scores"]["reference_cached"]
+    assert trainings == ["score du"] and second["scores"].reference_cached
     assert second["reference_scores"] == first["reference_scores"]
     for key in ("reference_test_accuracy", "reference_macs", "reference_seconds"):
-        assert second["scores"][key] == first["scores"][key]
-    assert second["scores"]["pearson"] != first["scores"]["pearson"]  # against its own estimate
+        assert getattr(second["scores"], key) == getattr(first["scores"], key)
+    assert second["scores"].pearson != first["scores"].pearson  # against its own estimate
 
     # Another seed is another reference run.
     trainings.clear()
@@ -278,14 +278,14 @@ def test_an_unreadable_or_foreign_cache_file_is_recomputed(synthetic, tmp_path, 
     path.write_bytes(b"not a torch file")
     trainings = _counting_recorded_runs(monkeypatch)
     first = run_data_pruning(config, synthetic, progress=False)
-    assert trainings == ["score du", "reference du"] and not first["scores"]["reference_cached"]
+    assert trainings == ["score du", "reference du"] and not first["scores"].reference_cached
 
     stored = torch.load(path, weights_only=True)
     stored["identity"]["train_size"] = 1000  # as if written for another dataset
     torch.save(stored, path)
     trainings.clear()
     second = run_data_pruning(config, synthetic, progress=False)
-    assert trainings == ["score du", "reference du"] and not second["scores"]["reference_cached"]
+    assert trainings == ["score du", "reference du"] and not second["scores"].reference_cached
     assert second["reference_scores"] == first["reference_scores"]
     assert torch.load(path, weights_only=True)["identity"]["train_size"] == 512
 
@@ -356,7 +356,7 @@ def test_tdds_scores_the_last_or_first_span_of_the_scoring_run(tiny):
         scoring = score_training_set(make_config("smoke", {**SPAN_RUN, **overrides}), tiny, init)
         torch.testing.assert_close(scoring["scores"], expected[span], rtol=1e-5, atol=1e-6)
         summary = scoring["summary"]
-        assert (summary["tdds_span"], summary["tdds_span_epochs"]) == (span, 10)
+        assert (summary.tdds_span, summary.tdds_span_epochs) == (span, 10)
 
 
 def test_the_span_is_recorded_only_for_tdds_and_keys_its_reference_runs(tiny):
@@ -366,7 +366,7 @@ def test_the_span_is_recorded_only_for_tdds_and_keys_its_reference_runs(tiny):
     block = run_data_pruning(make_config("smoke", {**SMOKE, "removed_fractions": [],
                                                    "score_reference": False}),
                              tiny, progress=False)["scores"]
-    assert block["score"] == "du" and block["tdds_span"] is block["tdds_span_epochs"] is None
+    assert block.score == "du" and block.tdds_span is block.tdds_span_epochs is None
 
     cache = {**SPAN_RUN, "score_source": "subset", "reference_cache": "cache"}
     paths = {(span, length): reference_path(make_config("smoke", {

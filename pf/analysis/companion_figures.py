@@ -224,9 +224,9 @@ def plot_scores(run_dir: str | Path) -> Figure:
         for mask, name, suffix, color in ((~seen, "extrapolated (unseen)", "", "tab:blue"),
                                           (seen, "subset run's own (seen)", "_scored", "0.55")):
             ax.scatter(truth[mask], estimate[mask], s=5, alpha=0.5, color=color,
-                       label=f"{name}: Pearson {summary['pearson' + suffix]:.3f}, "
-                             f"Spearman {summary['spearman' + suffix]:.3f}")
-        ax.set(title=f"{SCORE_TITLES[summary['score']]} scores of {len(estimate)} training samples",
+                       label=f"{name}: Pearson {getattr(summary, 'pearson' + suffix):.3f}, "
+                             f"Spearman {getattr(summary, 'spearman' + suffix):.3f}")
+        ax.set(title=f"{SCORE_TITLES[summary.score]} scores of {len(estimate)} training samples",
                xlabel="full-run score", ylabel="subset run's score")
         ax.legend(fontsize=7, markerscale=3)
         fig.tight_layout()

@@ -74,7 +74,7 @@ def _rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
             # Data-pruning runs (pf.experiments.data_pruning) keep a fraction by score or at random.
             "removed_fraction": NAN if step.removed_fraction is None else step.removed_fraction,
             "selection": NAN if step.selection is None else step.selection,
-            "score": NAN if step.selection is None else record.scores["score"],
+            "score": NAN if step.selection is None else record.scores.score,
             "train_size": train_size, "budget_fraction": step.labeled / train_size,
             "target_accuracy": target.test_accuracy,
             "selector_accuracy": NAN if selector is None else selector.test_accuracy,
@@ -177,8 +177,8 @@ def _score_rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
     return [{
         "run_dir": run_dir, "sweep": sweep, "dataset": record.config["dataset"],
         "arch": record.config["arch"], "seed": record.seed,
-        "label": scores["label"], "subset_fraction": scores["scored"] / scores["train_size"],
-        **{key: scores[key] for key in (
+        "label": scores.label, "subset_fraction": scores.scored / scores.train_size,
+        **{key: getattr(scores, key) for key in (
             "score", "source", "extrapolation", "knn_k", "knn_weighting", "scored", "train_size",
             "pearson", "spearman", "pearson_scored", "spearman_scored", "scoring_test_accuracy",
             "reference_test_accuracy")},

@@ -24,7 +24,7 @@ a labeled set, shrink a fully labeled training set and see what accuracy survive
    accuracy and curve.
 
     run = run_data_pruning(make_config("demo", {"experiment": "data_pruning"}), dataset)
-    run["rounds"][0].target.test_accuracy, run["scores"]["pearson"]
+    run["rounds"][0].target.test_accuracy, run["scores"].pearson
 
 Our choices where the paper is silent, or where this package differs:
 - Kept count: ``round((1 - fraction) * N)``, halves rounded up, clamped to 1..N. Ties in
@@ -68,8 +68,8 @@ from pf.data import Dataset
 from pf.experiments import DATA_PRUNING
 from pf.experiments.config import ConfigError, DataPruningConfig, check_sizes
 from pf.experiments.reference_cache import load_reference, save_reference
-from pf.experiments.record import (RANDOM_LABEL, NetworkRecord, RoundRecord, TargetRecord,
-                                   scoring_label)
+from pf.experiments.record import (RANDOM_LABEL, NetworkRecord, RoundRecord, ScoresRecord,
+                                   TargetRecord, scoring_label)
 from pf.extrapolate import gnn_extrapolate, knn_extrapolate, pearson, spearman
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
@@ -206,7 +206,7 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
     ``init`` is the network the scoring run (and the reference run) copy. Returns
     ``scores`` (N,) float32 on the data's device; ``scored_indices`` (the subset the run
     trained on; all samples for ``score_source="full"``); ``reference`` (full-run scores,
-    or None); ``summary``, the JSON block metrics.json stores as "scores"; and ``macs`` /
+    or None); ``summary``, the ``ScoresRecord`` the run record stores; and ``macs`` /
     ``seconds`` of the two selection phases (``selector_training``, ``pool_scoring``).
     With ``config.reference_cache`` set, ``init`` must be ``config.arch`` initialised at
     ``config.seed`` (as ``run_data_pruning`` builds it): the cache is keyed on the config,
@@ -261,33 +261,25 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
     macs = {"selector_training": training_macs(forward, run.images_seen),
             "pool_scoring": forward * num_samples if subset else 0}
     seconds = {"selector_training": run.seconds, "pool_scoring": scoring_seconds}
-    summary = {
-        "score": config.score, "source": config.score_source,
-        "scored": len(scored), "train_size": num_samples,
-        "extrapolation": config.extrapolation if subset else None,
-        "knn_k": config.knn_k if subset else None,
-        "knn_weighting": config.knn_weighting if subset and config.extrapolation == "knn" else None,
-        "gnn_epochs": config.gnn_epochs if subset and config.extrapolation == "gnn" else None,
-        "scoring_epochs": config.score_schedule().epochs,
-        **config.span(),
-        "scoring_test_accuracy": run.test_accuracy,
-        "reference": reference is not None,
-        "reference_cached": reused,
-        "reference_test_accuracy": (None if reference_run is None
-                                    else reference_run["test_accuracy"]),
-        "reference_macs": None if reference_run is None else training_macs(
+    summary = ScoresRecord(
+        score=config.score, source=config.score_source, scored=len(scored),
+        train_size=num_samples, scoring_test_accuracy=run.test_accuracy, macs=macs,
+        seconds=seconds, extrapolation=config.extrapolation if subset else None,
+        knn_k=config.knn_k if subset else None,
+        knn_weighting=config.knn_weighting if subset and config.extrapolation == "knn" else None,
+        gnn_epochs=config.gnn_epochs if subset and config.extrapolation == "gnn" else None,
+        scoring_epochs=config.score_schedule().epochs, **config.span(),
+        reference=reference is not None, reference_cached=reused,
+        reference_test_accuracy=None if reference_run is None else reference_run["test_accuracy"],
+        reference_macs=None if reference_run is None else training_macs(
             forward, reference_run["images_seen"]),
         # of the run that computed it, also when this run reused it from the cache
-        "reference_seconds": None if reference_run is None else reference_run["seconds"],
+        reference_seconds=None if reference_run is None else reference_run["seconds"],
         # the scoring run's test evaluation, and the reference run's when this run trained it
-        "evaluation_macs": forward * len(dataset.test) * (
+        evaluation_macs=forward * len(dataset.test) * (
             1 + (reference_run is not None and not reused)),
-        **correlations,
-        "correlations_on": "unseen samples: extrapolated vs full-run scores; *_scored: the "
-                           "subset run's own scores vs full-run scores on the scored samples",
-        "macs": macs, "seconds": seconds,
-    }
-    summary["label"] = scoring_label(summary)  # how the run scored, as tables name it
+        **correlations)
+    summary.label = scoring_label(summary)  # how the run scored, as tables name it
     return {"scores": scores, "scored_indices": scored, "reference": reference,
             "summary": summary, "macs": macs, "seconds": seconds}
 
@@ -322,7 +314,7 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
 
     Returns ``rounds`` (a ``RoundRecord`` per (fraction, selection), fraction-major, score
     before random, with ``removed_fraction`` and ``selection``), ``kept`` (each round's
-    kept indices), ``networks``, ``scores`` (the summary block), ``score_values`` (N
+    kept indices), ``networks``, ``scores`` (its ``ScoresRecord``), ``score_values`` (N
     floats), ``scored_indices`` and ``reference_scores`` (N floats or None). Raises
     ``ConfigError`` for another experiment's config or a size conflict.
     """
@@ -354,7 +346,7 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
         if selection == "score":
             kept = keep_highest(scores, count)
             costs = (scoring["macs"], scoring["seconds"])
-            label = scoring["summary"]["label"]
+            label = scoring["summary"].label
         else:
             kept = keep_random(num_samples, count, config.seed * 1000 + RANDOM_KEEP_SEED)
             costs = no_cost

@@ -41,8 +41,8 @@ from pf.flops import UNIT
 __all__ = ["SCHEMA_VERSION", "METRICS_FILE", "SELECTED_FILE", "SCORES_FILE", "PARAMS_FILE",
            "ERROR_FILE", "NOTEBOOK_FILE", "ACCURACY", "SCHEMA1_RECIPE", "RANDOM_LABEL",
            "SCORE_TITLES", "RecordError", "NetworkRecord", "SelectorRecord", "TargetRecord",
-           "RoundRecord", "DatasetRecord", "RunRecord", "channel_map_file", "scoring_label",
-           "write_json", "read_record", "environment"]
+           "RoundRecord", "ScoresRecord", "DatasetRecord", "RunRecord", "channel_map_file",
+           "scoring_label", "write_json", "read_record", "environment"]
 
 SCHEMA_VERSION = 2  # 2: typed record, labels stored per round; 1: before (upgraded on reading)
 METRICS_FILE = "metrics.json"
@@ -131,6 +131,51 @@ class RoundRecord:
 
 
 @dataclass
+class ScoresRecord:
+    """How a data-pruning run scored the training set.
+
+    ``score`` (du | tdds | el2n | forgetting) from a ``source`` run (full | subset) that
+    ``scored`` samples of ``train_size`` in ``scoring_epochs`` (TDDS: over the span
+    ``tdds_span``/``tdds_span_epochs``), extrapolated to the rest by ``extrapolation``
+    (knn with ``knn_k``, ``knn_weighting`` | gnn with ``gnn_epochs``; None for a full
+    run); the scoring run's test accuracy; with a ``reference`` full run (read from the
+    cache when ``reference_cached``), its accuracy, MACs and seconds and the Pearson and
+    Spearman correlations of the extrapolated with the full-run scores on the samples the
+    subset did not see (``*_scored``: of the subset run's own scores on those it did;
+    None without a reference); ``macs``/``seconds`` of the selection phases and the
+    test evaluations' MACs; ``label``, how tables name the way it scored.
+    """
+
+    score: str
+    source: str
+    scored: int
+    train_size: int
+    scoring_test_accuracy: float
+    macs: dict[str, int]
+    seconds: dict[str, float]
+    extrapolation: str | None = None
+    knn_k: int | None = None
+    knn_weighting: str | None = None
+    gnn_epochs: int | None = None
+    scoring_epochs: int | None = None
+    tdds_span: str | None = None
+    tdds_span_epochs: int | None = None
+    reference: bool = False
+    reference_cached: bool = False
+    reference_test_accuracy: float | None = None
+    reference_macs: int | None = None
+    reference_seconds: float | None = None
+    evaluation_macs: int | None = None
+    pearson: float | None = None
+    spearman: float | None = None
+    pearson_scored: float | None = None
+    spearman_scored: float | None = None
+    correlations_on: str = ("unseen samples: extrapolated vs full-run scores; *_scored: the "
+                            "subset run's own scores vs full-run scores on the scored samples")
+    label: str = ""
+
+
+@dataclass
 class DatasetRecord:
     """The data a run used: the configured name, split sizes, classes and image shape."""
 
@@ -165,7 +210,7 @@ class RunRecord:
     seconds_total: float
     channel_map_file: str | None = None
     pruned_widths: list | None = None
-    scores: dict | None = None
+    scores: ScoresRecord | None = None
     selected_file: str = SELECTED_FILE
     scores_file: str | None = None
     accuracy: str = ACCURACY
@@ -187,6 +232,8 @@ class RunRecord:
             fields["networks"] = {role: NetworkRecord(**network)
                                   for role, network in payload["networks"].items()}
             fields["rounds"] = [_round(record) for record in payload["rounds"]]
+            if payload.get("scores") is not None:
+                fields["scores"] = ScoresRecord(**payload["scores"])
             return cls(**fields)
         except (KeyError, TypeError, AttributeError) as error:
             raise RecordError(f"not a run record of schema {payload.get('schema')!r} "
@@ -204,21 +251,21 @@ def _round(payload: dict) -> RoundRecord:
                           "selector": None if selector is None else SelectorRecord(**selector)})
 
 
-def scoring_label(scores: dict) -> str:
-    """How a data-pruning run scored its samples, from its record's ``scores`` block:
+def scoring_label(scores: ScoresRecord) -> str:
+    """How a data-pruning run scored its samples, from its record's ``scores``:
     "DU, full run", "DU, kNN k=10 from 20 %", "TDDS, GNN k=20 from 10 %"; kNN with
     exp(-distance) weights reads "kNN-exp". TDDS names its span ("TDDS (last 10
     epochs)"), so that runs scoring other epochs are never averaged together; runs from
     before the span existed scored every epoch and read plain "TDDS"."""
-    name = SCORE_TITLES[scores["score"]]
-    if scores.get("tdds_span"):
-        name = f"{name} ({scores['tdds_span']} {scores['tdds_span_epochs']} epochs)"
-    if scores["source"] == "full":
+    name = SCORE_TITLES[scores.score]
+    if scores.tdds_span:
+        name = f"{name} ({scores.tdds_span} {scores.tdds_span_epochs} epochs)"
+    if scores.source == "full":
         return f"{name}, full run"
-    how = {"knn": "kNN-exp" if scores["knn_weighting"] == "exp" else "kNN",
-           "gnn": "GNN"}[scores["extrapolation"]]
-    share = 100 * scores["scored"] / scores["train_size"]
-    return f"{name}, {how} k={scores['knn_k']} from {share:.3g} %"
+    how = {"knn": "kNN-exp" if scores.knn_weighting == "exp" else "kNN",
+           "gnn": "GNN"}[scores.extrapolation]
+    share = 100 * scores.scored / scores.train_size
+    return f"{name}, {how} k={scores.knn_k} from {share:.3g} %"
 
 
 def _upgrade_schema1(payload: dict) -> dict:
@@ -228,7 +275,7 @@ def _upgrade_schema1(payload: dict) -> dict:
     scores = payload.get("scores")  # only data-pruning runs had one (method "prune_data")
     pruning = scores is not None
     if pruning:
-        scores = {**scores, "label": scoring_label(scores)}
+        scores = {**scores, "label": scoring_label(ScoresRecord(**scores))}
     method = None if pruning else METHODS[payload["method"]]
     rounds = []
     for record in payload["rounds"]:
