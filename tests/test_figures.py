@@ -3,6 +3,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.text import Text
@@ -273,6 +274,29 @@ def test_every_text_of_every_figure_has_one_of_two_sizes(tmp_path):
         with theme():
             figure = draw(table)
         assert text_sizes(figure) == ({TITLE_SIZE}, {FONT_SIZE})
+
+
+def test_fig5_spans_a_few_test_images_and_says_what_one_is_worth(tmp_path):
+    """Two selectors one test image apart (of 360) must not read as a ranking."""
+    results = tmp_path / "results"
+    write_run(results, "svp", method="svp", accuracies=(0.8, 0.85, 0.9))
+    write_run(results, "pf", accuracies=(0.8, 0.85, 0.9 + 1 / 360))
+    table = collect(results)
+    [ax] = prunefuse_figures._prunefuse_vs_svp(table).axes
+    low, high = ax.get_ylim()
+    assert high - low == pytest.approx(prunefuse_figures.MIN_SPAN)  # test-set size unknown
+    # collect has no test_size column (yet): the figure uses it where the table has it.
+    table["test_size"] = 360
+    figure = prunefuse_figures._prunefuse_vs_svp(table)
+    [ax] = figure.axes
+    low, high = ax.get_ylim()
+    assert high - low == pytest.approx(prunefuse_figures.MIN_SPAN_IMAGES * 100 / 360)
+    assert low < 90 < 90 + 100 / 360 < high
+    ticks = ax.yaxis.get_minor_locator().tick_values(low, high)  # one test image apart
+    assert list(np.diff(ticks)) == pytest.approx([100 / 360] * (len(ticks) - 1))
+    caption = " ".join(figure.texts[-1].get_text().split())
+    assert "One test image = 0.28 pp (360 test images)" in caption
+    assert f"at least {prunefuse_figures.MIN_SPAN_IMAGES} images" in caption
 
 
 def test_runs_are_shown_under_their_configured_dataset_with_its_title(tmp_path):

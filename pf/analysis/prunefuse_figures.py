@@ -9,7 +9,8 @@ writes its figure as PNG and PDF:
 - ``fig4_fused_vs_scratch`` (Fig. 4): the target's test accuracy per epoch, fused
   (fusion=True) vs trained from theta's initialisation (fusion=False), p = 0.5 and 0.6.
 - ``fig5_prunefuse_vs_svp`` (Fig. 5): final accuracy at the budget nearest 50 % against
-  the selector's parameter count, one panel per target arch.
+  the selector's parameter count, one panel per target arch, on a y-axis no shorter
+  than a few test images.
 - ``tsync_accuracy_and_cost`` (the extended paper's synchronisation): at the last budget,
   PruneFuse's target accuracy, data-selection MACs and data-selection seconds against
   T_sync (``sync_every``; 0 = never), a line per p, the AL baseline as a dotted line.
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
 from pf.analysis.plotting import (ACCURACY, BUDGET, Drawing, footer, mean_sd_lines, palette,
                                   panel_grid, per_dataset, ratio_color, sd_errorbar, spread)
@@ -51,6 +52,9 @@ __all__ = ["fig3_selection_flops", "fig4_fused_vs_scratch", "fig5_prunefuse_vs_s
 SELECTION_FRACTIONS = (0.1, 0.3, 0.5)  # Fig. 3's budgets
 FUSION_RATIOS = (0.5, 0.6)  # Fig. 4's pruning ratios
 SVP_FRACTION = 0.5  # Fig. 5's budget
+MIN_SPAN_IMAGES = 10  # Fig. 5's y-axis spans at least this many test images ...
+MIN_SPAN = 2.0  # ... or this many percentage points where the test-set size is unknown
+MAX_IMAGE_TICKS = 40  # Fig. 5 marks single test images on its y-axis up to this many
 
 
 # ---------------------------------------------------------------------------------------
@@ -224,6 +228,33 @@ def fig4_fused_vs_scratch(table: pd.DataFrame, out_dir: str | Path,
 # Fig. 5: PruneFuse vs SVP against selector size
 # ---------------------------------------------------------------------------------------
 
+def _one_test_image(runs: pd.DataFrame) -> tuple[float, int] | None:
+    """(percentage points one test image is worth, the test-set size) of ``runs``, the
+    smallest test set's where they differ; None when the table has no ``test_size``."""
+    if "test_size" not in runs or runs.test_size.isna().any():
+        return None
+    images = int(runs.test_size.min())
+    return 100 / images, images
+
+
+def _show_resolution(ax, one_image: float | None) -> bool:
+    """Fig. 5's y-axis spans at least ``MIN_SPAN_IMAGES`` test images (``MIN_SPAN`` pp
+    without the test-set size), centred on what it shows, so that a difference of an image
+    or two does not read as a ranking; with minor ticks one image apart where that makes
+    at most ``MAX_IMAGE_TICKS`` ticks (returns whether it made them)."""
+    span = MIN_SPAN_IMAGES * one_image if one_image else MIN_SPAN
+    low, high = ax.get_ylim()
+    if high - low < span:
+        middle = (low + high) / 2
+        low, high = middle - span / 2, middle + span / 2
+        ax.set_ylim(low, high)
+    if one_image and (high - low) / one_image <= MAX_IMAGE_TICKS:
+        ax.yaxis.set_minor_locator(MultipleLocator(one_image))
+        ax.tick_params(axis="y", which="minor", left=True, length=3, width=0.6, color="0.4")
+        return True
+    return False
+
+
 def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
     # Fig. 5 compares selectors; ablations of the target's training belong to Fig. 4.
     runs = _the_2024_method(runs[(runs.method != "prunefuse") | (runs.fusion & runs.kd)])
@@ -239,7 +270,10 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
         panels.append((f"target {arch} · {STRATEGIES[metric].label}", stats))
     if not panels:
         return "no PruneFuse and SVP runs with the same target, metric and budget"
+    resolution = _one_test_image(runs)
+    one_image = resolution[0] if resolution else None
     fig, axes = panel_grid(len(panels))
+    marked = False  # whether a panel marks single test images
     # matplotlib, not seaborn: each point is labelled from the statistics it shows.
     for ax, (title, stats) in zip(axes, panels):
         for method, points in stats.groupby("method"):
@@ -258,11 +292,19 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 10k, 30k, 100k
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(x=0.2)  # room for the point labels at both ends
+        marked |= _show_resolution(ax, one_image)
         ax.set(title=f"{title} · b={100 * stats.budget_fraction.iloc[0]:.1f} %",
                xlabel="selector parameters", ylabel=ACCURACY)
+    if resolution:
+        scale = (f" One test image = {one_image:.2g} pp ({resolution[1]} test images): the "
+                 f"y-axis spans at least {MIN_SPAN_IMAGES} images"
+                 + (", its minor ticks one image apart." if marked else "."))
+    else:
+        scale = f" The y-axis spans at least {MIN_SPAN:g} pp."
     counts = pd.concat([stats.n for _, stats in panels])
     footer(fig, runs, counts, "Test split, final epoch; error bars: ± std over seeds; "
-                              "PruneFuse points are labelled with p, SVP points with the proxy.")
+                              "PruneFuse points are labelled with p, SVP points with the proxy."
+                              + scale)
     return fig
 
 
