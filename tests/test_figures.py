@@ -299,6 +299,18 @@ def test_fig5_spans_a_few_test_images_and_says_what_one_is_worth(tmp_path):
     assert f"at least {prunefuse_figures.MIN_SPAN_IMAGES} images" in caption
 
 
+def test_fig5_labels_close_points_away_from_each_other():
+    stats = pd.DataFrame({"label": ["PruneFuse p=0.6", "PruneFuse p=0.5", "SVP resnet8",
+                                    "AL baseline"],
+                          "selector_params": [41000, 69000, 78000, 270000],
+                          "mean": [0.470, 0.449, 0.428, 0.403]})
+    sides = {label: above for label, *_, above in prunefuse_figures._label_sides(stats)}
+    # p=0.5 and the proxy, the closest pair: the higher labels above, the lower below; then
+    # p=0.6, close to p=0.5, opposite it; the baseline, far from all, above.
+    assert sides == {"PruneFuse p=0.6": False, "PruneFuse p=0.5": True, "SVP resnet8": False,
+                     "AL baseline": True}
+
+
 def test_runs_are_shown_under_their_configured_dataset_with_its_title(tmp_path):
     record = fake_record(dataset="cifar10_jpeg")
     record.dataset.name = "imagefolder:/somewhere/cifar10-jpeg.tar.gz"  # as older runs held it

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
@@ -52,6 +53,7 @@ __all__ = ["fig3_selection_flops", "fig4_fused_vs_scratch", "fig5_prunefuse_vs_s
 SELECTION_FRACTIONS = (0.1, 0.3, 0.5)  # Fig. 3's budgets
 FUSION_RATIOS = (0.5, 0.6)  # Fig. 4's pruning ratios
 SVP_FRACTION = 0.5  # Fig. 5's budget
+LABEL_DECADES = 0.3  # Fig. 5: about the width of a point's label, in decades of parameters
 MIN_SPAN_IMAGES = 10  # Fig. 5's y-axis spans at least this many test images ...
 MIN_SPAN = 2.0  # ... or this many percentage points where the test-set size is unknown
 MAX_IMAGE_TICKS = 40  # Fig. 5 marks single test images on its y-axis up to this many
@@ -255,6 +257,27 @@ def _show_resolution(ax, one_image: float | None) -> bool:
     return False
 
 
+def _label_sides(stats: pd.DataFrame) -> list[tuple[str, float, float, bool]]:
+    """(label, parameters, accuracy in %, whether the label goes above) per point of a Fig. 5
+    panel. Points closer than ``LABEL_DECADES`` along the (log) x-axis (a proxy often has
+    about the parameters of a pruned selector) label away from each other, the closest
+    pair first: the higher above, the lower below, or opposite a side already taken; the
+    others above."""
+    x, y = np.log10(stats.selector_params.to_numpy(float)), stats["mean"].to_numpy() * 100
+    above = [None] * len(x)
+    close = sorted((abs(x[i] - x[j]), i, j) for i in range(len(x)) for j in range(i + 1, len(x))
+                   if abs(x[i] - x[j]) < LABEL_DECADES)
+    for _, i, j in close:
+        if above[i] is None and above[j] is None:
+            above[i] = bool(y[i] >= y[j])
+            above[j] = not above[i]
+        elif above[i] is None or above[j] is None:
+            fixed, free = (i, j) if above[j] is None else (j, i)
+            above[free] = not above[fixed]
+    return [(label, 10 ** x[index], y[index], above[index] is not False)
+            for index, label in enumerate(stats.label)]
+
+
 def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
     # Fig. 5 compares selectors; ablations of the target's training belong to Fig. 4.
     runs = _the_2024_method(runs[(runs.method != "prunefuse") | (runs.fusion & runs.kd)])
@@ -280,13 +303,10 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
             ax.errorbar(points.selector_params, points["mean"] * 100, fmt="o", capsize=3,
                         yerr=spread(points, 100), color=METHODS[method].color,
                         label=METHODS[method].title)
-        # Labels alternate above and below the points in the order of their size, so that
-        # neighbours (a proxy often has about the parameters of a pruned selector) part.
-        for rank, (x, y, label) in enumerate(sorted(zip(
-                stats.selector_params, stats["mean"] * 100, stats.label))):
+        for label, x, y, above in _label_sides(stats):
             ax.annotate(label.removeprefix("PruneFuse ").removeprefix("SVP "), (x, y),
-                        xytext=(5, 4 if rank % 2 == 0 else -4), textcoords="offset points",
-                        va="bottom" if rank % 2 == 0 else "top")
+                        xytext=(5, 4 if above else -4), textcoords="offset points",
+                        va="bottom" if above else "top")
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(subs=(1, 3)))
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 10k, 30k, 100k
