@@ -124,9 +124,12 @@ def _cost_bars(ax, rows: pd.DataFrame, value: str, scale: float) -> None:
                 palette={METHODS[method].title: METHODS[method].color for method in methods},
                 errorbar=sd_errorbar(rows, ["who", "budget"], "shown"), capsize=0.15,
                 err_kws={"linewidth": 1}, ax=ax)
-    means = rows.groupby(["method", "budget"]).shown.mean()
-    ratios = means["prunefuse"].reindex(order) / means["baseline"].reindex(order)
-    ax.bar_label(ax.containers[1], [f"{ratio:.2f}×" for ratio in ratios], padding=2)
+    stats = rows.groupby(["method", "budget"]).shown.agg(["mean", "std"]).fillna(0)
+    ours, theirs = stats.loc["prunefuse"].reindex(order), stats.loc["baseline"].reindex(order)
+    # Above the error bar, where matplotlib's bar_label would write over it.
+    for bar, mean, std, base in zip(ax.containers[1], ours["mean"], ours["std"], theirs["mean"]):
+        ax.annotate(f"{mean / base:.2f}×", (bar.get_x() + bar.get_width() / 2, mean + std),
+                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom")
     ax.set_ylim(top=ax.get_ylim()[1] * RATIO_HEADROOM)
 
 
