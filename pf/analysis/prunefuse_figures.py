@@ -40,8 +40,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
-from pf.analysis.plotting import (ACCURACY, BUDGET, Drawing, footer, mean_sd_lines, palette,
-                                  panel_grid, per_dataset, ratio_color, sd_errorbar, spread)
+from pf.analysis.plotting import (ACCURACY, BUDGET, MAX_COLUMNS, Drawing, footer, mean_sd_lines,
+                                  palette, panel_grid, per_dataset, ratio_color, sd_errorbar,
+                                  spread)
 from pf.analysis.results import summarize
 from pf.experiments.methods import METHODS
 from pf.flops import UNIT
@@ -144,8 +145,9 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
     largest = max(rows[rows.method == "baseline"].groupby("labeled").data_selection_macs.mean()
                   .max() for _, rows in panels)
     exponent = 3 * max(0, int(math.log10(largest) // 3))
-    # A row per p: its MACs beside its seconds.
-    fig, axes = panel_grid(len(costs) * len(panels), columns=len(costs))
+    # A row per p, its MACs beside its seconds; MACs alone (a protocol) in rows of three.
+    fig, axes = panel_grid(len(costs) * len(panels),
+                           columns=len(costs) if len(costs) > 1 else MAX_COLUMNS)
     for index, (title, rows) in enumerate(panels):
         for ax, (value, ylabel, scaled) in zip(axes[index * len(costs):], costs):
             _cost_bars(ax, rows, value, 10.0**-exponent if scaled else 1.0)
