@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+import pf.analysis.companion_figures as companion_figures
 from pf.analysis.companion_figures import (accuracy_vs_prune_rate, correlation_table, plot_scores,
                                            pruning_table, score_correlation,
                                            selection_metrics_vs_budget)
 from pf.analysis.figures import make_figures
+from pf.analysis.plotting import FONT_SIZE, TITLE_SIZE, theme
 from fakes import fake_pruning_record, write_run
+from test_figures import text_sizes
 from pf.analysis.results import SCORE_COLUMNS, collect, collect_scores
 from pf.experiments.record import SCORES_FILE, scoring_label, write_json
 
@@ -108,3 +111,18 @@ def test_plot_scores_needs_a_full_run_reference(tmp_path):
                                           "reference_scores": None})
     with pytest.raises(ValueError, match="score_reference=true"):
         plot_scores(tmp_path)
+
+
+def test_every_text_of_every_companion_figure_has_one_of_two_sizes(tmp_path):
+    root = _extrapolation_tree(tmp_path / "results")
+    for metric in ("least_confidence", "norm_gs"):
+        write_run(root, metric, method="baseline", metric=metric)
+    table = collect(root)
+    with theme():
+        figures = [companion_figures._metrics_vs_budget(table[table.selection.isna()]),
+                   companion_figures._correlation(collect_scores(root)),
+                   companion_figures._accuracy_vs_rate(table)]
+    for figure in figures:
+        assert text_sizes(figure) == ({TITLE_SIZE}, {FONT_SIZE})
+        assert len(figure.legends) == 1  # one legend for all panels, none inside a panel
+        assert [ax.get_legend() for ax in figure.axes] == [None] * len(figure.axes)

@@ -3,16 +3,21 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.text import Text
 
+import pf.analysis.budget_figures as budget_figures
 import pf.analysis.prunefuse_figures as prunefuse_figures
 from fakes import fake_record, write_run
+from pf.analysis.budget_figures import main_table
 from pf.analysis.figures import make_figures
 from pf.analysis.notebook_figures import plot_run
+from pf.analysis.plotting import (FONT_SIZE, LEGEND_ROWS, TITLE_SIZE, footer, panel_grid,
+                                  theme)
 from pf.analysis.prunefuse_figures import (fig3_selection_flops, fig4_fused_vs_scratch,
-                                           fig5_prunefuse_vs_svp, main_table,
-                                           tsync_accuracy_and_cost)
+                                           fig5_prunefuse_vs_svp, tsync_accuracy_and_cost)
 from pf.analysis.results import collect, mean_std
 
 FIGURES = ("accuracy_vs_budget", "fig3_selection_flops", "fig4_fused_vs_scratch",
@@ -222,19 +227,88 @@ def test_tsync_figure_plots_accuracy_and_selection_cost_against_t_sync(tmp_path)
     assert isinstance(fig5_prunefuse_vs_svp(table, tmp_path / "figures"), list)
 
 
-def test_a_long_legend_goes_beside_its_panel_which_keeps_its_size():
-    from pf.analysis.plotting import LEGEND_INSIDE, legend, panel_grid
-
-    for lines in (LEGEND_INSIDE, LEGEND_INSIDE + 1):
-        fig, [ax] = panel_grid(1)
-        width = fig.get_figwidth()
-        for index in range(lines):
-            ax.plot([0, 1], [index, index], label=f"PruneFuse p=0.5 (a departure named {index})")
-        legend(ax)
-        box = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
-        beside = box.x0 > ax.get_window_extent().x1
-        assert beside == (lines > LEGEND_INSIDE)
+def test_one_legend_for_all_panels_goes_below_them_or_beside_a_single_one():
+    """A label drawn in several panels is one entry; the legend covers no panel: below the
+    panels when short, beside a single panel, which keeps its size, when longer."""
+    runs = pd.DataFrame({"dataset": ["cifar10"], "arch": ["resnet56"]})
+    for panels, lines in ((1, LEGEND_ROWS), (1, LEGEND_ROWS + 1), (3, LEGEND_ROWS + 1)):
+        with theme():
+            fig, axes = panel_grid(panels)
+            width = fig.get_figwidth()
+            for ax in axes:
+                for index in range(lines):
+                    ax.plot([0, 1], [index, index],
+                            label=f"PruneFuse p=0.5 (a departure named {index})")
+                ax.legend()
+            footer(fig, runs, [2])
+        assert [ax.get_legend() for ax in axes] == [None] * panels
+        [key] = fig.legends
+        assert len(key.get_texts()) == lines
+        renderer = fig.canvas.get_renderer()
+        box = key.get_window_extent(renderer)
+        drawn = [ax.get_tightbbox(renderer) for ax in axes]  # with ticks, labels and title
+        beside = box.x0 > max(panel.x1 for panel in drawn)
+        below = box.y1 < min(panel.y0 for panel in drawn)
+        assert beside == (panels == 1 and lines > LEGEND_ROWS) != below
         assert (fig.get_figwidth() > width) == beside
+        assert not any(box.overlaps(panel) for panel in drawn)
+
+
+def text_sizes(figure) -> tuple[set, set]:
+    """The font sizes of ``figure``'s panel titles, and of every other text it shows, drawn
+    as ``per_dataset`` draws it (in ``theme``; ticks are made when drawn)."""
+    with theme():
+        figure.canvas.draw()
+    shown = [text for text in figure.findobj(Text) if text.get_visible() and text.get_text()]
+    titles = {ax.title for ax in figure.axes}
+    return ({text.get_fontsize() for text in shown if text in titles},
+            {text.get_fontsize() for text in shown if text not in titles})
+
+
+def test_every_text_of_every_figure_has_one_of_two_sizes(tmp_path):
+    table = collect(_paper_tree(tmp_path / "results"))
+    drawings = (budget_figures._accuracy_vs_budget, prunefuse_figures._selection_flops,
+                lambda runs: prunefuse_figures._fused_vs_scratch(runs, None),
+                prunefuse_figures._prunefuse_vs_svp, prunefuse_figures._sync_accuracy_and_cost)
+    for draw in drawings:
+        with theme():
+            figure = draw(table)
+        assert text_sizes(figure) == ({TITLE_SIZE}, {FONT_SIZE})
+
+
+def test_fig5_spans_a_few_test_images_and_says_what_one_is_worth(tmp_path):
+    """Two selectors one test image apart (of 360) must not read as a ranking."""
+    results = tmp_path / "results"
+    write_run(results, "svp", method="svp", accuracies=(0.8, 0.85, 0.9))
+    write_run(results, "pf", accuracies=(0.8, 0.85, 0.9 + 1 / 360))
+    table = collect(results)
+    [ax] = prunefuse_figures._prunefuse_vs_svp(table).axes
+    low, high = ax.get_ylim()
+    assert high - low == pytest.approx(prunefuse_figures.MIN_SPAN)  # test-set size unknown
+    # collect has no test_size column (yet): the figure uses it where the table has it.
+    table["test_size"] = 360
+    figure = prunefuse_figures._prunefuse_vs_svp(table)
+    [ax] = figure.axes
+    low, high = ax.get_ylim()
+    assert high - low == pytest.approx(prunefuse_figures.MIN_SPAN_IMAGES * 100 / 360)
+    assert low < 90 < 90 + 100 / 360 < high
+    ticks = ax.yaxis.get_minor_locator().tick_values(low, high)  # one test image apart
+    assert list(np.diff(ticks)) == pytest.approx([100 / 360] * (len(ticks) - 1))
+    caption = " ".join(figure.texts[-1].get_text().split())
+    assert "One test image = 0.28 pp (360 test images)" in caption
+    assert f"at least {prunefuse_figures.MIN_SPAN_IMAGES} images" in caption
+
+
+def test_fig5_labels_close_points_away_from_each_other():
+    stats = pd.DataFrame({"label": ["PruneFuse p=0.6", "PruneFuse p=0.5", "SVP resnet8",
+                                    "AL baseline"],
+                          "selector_params": [41000, 69000, 78000, 270000],
+                          "mean": [0.470, 0.449, 0.428, 0.403]})
+    sides = {label: above for label, *_, above in prunefuse_figures._label_sides(stats)}
+    # p=0.5 and the proxy, the closest pair: the higher labels above, the lower below; then
+    # p=0.6, close to p=0.5, opposite it; the baseline, far from all, above.
+    assert sides == {"PruneFuse p=0.6": False, "PruneFuse p=0.5": True, "SVP resnet8": False,
+                     "AL baseline": True}
 
 
 def test_runs_are_shown_under_their_configured_dataset_with_its_title(tmp_path):
@@ -243,20 +317,20 @@ def test_runs_are_shown_under_their_configured_dataset_with_its_title(tmp_path):
     record.write(tmp_path / "results" / "run")
     table = collect(tmp_path / "results")
     assert set(table.dataset) == {"cifar10_jpeg"}
-    caption = prunefuse_figures._accuracy_vs_budget(table).texts[-1].get_text()
+    caption = budget_figures._accuracy_vs_budget(table).texts[-1].get_text()
     assert "CIFAR-10 (JPEG q75)" in caption and "imagefolder" not in caption
 
 
 def test_random_selection_is_drawn_as_the_floor_in_each_panel_of_its_target(tmp_path):
     results = tmp_path / "results"
     write_run(results, "random", method="baseline", metric="random", accuracies=(0.7, 0.8, 0.9))
-    alone = prunefuse_figures._accuracy_vs_budget(collect(results))
+    alone = budget_figures._accuracy_vs_budget(collect(results))
     [panel] = alone.axes  # a target with nothing but random selection keeps its panel
     assert panel.get_title().endswith("random")
     for metric in ("least_confidence", "kcenters"):
         write_run(results, metric, method="baseline", metric=metric)
         write_run(results, f"pf_{metric}", metric=metric)
-    figure = prunefuse_figures._accuracy_vs_budget(collect(results))
+    figure = budget_figures._accuracy_vs_budget(collect(results))
     assert sorted(ax.get_title() for ax in figure.axes) == ["resnet56 · k-centers",
                                                            "resnet56 · least confidence"]
     for ax in figure.axes:
@@ -265,21 +339,28 @@ def test_random_selection_is_drawn_as_the_floor_in_each_panel_of_its_target(tmp_
     assert "random selection, the floor" in " ".join(figure.texts[-1].get_text().split())
 
 
-def test_fig3_shows_selection_macs_above_selection_seconds_per_ratio(tmp_path):
+def test_fig3_shows_selection_macs_beside_selection_seconds_per_ratio(tmp_path):
     table = collect(_paper_tree(tmp_path / "results"))
     figure = prunefuse_figures._selection_flops(table)
-    ratios = 3  # p = 0.5, 0.6, 0.7
+    ratios = 3  # p = 0.5, 0.6, 0.7: a row each
     assert len(figure.axes) == 2 * ratios
-    macs, seconds = figure.axes[:ratios], figure.axes[ratios:]
+    macs, seconds = figure.axes[0::2], figure.axes[1::2]
     assert all("MACs" in ax.get_ylabel() for ax in macs)
     assert all("wall-clock (s)" in ax.get_ylabel() for ax in seconds)
-    shown = [bar.get_height() for bar in seconds[0].patches]
+    baseline, pruned = seconds[0].containers  # the bars, a container per method
+    shown = [bar.get_height() for bar in pruned]
     pruned = table[(table.method == "prunefuse") & (table.prune_ratio == 0.5)
                    & (table.sync_every == 0) & (table["round"] > 0)]
     last_seconds = pruned.groupby("labeled").data_selection_seconds.mean().iloc[-1]
     assert shown[-1] == pytest.approx(last_seconds)
+    assert [text.get_text() for text in seconds[0].texts][-1] == (
+        f"{last_seconds / baseline[-1].get_height():.2f}×")
     assert "Wall-clock on Test CPU" in figure.texts[-1].get_text()
     renderer = figure.canvas.get_renderer()
-    box = macs[0].get_legend().get_window_extent(renderer)  # one legend, covering no bar
-    assert not any(box.overlaps(bar.get_window_extent(renderer)) for bar in macs[0].patches)
-    assert [ax.get_legend() for ax in figure.axes[1:]] == [None] * (2 * ratios - 1)
+    [key] = figure.legends  # one legend, the same two colours in every panel, covering no bar
+    box = key.get_window_extent(renderer)
+    assert [text.get_text() for text in key.get_texts()] == [
+        "AL baseline (target selects)", "PruneFuse (pruned target selects)"]
+    assert not any(box.overlaps(bar.get_window_extent(renderer)) for ax in figure.axes
+                   for bars in ax.containers for bar in bars)
+    assert [ax.get_legend() for ax in figure.axes] == [None] * (2 * ratios)

@@ -25,13 +25,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib.style
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.figure import Figure
 
-from pf.analysis.plotting import (ACCURACY, PANEL_SIZE, STYLE, Drawing, cell_table, footer,
-                                  notebook_figure, panel_grid, per_dataset, spread, write_table)
+from pf.analysis.plotting import (ACCURACY, PANEL_SIZE, Drawing, cell_table, footer,
+                                  mean_sd_lines, notebook_figure, palette, panel_grid,
+                                  per_dataset, theme, write_table)
 from pf.analysis.results import mean_std, summarize
 from pf.experiments.record import RANDOM_LABEL, SCORE_TITLES, SCORES_FILE, read_record
 from pf.select import STRATEGIES
@@ -39,10 +40,6 @@ from pf.select import STRATEGIES
 __all__ = ["selection_metrics_vs_budget", "score_correlation", "correlation_table",
            "accuracy_vs_prune_rate", "pruning_table", "plot_scores"]
 
-# A fixed colour per metric, so that a metric looks the same in every panel and figure.
-METRIC_COLORS = {"random": "0.45", "least_confidence": "tab:blue", "entropy": "tab:cyan",
-                 "margin": "tab:olive", "kcenters": "tab:green", "norm_gs": "tab:red",
-                 "norm_top": "tab:purple", "norm_sample": "tab:brown"}
 CORRELATIONS = {"pearson": "Pearson", "spearman": "Spearman"}
 
 
@@ -52,21 +49,26 @@ CORRELATIONS = {"pearson": "Pearson", "spearman": "Spearman"}
 
 def _metrics_vs_budget(runs: pd.DataFrame) -> Drawing:
     stats = summarize(runs, ["arch", "label", "metric", "labeled"])
-    groups = [(key, group) for key, group in stats.groupby(["arch", "label"])
+    groups = [key for key, group in stats.groupby(["arch", "label"])
               if group.metric.nunique() > 1]
     if not groups:
         return "no runs of one method and target with two or more selection metrics"
+    runs = runs.assign(accuracy=runs.target_accuracy * 100,
+                       shown=runs.metric.map(lambda metric: STRATEGIES[metric].label))
+    metrics = sorted(runs.metric.unique())
+    # A fixed colour per metric (its strategy's), the same in every panel and figure.
+    colors = palette([STRATEGIES[metric].label for metric in metrics],
+                     {STRATEGIES[metric].label: STRATEGIES[metric].color for metric in metrics})
     fig, axes = panel_grid(len(groups))
-    for ax, ((arch, label), group) in zip(axes, groups):
-        for metric, line in group.groupby("metric"):
-            ax.errorbar(line.labeled, line["mean"] * 100, yerr=spread(line, 100), marker="o",
-                        ms=4, capsize=3, label=STRATEGIES[metric].label,
-                        color=METRIC_COLORS.get(metric))
+    for ax, (arch, label) in zip(axes, groups):
+        rows = runs[(runs.arch == arch) & (runs.label == label)]
+        mean_sd_lines(ax, rows, "labeled", "accuracy", "shown", palette=colors, marker="o",
+                      hue_order=[line for line in colors if line in set(rows.shown)])
         ax.set(title=f"{arch} · {label}", xlabel="labeled samples (TOTAL)", ylabel=ACCURACY)
-        ax.legend(fontsize=7, title="selection metric", title_fontsize=7)
-    footer(fig, runs, pd.concat([group.n for _, group in groups]),
-           "Test split, final epoch; error bars: ± std over seeds. The first budget is "
-           "the same random draw for every metric of a seed.")
+    used = stats.set_index(["arch", "label"]).loc[groups]
+    footer(fig, runs, used.n, "Test split, final epoch; error bars: ± std over seeds. The "
+                              "first budget is the same random draw for every metric of a seed.",
+           legend_title="selection metric")
     return fig
 
 
@@ -93,26 +95,24 @@ def _correlation(scores: pd.DataFrame) -> Drawing:
     runs = _extrapolation_lines(scores)
     if runs.empty:
         return "no runs with extrapolated scores and a full-run reference (score_reference=true)"
+    runs = runs.assign(subset=runs.subset_fraction * 100)
+    colors = palette(sorted(runs.line.unique()))
     groups = list(runs.groupby(["arch", "score"]))
-    fig, axes = panel_grid(len(groups) * len(CORRELATIONS))
+    fig, axes = panel_grid(len(groups) * len(CORRELATIONS), columns=len(CORRELATIONS))
     counts = []
     width = len(CORRELATIONS)  # panels per (arch, score)
     for index, ((arch, score), group) in enumerate(groups):
         for ax, (column, name) in zip(axes[index * width:(index + 1) * width],
                                       CORRELATIONS.items()):
-            for line, points in group.groupby("line"):
-                stats = summarize(points, "subset_fraction", column)
-                ax.errorbar(stats.subset_fraction * 100, stats["mean"], yerr=spread(stats, 1),
-                            marker="o", ms=4, capsize=3, label=line)
-                counts += list(stats.n)
+            mean_sd_lines(ax, group, "subset", column, "line", palette=colors, marker="o",
+                          hue_order=sorted(group.line.unique()))
+            counts += list(summarize(group, ["line", "subset"], column).n)
             # Without extrapolation: the subset run's own scores on the samples it saw.
-            own = summarize(group.drop_duplicates(["seed", "scored"]), "subset_fraction",
-                            f"{column}_scored")
-            ax.plot(own.subset_fraction * 100, own["mean"], ":", marker=".", color="0.4",
-                    label="subset's own scores (seen samples)")
+            sns.lineplot(data=group.drop_duplicates(["seed", "scored"]), x="subset",
+                         y=f"{column}_scored", errorbar=None, color="0.4", linestyle=":",
+                         marker=".", label="subset's own scores (seen samples)", ax=ax)
             ax.set(title=f"{arch} · {SCORE_TITLES[score]} · {name}",
                    xlabel="scored subset (% of training set)", ylabel=f"{name} vs full-run scores")
-            ax.legend(fontsize=7)
     footer(fig, runs, counts, "Correlation on the samples the scoring subset did not see; "
                               "error bars: ± std over seeds.")
     return fig
@@ -164,19 +164,22 @@ def _accuracy_vs_rate(table: pd.DataFrame) -> Drawing:
     rounds = _pruning_rounds(table)
     if rounds.empty:
         return "no runs of experiment=data_pruning with removed fractions"
-    stats = summarize(rounds, ["arch", "score", "label", "removed_fraction"])
-    groups = list(stats.groupby(["arch", "score"]))
+    rounds = rounds.assign(rate=rounds.removed_fraction * 100,
+                           accuracy=rounds.target_accuracy * 100)
+    labels = sorted(rounds.label.unique())
+    colors = palette(labels, {RANDOM_LABEL: "0.45"})
+    dashes = {label: (4, 1.5) if label == RANDOM_LABEL else "" for label in labels}
+    groups = list(rounds.groupby(["arch", "score"]))
     fig, axes = panel_grid(len(groups))
-    for ax, ((arch, score), group) in zip(axes, groups):
-        for label, line in group.groupby("label"):
-            ax.errorbar(line.removed_fraction * 100, line["mean"] * 100, yerr=spread(line, 100),
-                        marker="o", ms=4, capsize=3, label=label,
-                        **({"color": "0.45", "linestyle": "--"} if label == RANDOM_LABEL else {}))
+    for ax, ((arch, score), rows) in zip(axes, groups):
+        mean_sd_lines(ax, rows, "rate", "accuracy", "label", style="label", palette=colors,
+                      dashes=dashes, markers=dict.fromkeys(labels, "o"),
+                      hue_order=[label for label in labels if label in set(rows.label)])
         ax.set(title=f"{arch} · keep the highest {SCORE_TITLES[score]}",
                xlabel="pruning rate (% of training set removed)", ylabel=ACCURACY)
-        ax.legend(fontsize=7)
-    footer(fig, rounds, stats.n, "Retrained from scratch on the kept samples; test split, "
-                                 "final epoch; error bars: ± std over seeds.")
+    footer(fig, rounds, summarize(rounds, ["arch", "score", "label", "removed_fraction"]).n,
+           "Retrained from scratch on the kept samples; test split, final epoch; error bars: "
+           "± std over seeds.")
     return fig
 
 
@@ -218,8 +221,8 @@ def plot_scores(run_dir: str | Path) -> Figure:
     estimate, truth = np.array(saved["scores"]), np.array(saved["reference_scores"])
     seen = np.zeros(len(estimate), dtype=bool)
     seen[saved["scored_indices"]] = True
-    fig = notebook_figure((PANEL_SIZE[0] * 1.2, PANEL_SIZE[1] * 1.2))
-    with matplotlib.style.context(STYLE):
+    fig = notebook_figure((PANEL_SIZE[0] * 1.4, PANEL_SIZE[1] * 1.4))
+    with theme():
         ax = fig.subplots()
         for mask, name, suffix, color in ((~seen, "extrapolated (unseen)", "", "tab:blue"),
                                           (seen, "subset run's own (seen)", "_scored", "0.55")):
@@ -228,6 +231,6 @@ def plot_scores(run_dir: str | Path) -> Figure:
                              f"Spearman {getattr(summary, 'spearman' + suffix):.3f}")
         ax.set(title=f"{SCORE_TITLES[summary.score]} scores of {len(estimate)} training samples",
                xlabel="full-run score", ylabel="subset run's score")
-        ax.legend(fontsize=7, markerscale=3)
+        ax.legend(markerscale=3)
         fig.tight_layout()
     return fig

@@ -4,8 +4,9 @@
 
 reads every run under the results folder (``pf.analysis.results.collect`` and
 ``collect_scores``) and writes the paper's figures and main table
-(``pf.analysis.prunefuse_figures``: accuracy against budget, Figs. 3 to 5, the T_sync
-figure) and the companion methods' (``pf.analysis.companion_figures``: accuracy per
+(``pf.analysis.budget_figures``: accuracy against budget and the main table;
+``pf.analysis.prunefuse_figures``: Figs. 3 to 5, the T_sync figure) and the companion
+methods' (``pf.analysis.companion_figures``: accuracy per
 selection metric, score-extrapolation correlations, accuracy against the data-pruning
 rate), each figure as PNG and PDF, each sweep's apart when the folder holds several.
 Each returns the files it wrote or the one-line reason it wrote none. Figures of a
@@ -19,11 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from pf.analysis.budget_figures import accuracy_vs_budget, main_table
 from pf.analysis.companion_figures import (accuracy_vs_prune_rate, correlation_table, pruning_table,
                                            score_correlation, selection_metrics_vs_budget)
-from pf.analysis.prunefuse_figures import (accuracy_vs_budget, fig3_selection_flops,
-                                           fig4_fused_vs_scratch, fig5_prunefuse_vs_svp,
-                                           main_table, tsync_accuracy_and_cost)
+from pf.analysis.prunefuse_figures import (fig3_selection_flops, fig4_fused_vs_scratch,
+                                           fig5_prunefuse_vs_svp, tsync_accuracy_and_cost)
 from pf.analysis.results import collect, collect_scores
 
 __all__ = ["make_figures"]

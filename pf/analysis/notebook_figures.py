@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.style
 import numpy as np
 from matplotlib.figure import Figure
 
-from pf.analysis.plotting import ACCURACY, BUDGET, PANEL_SIZE, STYLE, footer, notebook_figure
+from pf.analysis.plotting import (ACCURACY, BUDGET, FONT_SIZE, PANEL_SIZE, TITLE_SIZE, footer,
+                                  notebook_figure, theme)
 from pf.analysis.results import run_table
 from pf.experiments.methods import METHODS
 from pf.experiments.record import RunRecord
@@ -29,22 +29,22 @@ def plot_run(record: RunRecord | str | Path) -> Figure:
     """
     rounds = run_table(record)
     budget = rounds.budget_fraction * 100
-    fig = notebook_figure((3 * PANEL_SIZE[0], PANEL_SIZE[1]))
-    with matplotlib.style.context(STYLE):
+    fig = notebook_figure((3 * PANEL_SIZE[0] + 1, PANEL_SIZE[1]))  # + the budgets' legend
+    with theme():
         final, curves, selection = fig.subplots(1, 3)
         final.plot(budget, rounds.target_accuracy * 100, "o-", label=f"target {rounds.arch[0]}")
         final.plot(budget, rounds.selector_accuracy * 100, "s--",
                    label=f"selector {rounds.selector_arch[0]}")
         final.set(title=rounds.label[0], xlabel=BUDGET, ylabel="test accuracy (%), final epoch")
-        final.legend(fontsize=7)
+        final.legend()
         for share, curve, epochs in zip(budget, rounds.curve, rounds.curve_epochs):
             curves.plot(epochs, np.array(curve) * 100, label=f"{share:.1f} %")
         curves.set(title="target during training", xlabel="epoch", ylabel=ACCURACY)
-        curves.legend(fontsize=7, title="budget", title_fontsize=7)
+        curves.legend(title="budget", loc="upper left", bbox_to_anchor=(1, 1))  # over no curve
         selection.bar([f"{share:.1f} %" for share in budget], rounds.data_selection_macs,
                       color=METHODS[rounds.method[0]].color)
         selection.set(title="spent choosing the labeled set", xlabel=BUDGET, ylabel="MACs")
-        footer(fig, rounds, [1], f"Seed {rounds.seed[0]}. Unit: {UNIT}.")
+        footer(fig, rounds, [1], f"Seed {rounds.seed[0]}. Unit: {UNIT}.", shared_legend=False)
     return fig
 
 
@@ -60,8 +60,8 @@ def show_images(split, indices, title: str = "", columns: int = 8) -> Figure:
         image = split.images[index].cpu()
         ax.imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0),
                   cmap="gray_r" if image.shape[0] == 1 else None)
-        ax.set_title(str(int(split.labels[index])), fontsize=8)
-    fig.suptitle(title, fontsize=9)
+        ax.set_title(str(int(split.labels[index])), fontsize=FONT_SIZE)
+    fig.suptitle(title, fontsize=TITLE_SIZE)
     fig.tight_layout()
     return fig
 
@@ -69,11 +69,11 @@ def show_images(split, indices, title: str = "", columns: int = 8) -> Figure:
 def plot_curves(curves: dict[str, list[float]], title: str = "") -> Figure:
     """Test accuracy per epoch of several trainings, one line each (pyplot, for notebooks)."""
     fig = notebook_figure(PANEL_SIZE)
-    with matplotlib.style.context(STYLE):
+    with theme():
         ax = fig.subplots()
         for name, curve in curves.items():
             ax.plot(range(1, len(curve) + 1), np.array(curve) * 100, label=name)
         ax.set(title=title, xlabel="epoch", ylabel="test accuracy (%)")
-        ax.legend(fontsize=7)
+        ax.legend()
         fig.tight_layout()
     return fig

@@ -1,20 +1,16 @@
-"""The paper's figures and main table, drawn from a table of runs
-(``pf.analysis.results.collect``); ``pf.analysis.figures.make_figures`` calls each. Each
+"""The paper's Figs. 3 to 5 and the extended paper's T_sync trade-off, drawn from a table
+of runs (``pf.analysis.results.collect``); ``pf.analysis.figures.make_figures`` calls each
+(accuracy against budget and the main table are in ``pf.analysis.budget_figures``). Each
 writes its figure as PNG and PDF:
 
-- ``accuracy_vs_budget``: the target's final test accuracy against the labeled budget
-  (% of the training set), mean ± std over seeds, for PruneFuse at each p, the AL
-  baseline and SVP; one panel per (target arch, selection metric), with random selection
-  drawn dotted in every panel of its target as the floor. With it
-  ``main_table.csv`` and ``main_table.md``: a row per (dataset, arch, metric, method), a
-  column per budget, cells "mean ± std (n=seeds)" in %.
-- ``fig3_selection_flops`` (paper Fig. 3): data-selection MACs (top row) and seconds
-  (bottom row) of PruneFuse and of the AL baseline at the budgets nearest 10, 30 and
-  50 %, a column per p, with the ratio.
+- ``fig3_selection_flops`` (paper Fig. 3): data-selection MACs and seconds of PruneFuse
+  and of the AL baseline at the budgets nearest 10, 30 and 50 %, a row per p (MACs beside
+  seconds), with the ratio.
 - ``fig4_fused_vs_scratch`` (Fig. 4): the target's test accuracy per epoch, fused
   (fusion=True) vs trained from theta's initialisation (fusion=False), p = 0.5 and 0.6.
 - ``fig5_prunefuse_vs_svp`` (Fig. 5): final accuracy at the budget nearest 50 % against
-  the selector's parameter count, one panel per target arch.
+  the selector's parameter count, one panel per target arch, on a y-axis no shorter
+  than a few test images.
 - ``tsync_accuracy_and_cost`` (the extended paper's synchronisation): at the last budget,
   PruneFuse's target accuracy, data-selection MACs and data-selection seconds against
   T_sync (``sync_every``; 0 = never), a line per p, the AL baseline as a dotted line.
@@ -28,7 +24,7 @@ Every function returns the files it wrote or, when the results hold nothing to d
 one-line reason, and then writes nothing: no empty axes, no exception. A figure's PNG
 and PDF files left in ``out_dir`` by an earlier build are removed first. Results with
 several datasets give one figure per dataset, named with the dataset appended
-(``accuracy_vs_budget_cifar10.png``); a single dataset keeps the plain name. Panels
+(``fig3_selection_flops_cifar10.png``); a single dataset keeps the plain name. Panels
 split further by target arch and metric where the results hold several. Figures are
 matplotlib ``Figure`` objects on the Agg canvas (``pf.analysis.plotting``), never pyplot,
 so a notebook that uses this module keeps its own backend and style.
@@ -41,30 +37,27 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
+import seaborn as sns
+from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
-from pf.analysis.plotting import (ACCURACY, BUDGET, Drawing, cell_table, footer, legend,
-                                  panel_grid, per_dataset, spread, write_table)
+from pf.analysis.plotting import (ACCURACY, BUDGET, MAX_COLUMNS, Drawing, footer, mean_sd_lines,
+                                  palette, panel_grid, per_dataset, ratio_color, sd_errorbar,
+                                  spread)
 from pf.analysis.results import summarize
 from pf.experiments.methods import METHODS
 from pf.flops import UNIT
 from pf.select import STRATEGIES
 
-__all__ = ["accuracy_vs_budget", "main_table", "fig3_selection_flops", "fig4_fused_vs_scratch",
-           "fig5_prunefuse_vs_svp", "tsync_accuracy_and_cost"]
+__all__ = ["fig3_selection_flops", "fig4_fused_vs_scratch", "fig5_prunefuse_vs_svp",
+           "tsync_accuracy_and_cost"]
 
 SELECTION_FRACTIONS = (0.1, 0.3, 0.5)  # Fig. 3's budgets
 FUSION_RATIOS = (0.5, 0.6)  # Fig. 4's pruning ratios
 SVP_FRACTION = 0.5  # Fig. 5's budget
-# One colour per pruning ratio, none of them the baseline's grey or SVP's orange.
-RATIO_COLORS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
-                "tab:olive", "tab:cyan")
-# The recipe's line (first), then one per departure from it (no fusion, T_sync, ...).
-VARIANT_STYLES = ({"linestyle": "-", "marker": "o"}, {"linestyle": "--", "marker": "s"},
-                  {"linestyle": ":", "marker": "^"}, {"linestyle": "-.", "marker": "v"},
-                  {"linestyle": (0, (5, 1)), "marker": "D"},
-                  {"linestyle": (0, (3, 1, 1, 1, 1, 1)), "marker": "P"})
-FLOOR_STYLE = {"linestyle": ":", "marker": "x", "alpha": 0.8}  # random selection's lines
+LABEL_DECADES = 0.3  # Fig. 5: about the width of a point's label, in decades of parameters
+MIN_SPAN_IMAGES = 10  # Fig. 5's y-axis spans at least this many test images ...
+MIN_SPAN = 2.0  # ... or this many percentage points where the test-set size is unknown
+MAX_IMAGE_TICKS = 40  # Fig. 5 marks single test images on its y-axis up to this many
 
 
 # ---------------------------------------------------------------------------------------
@@ -77,11 +70,6 @@ def _the_2024_method(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[~(runs.sync_every > 0) & runs.selector_start.ne("warm")]
 
 
-def _ratio_color(ratio: float, ratios: list) -> str:
-    """PruneFuse's colour at ``ratio``, one of ``ratios`` (all the ratios drawn)."""
-    return RATIO_COLORS[ratios.index(ratio) % len(RATIO_COLORS)]
-
-
 def _nearest(rows: pd.DataFrame, fractions) -> list[int]:
     """The labeled counts in ``rows`` whose budget fraction is nearest each of ``fractions``
     (ties go to the smaller budget), sorted, without repeats."""
@@ -91,109 +79,22 @@ def _nearest(rows: pd.DataFrame, fractions) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------
-# Accuracy against budget, and the main table
-# ---------------------------------------------------------------------------------------
-
-def _reads_nothing(metric: str) -> bool:
-    """Whether ``metric`` picks without reading the samples (random selection): the floor
-    every other metric is measured against."""
-    return STRATEGIES[metric].inputs == "none"
-
-
-def _line_style(method: str, ratio: float, label: str, ratios: list, departures: dict) -> dict:
-    """A line's colour, line style and marker in ``accuracy_vs_budget``: the method's
-    colour; for PruneFuse a colour per p (one of ``ratios``), and its departures from the
-    recipe (no fusion, T_sync, ...) in the same colour, each with a line style and marker of
-    its own. ``departures`` counts, per p, the departures styled so far (updated here)."""
-    if method != "prunefuse":
-        return {"color": METHODS[method].color, **VARIANT_STYLES[0]}
-    variant = 0
-    if "(" in label:
-        departures[ratio] = departures.get(ratio, 0) + 1
-        variant = 1 + (departures[ratio] - 1) % (len(VARIANT_STYLES) - 1)
-    return {"color": _ratio_color(ratio, ratios), **VARIANT_STYLES[variant]}
-
-
-def _budget_panels(stats: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
-    """(arch, metric, its lines, the floor's lines) per panel of ``accuracy_vs_budget``: a
-    panel per target and metric that reads the samples, the target's random-selection lines
-    drawn in each as the floor; random selection gets a panel only for a target that has
-    nothing else."""
-    panels = []
-    for arch, rows in stats.groupby("arch"):
-        floor = rows[rows.metric.map(_reads_nothing)]
-        measured = rows.drop(floor.index)
-        if measured.empty:
-            panels += [(arch, metric, panel, floor.iloc[:0])
-                       for metric, panel in floor.groupby("metric")]
-        panels += [(arch, metric, panel, floor) for metric, panel in measured.groupby("metric")]
-    return panels
-
-
-def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
-    stats = summarize(runs, ["arch", "metric", "method", "prune_ratio", "label", "labeled",
-                             "budget_fraction"])
-    ratios = sorted(runs.prune_ratio.dropna().unique())
-    panels = _budget_panels(stats)
-    fig, axes = panel_grid(len(panels))
-    for ax, (arch, metric, panel, floor) in zip(axes, panels):
-        for lines, floor_lines in ((panel, False), (floor, True)):
-            departures = {}  # per p, how many of PruneFuse's departures from its recipe so far
-            for (method, ratio, label), line in lines.groupby(["method", "prune_ratio", "label"],
-                                                              dropna=False):
-                style = _line_style(method, ratio, label, ratios, departures)
-                if floor_lines:
-                    style |= FLOOR_STYLE
-                    label = f"{label} · {STRATEGIES[line.metric.iloc[0]].label}"
-                ax.errorbar(line.budget_fraction * 100, line["mean"] * 100, ms=4,
-                            yerr=spread(line, 100), capsize=3, label=label, **style)
-        ax.set(title=f"{arch} · {STRATEGIES[metric].label}", xlabel=BUDGET, ylabel=ACCURACY)
-        legend(ax)
-    floor_note = (" Dotted with crosses: the same method with random selection, the floor."
-                  if any(not floor.empty for *_, floor in panels) else "")
-    footer(fig, runs, stats.n, "Test split, final epoch; error bars: ± std over seeds."
-           + floor_note)
-    return fig
-
-
-def accuracy_vs_budget(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
-    """Final target accuracy (mean ± std over seeds) against the labeled budget, one line
-    per method (PruneFuse per p, AL baseline, SVP per proxy), one panel per (arch, metric)."""
-    return per_dataset(table, "accuracy_vs_budget", out_dir, _accuracy_vs_budget)
-
-
-def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
-    """``main_table.csv`` and ``main_table.md``: a row per (dataset, arch, metric, method),
-    a column per budget ("25000 (50.0 %)": TOTAL labeled count and its share of the
-    training set), cells "mean ± std (n=seeds)" of the final target accuracy in %."""
-    if table.empty:
-        return "main_table not written: no runs found"
-    stats = summarize(table, ["dataset", "arch", "metric", "label", "labeled", "budget_fraction"])
-    stats["budget"] = [f"{count} ({100 * fraction:.1f} %)"
-                       for count, fraction in zip(stats.labeled, stats.budget_fraction)]
-    order = stats.sort_values(["budget_fraction", "labeled"]).budget.unique()
-    wide = cell_table(stats, ["dataset", "arch", "metric", "label"], "budget", order, "method")
-    caption = ("Target test accuracy (%, test split, final epoch), mean ± std over seeds "
-               "(n = seeds); columns: TOTAL labeled count (% of the training set).")
-    return write_table(wide, Path(out_dir) / "main_table", caption)
-
-
-# ---------------------------------------------------------------------------------------
 # Fig. 3: data-selection cost
 # ---------------------------------------------------------------------------------------
 
-# What Fig. 3 shows, a row of panels each: column, axis label (the unit's power of ten is
-# added to the MACs' label), and whether the bars are scaled by a power of ten.
-LEGEND_HEADROOM = 1.3  # Fig. 3's y-range over its tallest bar: room for the legend above them
+# What Fig. 3 shows, a column of panels each: column, axis label (the unit's power of ten
+# is added to the MACs' label), and whether the bars are scaled by a power of ten.
 SELECTION_COSTS = (("data_selection_macs", "data-selection cost ({scale}MACs)", True),
                    ("data_selection_seconds", "data-selection wall-clock (s)", False))
+RATIO_HEADROOM = 1.12  # Fig. 3's y-range over its tallest bar: room for the ratio above it
 
 
-def _selection_flops(runs: pd.DataFrame) -> Drawing:
-    runs = _the_2024_method(runs)
+def _selection_panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) per row of Fig. 3: per target, metric and p, PruneFuse's runs and the
+    AL baseline's at the budgets nearest ``SELECTION_FRACTIONS`` that both reached after the
+    random initial set, with ``who`` (the method's title) and ``budget`` ("20.9 %"); only
+    where the baseline's selection costs MACs (random picks cost nothing: no ratio)."""
     baseline, pruned = runs[runs.method == "baseline"], runs[runs.method == "prunefuse"]
-    # A protocol's planned costs (pf.flops, flops.ipynb) have MACs but no seconds.
-    costs = [cost for cost in SELECTION_COSTS if cost[0] in runs]
     panels = []
     for (arch, metric, ratio), ours in pruned.groupby(["arch", "metric", "prune_ratio"]):
         # Fusion, KD and the rest mode change only the target's training, not what selection
@@ -204,56 +105,93 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
         shared = ours[(ours["round"] > 0) & ours.labeled.isin(theirs.labeled)]
         if shared.empty:
             continue
-        budgets = _nearest(shared, SELECTION_FRACTIONS)
-        bars = {value: [summarize(rows[rows.labeled.isin(budgets)], ["labeled", "budget_fraction"],
-                                  value) for rows in (theirs, ours)]
-                for value, *_ in costs}
-        if bars["data_selection_macs"][0]["mean"].min() > 0:  # random picks cost nothing: no ratio
-            panels.append((f"{arch} · {STRATEGIES[metric].label} · p={ratio:g}", bars))
+        rows = pd.concat([theirs, ours])
+        rows = rows[rows.labeled.isin(_nearest(shared, SELECTION_FRACTIONS))]
+        if summarize(rows[rows.method == "baseline"], "labeled", "data_selection_macs")[
+                "mean"].min() > 0:
+            rows = rows.assign(who=rows.method.map(lambda method: METHODS[method].title),
+                               budget=[f"{100 * f:.1f} %" for f in rows.budget_fraction])
+            panels.append((f"{arch} · {STRATEGIES[metric].label} · p={ratio:g}", rows))
+    return panels
+
+
+def _cost_bars(ax, rows: pd.DataFrame, value: str, scale: float) -> None:
+    """One panel of Fig. 3: ``value`` × ``scale`` of the baseline and of PruneFuse per budget
+    (seaborn's ``barplot``: mean ± std over seeds), PruneFuse / baseline above its bar."""
+    rows = rows.assign(shown=rows[value] * scale).sort_values("labeled")
+    order, methods = list(rows.budget.unique()), ("baseline", "prunefuse")
+    sns.barplot(data=rows, x="budget", y="shown", hue="who", order=order,
+                hue_order=[METHODS[method].title for method in methods],
+                palette={METHODS[method].title: METHODS[method].color for method in methods},
+                errorbar=sd_errorbar(rows, ["who", "budget"], "shown"), capsize=0.15,
+                err_kws={"linewidth": 1}, ax=ax)
+    stats = rows.groupby(["method", "budget"]).shown.agg(["mean", "std"]).fillna(0)
+    ours, theirs = stats.loc["prunefuse"].reindex(order), stats.loc["baseline"].reindex(order)
+    # Above the error bar, where matplotlib's bar_label would write over it.
+    for bar, mean, std, base in zip(ax.containers[1], ours["mean"], ours["std"], theirs["mean"]):
+        ax.annotate(f"{mean / base:.2f}×", (bar.get_x() + bar.get_width() / 2, mean + std),
+                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom")
+    ax.set_ylim(top=ax.get_ylim()[1] * RATIO_HEADROOM)
+
+
+def _selection_flops(runs: pd.DataFrame) -> Drawing:
+    runs = _the_2024_method(runs)
+    # A protocol's planned costs (pf.flops, flops.ipynb) have MACs but no seconds.
+    costs = [cost for cost in SELECTION_COSTS if cost[0] in runs]
+    panels = _selection_panels(runs)
     if not panels:
         return ("no PruneFuse and AL-baseline runs with the same target and metric share a "
                 "budget after the random initial set with a selection cost above 0")
-    largest = max(bars["data_selection_macs"][0]["mean"].max() for _, bars in panels)
+    largest = max(rows[rows.method == "baseline"].groupby("labeled").data_selection_macs.mean()
+                  .max() for _, rows in panels)
     exponent = 3 * max(0, int(math.log10(largest) // 3))
-    # One column per p: its MACs above its seconds.
-    fig, axes = panel_grid(len(costs) * len(panels), columns=len(panels))
-    for row, (value, ylabel, scaled) in enumerate(costs):
-        scale = 10.0**-exponent if scaled else 1.0
-        for ax, (title, bars) in zip(axes[row * len(panels):], panels):
-            theirs, ours = bars[value]
-            x = np.arange(len(theirs))
-            for offset, heights, method in ((-0.2, theirs, "baseline"), (0.2, ours, "prunefuse")):
-                ax.bar(x + offset, heights["mean"] * scale, width=0.4, color=METHODS[method].color,
-                       yerr=spread(heights, scale), capsize=3, label=METHODS[method].title)
-            for position, cost, base_cost in zip(x, ours["mean"], theirs["mean"]):
-                ax.annotate(f"{cost / base_cost:.2f}×", (position + 0.2, cost * scale),
-                            xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
-            ax.set_xticks(x, [f"{100 * f:.1f} %" for f in theirs.budget_fraction])
+    # A row per p, its MACs beside its seconds; MACs alone (a protocol) in rows of three.
+    fig, axes = panel_grid(len(costs) * len(panels),
+                           columns=len(costs) if len(costs) > 1 else MAX_COLUMNS)
+    for index, (title, rows) in enumerate(panels):
+        for ax, (value, ylabel, scaled) in zip(axes[index * len(costs):], costs):
+            _cost_bars(ax, rows, value, 10.0**-exponent if scaled else 1.0)
             ax.set(title=title, xlabel=BUDGET,
                    ylabel=ylabel.format(scale=f"$10^{{{exponent}}}$ " if exponent else ""))
-            ax.set_ylim(top=ax.get_ylim()[1] * LEGEND_HEADROOM)
-    axes[0].legend(fontsize=7, loc="upper right")  # the same two colours in every panel
-    counts = pd.concat([heights.n for _, bars in panels for heights in bars["data_selection_macs"]])
+    used = pd.concat([rows for _, rows in panels])
     wall_clock = ""
     if len(costs) > 1:
-        devices = ", ".join(sorted(pd.concat([baseline, pruned]).device.unique()))
-        wall_clock = f" Wall-clock on {devices}."
-    footer(fig, pd.concat([baseline, pruned]), counts,
+        wall_clock = f" Wall-clock on {', '.join(sorted(used.device.unique()))}."
+    counts = pd.concat([summarize(rows, ["who", "labeled"], "data_selection_macs").n
+                        for _, rows in panels])
+    footer(fig, used, counts,
            f"Unit: {UNIT}. Above the bars: PruneFuse / AL baseline.{wall_clock}")
     return fig
 
 
 def fig3_selection_flops(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
-    """Paper Fig. 3: MACs (top row) and wall-clock seconds (bottom row) spent choosing the
-    labeled set (``data_selection_macs``/``_seconds``), PruneFuse vs the AL baseline,
-    grouped bars at the budgets nearest 10, 30 and 50 % (after the free random initial
-    set), a column per p, the PruneFuse/baseline ratio on top of its bar."""
+    """Paper Fig. 3: MACs (left) and wall-clock seconds (right) spent choosing the labeled
+    set (``data_selection_macs``/``_seconds``), PruneFuse vs the AL baseline, grouped bars
+    at the budgets nearest 10, 30 and 50 % (after the free random initial set), a row per
+    p, the PruneFuse/baseline ratio on top of its bar; one legend below the panels."""
     return per_dataset(table, "fig3_selection_flops", out_dir, _selection_flops)
 
 
 # ---------------------------------------------------------------------------------------
 # Fig. 4: fused vs from-scratch training curves
 # ---------------------------------------------------------------------------------------
+
+def _curves(at: pd.DataFrame) -> pd.DataFrame:
+    """``at``'s runs as a row per (run, evaluated epoch) with ``epoch`` and ``accuracy``
+    (%), and the name of their line: the label, with the schedule where the runs differ in
+    it and with the epochs tested where a label's runs were tested after different epochs
+    (a mean over them would zigzag), and n."""
+    at = at.assign(evaluated=at.curve_epochs.map(tuple))
+    names = at.label + (", " + at.epochs.astype(str) + " epochs" if at.epochs.nunique() > 1
+                        else "")
+    tested = at.groupby(names).evaluated.transform("nunique") > 1
+    names = names.where(~tested, names + ", tested after " + at.evaluated.map(len).astype(str)
+                        + " epochs")
+    at = at.assign(line=names + " (n=" + names.map(names.value_counts()).astype(str) + ")")
+    curves = at.explode(["curve_epochs", "curve"])
+    return curves.assign(epoch=curves.curve_epochs.astype(int),
+                         accuracy=curves.curve.astype(float) * 100)
+
 
 def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
     runs = _the_2024_method(runs)
@@ -263,28 +201,22 @@ def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
         shared = set(group[group.fusion].labeled) & set(group[~group.fusion].labeled)
         chosen = budget if budget is not None else max(shared, default=None)
         if chosen in shared:
-            title = f"{arch} · {STRATEGIES[metric].label} · p={ratio:g}"
-            panels.append((title, group[group.labeled == chosen]))
+            at = group[group.labeled == chosen]
+            title = (f"{arch} · {STRATEGIES[metric].label} · p={ratio:g} · "
+                     f"b={100 * at.budget_fraction.iloc[0]:.1f} %")
+            panels.append((title, _curves(at)))
     if not panels:
         at = "" if budget is None else f" at budget {budget}"
         return f"no PruneFuse runs with both fusion=True and fusion=False at p=0.5 or 0.6{at}"
+    colors = palette(sorted({line for _, curves in panels for line in curves.line}))
     fig, axes = panel_grid(len(panels))
-    counts = []
-    for ax, (title, at) in zip(axes, panels):
-        several_schedules = at.epochs.nunique() > 1
-        at = at.assign(evaluated=at.curve_epochs.map(tuple))  # runs tested after the same epochs
-        for (label, epochs, epoch), lines in at.groupby(["label", "epochs", "evaluated"]):
-            curves = np.array(lines.curve.tolist(), dtype=float) * 100
-            mean = curves.mean(axis=0)
-            std = curves.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
-            name = label + (f", {epochs} epochs" if several_schedules else "")
-            (line,) = ax.plot(epoch, mean, label=f"{name} (n={len(curves)})")
-            ax.fill_between(epoch, mean - std, mean + std, alpha=0.2, color=line.get_color())
-            counts.append(len(curves))
-        ax.set(title=f"{title} · b={100 * at.budget_fraction.iloc[0]:.1f} %", xlabel="epoch",
-               ylabel=ACCURACY)
+    for ax, (title, curves) in zip(axes, panels):
+        sns.lineplot(data=curves, x="epoch", y="accuracy", hue="line", errorbar="sd",
+                     hue_order=sorted(curves.line.unique()), palette=colors, ax=ax)
+        ax.set(title=title, xlabel="epoch", ylabel=ACCURACY)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7)
+    counts = [n for _, curves in panels
+              for n in curves.drop_duplicates("run_dir").line.value_counts()]
     footer(fig, pruned, counts, "Test accuracy after each evaluated epoch; band: ± std over seeds.")
     return fig
 
@@ -303,6 +235,54 @@ def fig4_fused_vs_scratch(table: pd.DataFrame, out_dir: str | Path,
 # Fig. 5: PruneFuse vs SVP against selector size
 # ---------------------------------------------------------------------------------------
 
+def _one_test_image(runs: pd.DataFrame) -> tuple[float, int] | None:
+    """(percentage points one test image is worth, the test-set size) of ``runs``, the
+    smallest test set's where they differ; None when the table has no ``test_size``."""
+    if "test_size" not in runs or runs.test_size.isna().any():
+        return None
+    images = int(runs.test_size.min())
+    return 100 / images, images
+
+
+def _show_resolution(ax, one_image: float | None) -> bool:
+    """Fig. 5's y-axis spans at least ``MIN_SPAN_IMAGES`` test images (``MIN_SPAN`` pp
+    without the test-set size), centred on what it shows, so that a difference of an image
+    or two does not read as a ranking; with minor ticks one image apart where that makes
+    at most ``MAX_IMAGE_TICKS`` ticks (returns whether it made them)."""
+    span = MIN_SPAN_IMAGES * one_image if one_image else MIN_SPAN
+    low, high = ax.get_ylim()
+    if high - low < span:
+        middle = (low + high) / 2
+        low, high = middle - span / 2, middle + span / 2
+        ax.set_ylim(low, high)
+    if one_image and (high - low) / one_image <= MAX_IMAGE_TICKS:
+        ax.yaxis.set_minor_locator(MultipleLocator(one_image))
+        ax.tick_params(axis="y", which="minor", left=True, length=3, width=0.6, color="0.4")
+        return True
+    return False
+
+
+def _label_sides(stats: pd.DataFrame) -> list[tuple[str, float, float, bool]]:
+    """(label, parameters, accuracy in %, whether the label goes above) per point of a Fig. 5
+    panel. Points closer than ``LABEL_DECADES`` along the (log) x-axis (a proxy often has
+    about the parameters of a pruned selector) label away from each other, the closest
+    pair first: the higher above, the lower below, or opposite a side already taken; the
+    others above."""
+    x, y = np.log10(stats.selector_params.to_numpy(float)), stats["mean"].to_numpy() * 100
+    above = [None] * len(x)
+    close = sorted((abs(x[i] - x[j]), i, j) for i in range(len(x)) for j in range(i + 1, len(x))
+                   if abs(x[i] - x[j]) < LABEL_DECADES)
+    for _, i, j in close:
+        if above[i] is None and above[j] is None:
+            above[i] = bool(y[i] >= y[j])
+            above[j] = not above[i]
+        elif above[i] is None or above[j] is None:
+            fixed, free = (i, j) if above[j] is None else (j, i)
+            above[free] = not above[fixed]
+    return [(label, 10 ** x[index], y[index], above[index] is not False)
+            for index, label in enumerate(stats.label)]
+
+
 def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
     # Fig. 5 compares selectors; ablations of the target's training belong to Fig. 4.
     runs = _the_2024_method(runs[(runs.method != "prunefuse") | (runs.fusion & runs.kd)])
@@ -318,23 +298,38 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
         panels.append((f"target {arch} · {STRATEGIES[metric].label}", stats))
     if not panels:
         return "no PruneFuse and SVP runs with the same target, metric and budget"
+    resolution = _one_test_image(runs)
+    one_image = resolution[0] if resolution else None
     fig, axes = panel_grid(len(panels))
+    marked = False  # whether a panel marks single test images
+    # matplotlib, not seaborn: each point is labelled from the statistics it shows.
     for ax, (title, stats) in zip(axes, panels):
         for method, points in stats.groupby("method"):
             ax.errorbar(points.selector_params, points["mean"] * 100, fmt="o", capsize=3,
                         yerr=spread(points, 100), color=METHODS[method].color,
                         label=METHODS[method].title)
-            for label, x, y in zip(points.label, points.selector_params, points["mean"] * 100):
-                ax.annotate(label.removeprefix("PruneFuse ").removeprefix("SVP "), (x, y),
-                            xytext=(4, 4), textcoords="offset points", fontsize=7)
+        for label, x, y, above in _label_sides(stats):
+            ax.annotate(label.removeprefix("PruneFuse ").removeprefix("SVP "), (x, y),
+                        xytext=(5, 4 if above else -4), textcoords="offset points",
+                        va="bottom" if above else "top")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1, 3)))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 10k, 30k, 100k
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(x=0.2)  # room for the point labels at both ends
+        marked |= _show_resolution(ax, one_image)
         ax.set(title=f"{title} · b={100 * stats.budget_fraction.iloc[0]:.1f} %",
                xlabel="selector parameters", ylabel=ACCURACY)
-        ax.legend(fontsize=7)
+    if resolution:
+        scale = (f" One test image = {one_image:.2g} pp ({resolution[1]} test images): the "
+                 f"y-axis spans at least {MIN_SPAN_IMAGES} images"
+                 + (", its minor ticks one image apart." if marked else "."))
+    else:
+        scale = f" The y-axis spans at least {MIN_SPAN:g} pp."
     counts = pd.concat([stats.n for _, stats in panels])
     footer(fig, runs, counts, "Test split, final epoch; error bars: ± std over seeds; "
-                               "PruneFuse points are labelled with p, SVP points with the proxy.")
+                              "PruneFuse points are labelled with p, SVP points with the proxy."
+                              + scale)
     return fig
 
 
@@ -369,17 +364,17 @@ def _sync_accuracy_and_cost(runs: pd.DataFrame) -> Drawing:
             groups.append((f"{arch} · {STRATEGIES[metric].label}", last, baseline))
     if not groups:
         return "no PruneFuse runs that differ in sync_every (T_sync) for one target and metric"
+    colors = {f"PruneFuse p={ratio:g}": ratio_color(ratio, ratios) for ratio in ratios}
     fig, axes = panel_grid(len(SYNC_PANELS) * len(groups))
     counts = []
     for index, (title, last, baseline) in enumerate(groups):
+        last = last.assign(line=[f"PruneFuse p={ratio:g}" for ratio in last.prune_ratio])
         panels = axes[index * len(SYNC_PANELS):(index + 1) * len(SYNC_PANELS)]
         for ax, (value, scale, ylabel, log) in zip(panels, SYNC_PANELS):
-            stats = summarize(last, ["prune_ratio", "sync_every"], value)
-            for ratio, line in stats.groupby("prune_ratio"):
-                ax.errorbar(line.sync_every, line["mean"] * scale, yerr=spread(line, scale),
-                            marker="o", capsize=3, color=_ratio_color(ratio, ratios),
-                            label=f"PruneFuse p={ratio:g}")
-            counts += list(stats.n)
+            mean_sd_lines(ax, last.assign(shown=last[value] * scale), "sync_every", "shown",
+                          "line", hue_order=[line for line in colors if line in set(last.line)],
+                          palette=colors, marker="o")
+            counts += list(summarize(last, ["line", "sync_every"], value).n)
             if not baseline.empty:
                 base = summarize(baseline, "method", value)
                 ax.axhline(base["mean"].iloc[0] * scale, color=METHODS["baseline"].color,
@@ -389,7 +384,6 @@ def _sync_accuracy_and_cost(runs: pd.DataFrame) -> Drawing:
                    xlabel="T_sync (sync_every; 0 = never)", ylabel=ylabel)
             if log:
                 ax.set_yscale("log")
-            ax.legend(fontsize=7)
     devices = ", ".join(sorted(pruned.device.unique()))
     footer(fig, pruned, counts, f"Last budget; test split, final epoch; error bars: ± std over "
                                 f"seeds. Unit: {UNIT}. Wall-clock on {devices}.")

@@ -1,0 +1,125 @@
+"""Accuracy against the labeled budget, the paper's main result, as a figure and as the
+main table, drawn from a table of runs (``pf.analysis.results.collect``);
+``pf.analysis.figures.make_figures`` calls both:
+
+- ``accuracy_vs_budget``: the target's final test accuracy against the labeled budget
+  (% of the training set), mean ± std over seeds, for PruneFuse at each p (its departures
+  from the recipe, such as no fusion or T_sync, in the same colour with dash patterns of
+  their own), the AL baseline and SVP; one panel per (target arch, selection metric),
+  with random selection drawn dotted in every panel of its target as the floor; one
+  legend for all panels.
+- ``main_table.csv`` and ``main_table.md``: a row per (dataset, arch, metric, method), a
+  column per budget, cells "mean ± std (n=seeds)" in %.
+
+Both return the files written or, without runs, a one-line reason (see
+``pf.analysis.plotting``); results with several datasets give one figure per dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pf.analysis.plotting import (ACCURACY, BUDGET, Drawing, cell_table, footer, mean_sd_lines,
+                                  panel_grid, per_dataset, ratio_color, write_table)
+from pf.analysis.results import summarize
+from pf.experiments.methods import METHODS
+from pf.select import STRATEGIES
+
+__all__ = ["accuracy_vs_budget", "main_table"]
+
+# seaborn dash patterns ("": solid) and markers: the recipe's line (first), then one per
+# departure from it (no fusion, T_sync, ...); random selection's lines, the floor.
+VARIANT_STYLES = (("", "o"), ((4, 1.5), "s"), ((1, 1.5), "^"), ((6, 1.5, 1, 1.5), "v"),
+                  ((5, 1), "D"), ((3, 1, 1, 1, 1, 1), "P"))
+FLOOR_STYLE = ((1, 1.5), "X")
+FLOOR_ALPHA = 0.8
+
+
+def _reads_nothing(metric: str) -> bool:
+    """Whether ``metric`` picks without reading the samples (random selection): the floor
+    every other metric is measured against."""
+    return STRATEGIES[metric].inputs == "none"
+
+
+def _line_styles(lines: pd.DataFrame) -> dict[str, tuple]:
+    """(colour, dashes, marker) per line of ``accuracy_vs_budget`` (``lines``: a row per
+    line, sorted): the method's colour; for PruneFuse a colour per p, and its departures
+    from the recipe (no fusion, T_sync, ...) in the same colour, each with a dash pattern and
+    marker of its own; random selection's lines (the floor) dotted with crosses."""
+    ratios = sorted(lines.prune_ratio.dropna().unique())
+    styles, departures = {}, {}  # per p, how many of PruneFuse's departures so far
+    for line in lines.itertuples():
+        color, variant = METHODS[line.method].color, 0
+        if line.method == "prunefuse":
+            color = ratio_color(line.prune_ratio, ratios)
+            if "(" in line.label and not line.floor:
+                departures[line.prune_ratio] = departures.get(line.prune_ratio, 0) + 1
+                variant = 1 + (departures[line.prune_ratio] - 1) % (len(VARIANT_STYLES) - 1)
+        styles[line.line] = (color, *(FLOOR_STYLE if line.floor else VARIANT_STYLES[variant]))
+    return styles
+
+
+def _budget_panels(runs: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
+    """(arch, metric, its rows, the floor's rows) per panel of ``accuracy_vs_budget``: a
+    panel per target and metric that reads the samples, the target's random-selection rows
+    drawn in each as the floor; random selection gets a panel only for a target that has
+    nothing else."""
+    panels = []
+    for arch, rows in runs.groupby("arch"):
+        floor = rows[rows.floor]
+        measured = rows.drop(floor.index)
+        if measured.empty:
+            panels += [(arch, metric, panel, floor.iloc[:0])
+                       for metric, panel in floor.groupby("metric")]
+        panels += [(arch, metric, panel, floor) for metric, panel in measured.groupby("metric")]
+    return panels
+
+
+def _accuracy_vs_budget(runs: pd.DataFrame) -> Drawing:
+    floor = runs.metric.map(_reads_nothing)
+    runs = runs.assign(floor=floor, budget=runs.budget_fraction * 100,
+                       accuracy=runs.target_accuracy * 100,
+                       line=runs.label.where(~floor, runs.label + " · " + runs.metric.map(
+                           lambda metric: STRATEGIES[metric].label)))
+    styles = _line_styles(runs.drop_duplicates("line").sort_values(
+        ["floor", "method", "prune_ratio", "label"]))
+    colors, dashes, markers = ({line: style[i] for line, style in styles.items()}
+                               for i in range(3))
+    panels = _budget_panels(runs)
+    fig, axes = panel_grid(len(panels))
+    for ax, (arch, metric, panel, floor_rows) in zip(axes, panels):
+        for rows, alpha in ((panel, 1), (floor_rows, FLOOR_ALPHA)):
+            if not rows.empty:  # seaborn maps a style variable's markers all filled or none
+                mean_sd_lines(ax, rows, "budget", "accuracy", "line", style="line",
+                              hue_order=[line for line in styles if line in set(rows.line)],
+                              palette=colors, dashes=dashes, markers=markers, alpha=alpha)
+        ax.set(title=f"{arch} · {STRATEGIES[metric].label}", xlabel=BUDGET, ylabel=ACCURACY)
+    floor_note = (" Dotted with crosses: the same method with random selection, the floor."
+                  if any(not rows.empty for *_, rows in panels) else "")
+    footer(fig, runs, summarize(runs, ["arch", "metric", "line", "labeled"]).n,
+           "Test split, final epoch; error bars: ± std over seeds." + floor_note)
+    return fig
+
+
+def accuracy_vs_budget(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """Final target accuracy (mean ± std over seeds) against the labeled budget, one line
+    per method (PruneFuse per p, AL baseline, SVP per proxy), one panel per (arch, metric)."""
+    return per_dataset(table, "accuracy_vs_budget", out_dir, _accuracy_vs_budget)
+
+
+def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
+    """``main_table.csv`` and ``main_table.md``: a row per (dataset, arch, metric, method),
+    a column per budget ("25000 (50.0 %)": TOTAL labeled count and its share of the
+    training set), cells "mean ± std (n=seeds)" of the final target accuracy in %."""
+    if table.empty:
+        return "main_table not written: no runs found"
+    stats = summarize(table, ["dataset", "arch", "metric", "label", "labeled", "budget_fraction"])
+    stats["budget"] = [f"{count} ({100 * fraction:.1f} %)"
+                       for count, fraction in zip(stats.labeled, stats.budget_fraction)]
+    order = stats.sort_values(["budget_fraction", "labeled"]).budget.unique()
+    wide = cell_table(stats, ["dataset", "arch", "metric", "label"], "budget", order, "method")
+    caption = ("Target test accuracy (%, test split, final epoch), mean ± std over seeds "
+               "(n = seeds); columns: TOTAL labeled count (% of the training set).")
+    return write_table(wide, Path(out_dir) / "main_table", caption)
