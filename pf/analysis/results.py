@@ -38,8 +38,8 @@ COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
     "selector_params", "target_params", "prune_ratio", "proxy_arch", "metric", "fusion", "kd",
     "rest", "importance", "sync_every", "selector_start",
     "seed", "round", "labeled", "removed_fraction", "selection", "score",
-    "train_size", "budget_fraction", "target_accuracy", "selector_accuracy", "epochs", "curve",
-    "curve_epochs",
+    "train_size", "test_size", "budget_fraction", "target_accuracy", "selector_accuracy",
+    "epochs", "curve", "curve_epochs",
     *(f"{phase}_macs" for phase in TABLE_PHASES), *(f"{phase}_seconds" for phase in TABLE_PHASES),
     "device", "git_commit",
 ]
@@ -75,7 +75,8 @@ def _rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
             "removed_fraction": NAN if step.removed_fraction is None else step.removed_fraction,
             "selection": NAN if step.selection is None else step.selection,
             "score": NAN if step.selection is None else record.scores.score,
-            "train_size": train_size, "budget_fraction": step.labeled / train_size,
+            "train_size": train_size, "test_size": record.dataset.test_size,
+            "budget_fraction": step.labeled / train_size,
             "target_accuracy": target.test_accuracy,
             "selector_accuracy": NAN if selector is None else selector.test_accuracy,
             "epochs": len(target.train_loss), "curve": list(target.curve),
@@ -126,8 +127,9 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
       ``fusion``/``kd``: whether the target was fused/distilled;
     - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``removed_fraction``,
       ``selection`` (score | random) and ``score`` (du | tdds | el2n | forgetting):
-      data-pruning runs only, else NaN; ``train_size``, ``budget_fraction`` (= labeled /
-      train_size); a data-pruning round's ``label`` says how it scored, or "random";
+      data-pruning runs only, else NaN; ``train_size``, ``test_size`` (the images each
+      accuracy is measured on), ``budget_fraction`` (= labeled / train_size); a
+      data-pruning round's ``label`` says how it scored, or "random";
     - ``target_accuracy``, ``selector_accuracy`` (NaN in rounds without a selector),
       test split, final epoch, fraction in [0, 1]; ``epochs`` (the target's training
       epochs), ``curve`` (its test accuracy after the epochs ``curve_epochs`` lists,
