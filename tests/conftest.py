@@ -1,10 +1,13 @@
-"""Shared fixtures. Tests run on CPU with a private data directory unless stated."""
+"""Shared fixtures and helpers (fakes of runs and networks: tests/fakes.py). Tests run on CPU
+with a private data directory unless stated."""
 
 import os
 
 import pytest
 import torch
+from matplotlib.text import Text
 
+from pf.analysis.plotting import theme
 from pf.data import cifar10_jpeg_path, load_dataset
 
 SHARED_CIFAR10 = cifar10_jpeg_path()  # the real CIFAR-10 (JPEG) beside the project, if any
@@ -27,3 +30,14 @@ def _private_data_dir(tmp_path_factory, monkeypatch):
 def synthetic():
     """The small learnable dataset every trainer test uses."""
     return load_dataset("synthetic")
+
+
+def text_sizes(figure) -> tuple[set, set]:
+    """The font sizes of ``figure``'s panel titles, and of every other text it shows, drawn
+    as ``per_dataset`` draws it (in ``theme``; ticks are made when drawn)."""
+    with theme():
+        figure.canvas.draw()
+    shown = [text for text in figure.findobj(Text) if text.get_visible() and text.get_text()]
+    titles = {ax.title for ax in figure.axes}
+    return ({text.get_fontsize() for text in shown if text in titles},
+            {text.get_fontsize() for text in shown if text not in titles})

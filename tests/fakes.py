@@ -118,6 +118,23 @@ def fake_pruning_record(seed=0, source="subset", subset=0.2, extrapolation="knn"
     return record
 
 
+def extrapolation_tree(root: Path) -> Path:
+    """Two seeds of: kNN k=10 and GNN k=10 at 10 and 20 % with references (scoring only),
+    a full run with random pruning, and a kNN run without reference, also with random."""
+    for seed in (0, 1):
+        for subset in (0.1, 0.2):
+            for extrapolation, base in (("knn", 0.4), ("gnn", 0.3)):
+                fake_pruning_record(seed, subset=subset, extrapolation=extrapolation,
+                                    pearson=base + subset + 0.1 * seed, accuracies=(),
+                                    random_accuracies=()).write(
+                    root / f"{extrapolation}{subset}_s{seed}")
+        fake_pruning_record(seed, source="full", accuracies=(0.92, 0.85 + 0.02 * seed)).write(
+            root / f"full_s{seed}")
+        fake_pruning_record(seed, reference=False, accuracies=(0.91, 0.80)).write(
+            root / f"knn_rates_s{seed}")
+    return root
+
+
 def as_schema1(record: RunRecord) -> dict:
     """``record`` as a run written before the record was typed (schema 1) would hold it:
     no labels, no ``curve_epochs``, none of the settings added since in its config, one

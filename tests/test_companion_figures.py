@@ -4,7 +4,6 @@ pruning counted once per seed, what is drawn and what is not. No training."""
 
 import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 
@@ -14,31 +13,14 @@ from pf.analysis.companion_figures import (accuracy_vs_prune_rate, correlation_t
                                            selection_metrics_vs_budget)
 from pf.analysis.figures import make_figures
 from pf.analysis.plotting import FONT_SIZE, TITLE_SIZE, theme
-from fakes import fake_pruning_record, write_run
-from test_figures import text_sizes
+from fakes import extrapolation_tree, fake_pruning_record, write_run
+from conftest import text_sizes
 from pf.analysis.results import SCORE_COLUMNS, collect, collect_scores
 from pf.experiments.record import SCORES_FILE, scoring_label, write_json
 
 
-def _extrapolation_tree(root: Path) -> Path:
-    """Two seeds of: kNN k=10 and GNN k=10 at 10 and 20 % with references (scoring only),
-    a full run with random pruning, and a kNN run without reference, also with random."""
-    for seed in (0, 1):
-        for subset in (0.1, 0.2):
-            for extrapolation, base in (("knn", 0.4), ("gnn", 0.3)):
-                fake_pruning_record(seed, subset=subset, extrapolation=extrapolation,
-                                    pearson=base + subset + 0.1 * seed, accuracies=(),
-                                    random_accuracies=()).write(
-                    root / f"{extrapolation}{subset}_s{seed}")
-        fake_pruning_record(seed, source="full", accuracies=(0.92, 0.85 + 0.02 * seed)).write(
-            root / f"full_s{seed}")
-        fake_pruning_record(seed, reference=False, accuracies=(0.91, 0.80)).write(
-            root / f"knn_rates_s{seed}")
-    return root
-
-
 def test_collect_scores_gives_one_row_per_data_pruning_run(tmp_path):
-    root = _extrapolation_tree(tmp_path / "results")
+    root = extrapolation_tree(tmp_path / "results")
     write_run(root, "al_run", method="baseline")  # not a data-pruning run: no row
     scores = collect_scores(root)
     assert list(scores.columns) == SCORE_COLUMNS and len(scores) == 12
@@ -60,7 +42,7 @@ def test_scoring_labels_name_the_score_the_extrapolation_and_the_subset():
 
 
 def test_the_correlation_table_averages_seeds_of_runs_with_a_reference(tmp_path):
-    scores = collect_scores(_extrapolation_tree(tmp_path / "results"))
+    scores = collect_scores(extrapolation_tree(tmp_path / "results"))
     files = correlation_table(scores, tmp_path / "figures")
     text = files[1].read_text()
     # kNN at 10 %: Pearson 0.5 and 0.6 over seeds 0 and 1; runs without a reference are absent.
@@ -72,7 +54,7 @@ def test_the_correlation_table_averages_seeds_of_runs_with_a_reference(tmp_path)
 
 
 def test_random_pruning_counts_once_per_seed_in_the_pruning_table(tmp_path):
-    table = collect(_extrapolation_tree(tmp_path / "results"))
+    table = collect(extrapolation_tree(tmp_path / "results"))
     text = pruning_table(table, tmp_path / "figures")[1].read_text()
     # Both the full and the kNN runs of a seed pruned at random: the same training, once.
     assert "| random | 88.00 ± 0.00 (n=2) | 70.00 ± 0.00 (n=2) |" in text
@@ -96,7 +78,7 @@ def test_selection_metrics_are_compared_only_where_a_method_ran_two(tmp_path):
 
 
 def test_make_figures_keeps_data_pruning_out_of_the_active_learning_figures(tmp_path):
-    root = _extrapolation_tree(tmp_path / "results")
+    root = extrapolation_tree(tmp_path / "results")
     made = make_figures(root, tmp_path / "figures")
     for name in ("accuracy_vs_budget", "main_table", "selection_metrics_vs_budget"):
         assert isinstance(made[name], str) and "no runs" in made[name], name
@@ -114,7 +96,7 @@ def test_plot_scores_needs_a_full_run_reference(tmp_path):
 
 
 def test_every_text_of_every_companion_figure_has_one_of_two_sizes(tmp_path):
-    root = _extrapolation_tree(tmp_path / "results")
+    root = extrapolation_tree(tmp_path / "results")
     for metric in ("least_confidence", "norm_gs"):
         write_run(root, metric, method="baseline", metric=metric)
     table = collect(root)

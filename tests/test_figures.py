@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.text import Text
 
 import pf.analysis.budget_figures as budget_figures
 import pf.analysis.prunefuse_figures as prunefuse_figures
+from conftest import text_sizes
 from fakes import fake_record, write_run
 from pf.analysis.budget_figures import main_table
 from pf.analysis.figures import make_figures
@@ -252,17 +252,6 @@ def test_one_legend_for_all_panels_goes_below_them_or_beside_a_single_one():
         assert beside == (panels == 1 and lines > LEGEND_ROWS) != below
         assert (fig.get_figwidth() > width) == beside
         assert not any(box.overlaps(panel) for panel in drawn)
-
-
-def text_sizes(figure) -> tuple[set, set]:
-    """The font sizes of ``figure``'s panel titles, and of every other text it shows, drawn
-    as ``per_dataset`` draws it (in ``theme``; ticks are made when drawn)."""
-    with theme():
-        figure.canvas.draw()
-    shown = [text for text in figure.findobj(Text) if text.get_visible() and text.get_text()]
-    titles = {ax.title for ax in figure.axes}
-    return ({text.get_fontsize() for text in shown if text in titles},
-            {text.get_fontsize() for text in shown if text not in titles})
 
 
 def test_every_text_of_every_figure_has_one_of_two_sizes(tmp_path):

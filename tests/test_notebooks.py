@@ -14,7 +14,7 @@ import pytest
 
 from pf.experiments.config import make_config
 from pf.paths import project_path
-from fakes import write_run
+from fakes import extrapolation_tree, write_run
 from pf.experiments.record import read_record
 
 pytestmark = pytest.mark.slow  # executes notebooks through papermill
@@ -111,11 +111,9 @@ def test_norms_notebook_runs_norm_gs_and_compares_metrics(tmp_path):
 
 
 def test_score_extrapolation_notebook_reports_correlations_and_pruned_accuracy(tmp_path):
-    from test_companion_figures import _extrapolation_tree
-
     parameters = COMPUTE_OVERRIDES["score_extrapolation.ipynb"]
     notebook = _execute("score_extrapolation.ipynb", tmp_path, **parameters, out_dir="nb",
-                        compare_dir=str(_extrapolation_tree(tmp_path / "compare")))
+                        compare_dir=str(extrapolation_tree(tmp_path / "compare")))
     record = read_record(tmp_path / "nb")
     assert -1 <= record.scores.pearson <= 1
     assert [r.selection for r in record.rounds] == ["score", "random"]

@@ -24,7 +24,7 @@ import pandas as pd
 from pf.analysis.plotting import (ACCURACY, BUDGET, Drawing, cell_table, footer, mean_sd_lines,
                                   panel_grid, per_dataset, ratio_color, write_table)
 from pf.analysis.results import summarize
-from pf.experiments.methods import METHODS
+from pf.experiments.methods import METHODS, PRUNEFUSE
 from pf.select import STRATEGIES
 
 __all__ = ["accuracy_vs_budget", "main_table"]
@@ -52,7 +52,7 @@ def _line_styles(lines: pd.DataFrame) -> dict[str, tuple]:
     styles, departures = {}, {}  # per p, how many of PruneFuse's departures so far
     for line in lines.itertuples():
         color, variant = METHODS[line.method].color, 0
-        if line.method == "prunefuse":
+        if line.method == PRUNEFUSE:
             color = ratio_color(line.prune_ratio, ratios)
             if "(" in line.label and not line.floor:
                 departures[line.prune_ratio] = departures.get(line.prune_ratio, 0) + 1

@@ -44,7 +44,7 @@ from pf.analysis.plotting import (ACCURACY, BUDGET, MAX_COLUMNS, Drawing, footer
                                   palette, panel_grid, per_dataset, ratio_color, sd_errorbar,
                                   spread)
 from pf.analysis.results import summarize
-from pf.experiments.methods import METHODS
+from pf.experiments.methods import BASELINE, METHODS, PRUNEFUSE, SVP
 from pf.flops import UNIT
 from pf.select import STRATEGIES
 
@@ -94,7 +94,7 @@ def _selection_panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     AL baseline's at the budgets nearest ``SELECTION_FRACTIONS`` that both reached after the
     random initial set, with ``who`` (the method's title) and ``budget`` ("20.9 %"); only
     where the baseline's selection costs MACs (random picks cost nothing: no ratio)."""
-    baseline, pruned = runs[runs.method == "baseline"], runs[runs.method == "prunefuse"]
+    baseline, pruned = runs[runs.method == BASELINE], runs[runs.method == PRUNEFUSE]
     panels = []
     for (arch, metric, ratio), ours in pruned.groupby(["arch", "metric", "prune_ratio"]):
         # Fusion, KD and the rest mode change only the target's training, not what selection
@@ -107,7 +107,7 @@ def _selection_panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             continue
         rows = pd.concat([theirs, ours])
         rows = rows[rows.labeled.isin(_nearest(shared, SELECTION_FRACTIONS))]
-        if summarize(rows[rows.method == "baseline"], "labeled", "data_selection_macs")[
+        if summarize(rows[rows.method == BASELINE], "labeled", "data_selection_macs")[
                 "mean"].min() > 0:
             rows = rows.assign(who=rows.method.map(lambda method: METHODS[method].title),
                                budget=[f"{100 * f:.1f} %" for f in rows.budget_fraction])
@@ -119,14 +119,14 @@ def _cost_bars(ax, rows: pd.DataFrame, value: str, scale: float) -> None:
     """One panel of Fig. 3: ``value`` × ``scale`` of the baseline and of PruneFuse per budget
     (seaborn's ``barplot``: mean ± std over seeds), PruneFuse / baseline above its bar."""
     rows = rows.assign(shown=rows[value] * scale).sort_values("labeled")
-    order, methods = list(rows.budget.unique()), ("baseline", "prunefuse")
+    order, methods = list(rows.budget.unique()), (BASELINE, PRUNEFUSE)
     sns.barplot(data=rows, x="budget", y="shown", hue="who", order=order,
                 hue_order=[METHODS[method].title for method in methods],
                 palette={METHODS[method].title: METHODS[method].color for method in methods},
                 errorbar=sd_errorbar(rows, ["who", "budget"], "shown"), capsize=0.15,
                 err_kws={"linewidth": 1}, ax=ax)
     stats = rows.groupby(["method", "budget"]).shown.agg(["mean", "std"]).fillna(0)
-    ours, theirs = stats.loc["prunefuse"].reindex(order), stats.loc["baseline"].reindex(order)
+    ours, theirs = stats.loc[PRUNEFUSE].reindex(order), stats.loc[BASELINE].reindex(order)
     # Above the error bar, where matplotlib's bar_label would write over it.
     for bar, mean, std, base in zip(ax.containers[1], ours["mean"], ours["std"], theirs["mean"]):
         ax.annotate(f"{mean / base:.2f}×", (bar.get_x() + bar.get_width() / 2, mean + std),
@@ -142,7 +142,7 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
     if not panels:
         return ("no PruneFuse and AL-baseline runs with the same target and metric share a "
                 "budget after the random initial set with a selection cost above 0")
-    largest = max(rows[rows.method == "baseline"].groupby("labeled").data_selection_macs.mean()
+    largest = max(rows[rows.method == BASELINE].groupby("labeled").data_selection_macs.mean()
                   .max() for _, rows in panels)
     exponent = 3 * max(0, int(math.log10(largest) // 3))
     # A row per p, its MACs beside its seconds; MACs alone (a protocol) in rows of three.
@@ -195,7 +195,7 @@ def _curves(at: pd.DataFrame) -> pd.DataFrame:
 
 def _fused_vs_scratch(runs: pd.DataFrame, budget: int | None) -> Drawing:
     runs = _the_2024_method(runs)
-    pruned = runs[(runs.method == "prunefuse") & runs.prune_ratio.round(6).isin(FUSION_RATIOS)]
+    pruned = runs[(runs.method == PRUNEFUSE) & runs.prune_ratio.round(6).isin(FUSION_RATIOS)]
     panels = []
     for (arch, metric, ratio), group in pruned.groupby(["arch", "metric", "prune_ratio"]):
         shared = set(group[group.fusion].labeled) & set(group[~group.fusion].labeled)
@@ -285,11 +285,11 @@ def _label_sides(stats: pd.DataFrame) -> list[tuple[str, float, float, bool]]:
 
 def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
     # Fig. 5 compares selectors; ablations of the target's training belong to Fig. 4.
-    runs = _the_2024_method(runs[(runs.method != "prunefuse") | (runs.fusion & runs.kd)])
+    runs = _the_2024_method(runs[(runs.method != PRUNEFUSE) | (runs.fusion & runs.kd)])
     panels = []
     for (arch, metric), group in runs.groupby(["arch", "metric"]):
-        svp = group[group.method == "svp"]
-        shared = group[(group.method == "prunefuse") & group.labeled.isin(svp.labeled)]
+        svp = group[group.method == SVP]
+        shared = group[(group.method == PRUNEFUSE) & group.labeled.isin(svp.labeled)]
         if shared.empty:
             continue
         [chosen] = _nearest(shared, [SVP_FRACTION])
@@ -353,13 +353,13 @@ SYNC_PANELS = (("target_accuracy", 100, ACCURACY, False),
 def _sync_accuracy_and_cost(runs: pd.DataFrame) -> Drawing:
     ratios = sorted(runs.prune_ratio.dropna().unique())
     # Fused, distilled targets with selectors retrained from their start: T_sync alone varies.
-    pruned = runs[(runs.method == "prunefuse") & runs.fusion & runs.kd
+    pruned = runs[(runs.method == PRUNEFUSE) & runs.fusion & runs.kd
                   & runs.selector_start.eq("init")]
     groups = []
     for (arch, metric), group in pruned.groupby(["arch", "metric"]):
         if group.sync_every.nunique() > 1:
             last = group[group.labeled == group.labeled.max()]
-            baseline = runs[(runs.method == "baseline") & (runs.arch == arch)
+            baseline = runs[(runs.method == BASELINE) & (runs.arch == arch)
                             & (runs.metric == metric) & (runs.labeled == last.labeled.iloc[0])]
             groups.append((f"{arch} · {STRATEGIES[metric].label}", last, baseline))
     if not groups:
@@ -377,7 +377,7 @@ def _sync_accuracy_and_cost(runs: pd.DataFrame) -> Drawing:
             counts += list(summarize(last, ["line", "sync_every"], value).n)
             if not baseline.empty:
                 base = summarize(baseline, "method", value)
-                ax.axhline(base["mean"].iloc[0] * scale, color=METHODS["baseline"].color,
+                ax.axhline(base["mean"].iloc[0] * scale, color=METHODS[BASELINE].color,
                            linestyle=":", label=f"AL baseline (n={base.n.iloc[0]})")
             ax.set_xticks(sorted(last.sync_every.unique()))
             ax.set(title=f"{title} · b={100 * last.budget_fraction.iloc[0]:.1f} %",
