@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                        "runs go to RESULTS/<sweep>/<run id>/")
     sweep.add_argument("--executor", choices=("local", "slurm"), default="local",
                        help="local process pool (default) or a Slurm job array via submitit")
+    sweep.add_argument("--per-gpu", type=int, default=1, metavar="K",
+                       help="runs at a time on each visible GPU (local), or per Slurm task "
+                       "sharing its GPU (default: 1)")
     sweep.add_argument("--jobs", type=int, default=None, help="local workers (default: one per "
                        "visible GPU, else 1)")
     sweep.add_argument("--dry-run", action="store_true",
@@ -113,6 +116,8 @@ def _sweep(args) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"jobs: must be a positive integer, got {args.jobs}")
+    if args.per_gpu < 1:
+        raise ConfigError(f"per-gpu: must be a positive integer, got {args.per_gpu}")
     if args.cpus_per_task < 1:
         raise ConfigError(f"cpus-per-task: must be a positive integer, got {args.cpus_per_task}")
     if args.mem_gb is not None and not args.mem_gb > 0:
@@ -130,7 +135,7 @@ def _sweep(args) -> int:
     if args.partition:
         slurm["slurm_partition"] = args.partition
     records = run_sweep(args.file, args.results, args.executor, args.jobs, args.dry_run,
-                        slurm=slurm)
+                        slurm=slurm, per_gpu=args.per_gpu)
     failed = [r for r in records if r["status"] == "failed"]
     if not args.dry_run:
         done = sum(r["status"] in ("done", "skipped") for r in records)

@@ -2,6 +2,7 @@
 
     pf sweep notebooks/sweeps/demo.yaml                 # local, one run at a time on CPU
     pf sweep notebooks/sweeps/paper.yaml --jobs 4       # local, 4 workers (one per GPU if any)
+    pf sweep notebooks/sweeps/paper.yaml --per-gpu 4    # local, 4 runs at a time on each GPU
     pf sweep notebooks/sweeps/paper.yaml --executor slurm --partition gpu --mem-gb 32
     pf sweep notebooks/sweeps/demo.yaml --dry-run       # the runs, their state and planned cost
 
@@ -29,9 +30,10 @@ it once instead.
 Every run's config is validated before any work. A run whose ``metrics.json`` is valid is
 skipped; a run that raises leaves ``error.json`` and the sweep goes on; a killed sweep
 loses nothing finished, and its half-done run is simply run again next time. The
-executors share ``execute_run``: ``local`` is a process pool with one worker per visible
-GPU (``CUDA_VISIBLE_DEVICES`` per worker) or ``--jobs`` workers on CPU; ``slurm`` is a
-submitit job array (tests use submitit's ``local`` cluster), where a job that Slurm
+executors (``pf.executors``) share ``execute_run``: ``local`` is a process pool with
+``--per-gpu`` workers (default 1) on each visible GPU (``CUDA_VISIBLE_DEVICES`` per worker)
+or ``--jobs`` workers on CPU, the CPU threads split among them; ``slurm`` is a submitit job
+array (tests use submitit's ``local`` cluster), where a job that Slurm
 stopped (timed out, pre-empted, out of memory, node failure) counts as a failed run: it
 gets an ``error.json`` and the next ``pf sweep`` submits it again. Notebooks always run
 on an ipykernel of the interpreter that runs the sweep (``sys.executable``), never on a
@@ -45,12 +47,9 @@ import hashlib
 import itertools
 import json
 import logging
-import multiprocessing
-import os
 import re
 import sys
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +62,7 @@ from pf.experiments.config import ConfigError, check_sizes, from_parameters, mak
 from pf.experiments.cost import planned_cost
 from pf.provenance import dirty_warning
 from pf.experiments.reference_cache import reference_path
+from pf.executors import NO_GPU, run_local, run_slurm, visible_gpus
 from pf.experiments.record import (ERROR_FILE, METRICS_FILE, NOTEBOOK_FILE, PARAMS_FILE,
                                    RecordError, read_record, write_json)
 from pf.train import resolve_device
@@ -263,70 +263,6 @@ def _one_line(error: Exception) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def _visible_gpus() -> list[str]:
-    """The GPU ids this process may use, as CUDA_VISIBLE_DEVICES would name them."""
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [gpu for gpu in listed.split(",") if gpu.strip()]
-    try:
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001 -- no usable CUDA means CPU workers
-        return []
-
-
-def _claim_device(slots) -> None:
-    """Pool-worker initializer: take one GPU (or a share of the CPU threads) for life."""
-    kind, value = slots.get()
-    if kind == "gpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = value
-    else:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-        os.environ["OMP_NUM_THREADS"] = value  # the notebook's kernel inherits it
-
-
-def _run_local(runs: list[RunSpec], jobs: int | None):
-    gpus = _visible_gpus()
-    jobs = jobs or max(1, len(gpus))
-    if jobs == 1 and len(gpus) <= 1:
-        yield from map(execute_run, runs)  # in this process: Ctrl-C stops at once
-        return
-    context = multiprocessing.get_context("spawn")
-    slots = context.Queue()
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    for worker in range(jobs):
-        slots.put(("gpu", gpus[worker % len(gpus)]) if gpus else ("cpu", threads))
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_claim_device,
-                             initargs=(slots,)) as pool:
-        try:
-            yield from pool.map(execute_run, runs)
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-
-
-def _run_slurm(runs: list[RunSpec], folder: Path, cluster: str | None, slurm: dict):
-    import submitit
-
-    executor = submitit.AutoExecutor(folder=folder / "submitit", cluster=cluster)
-    executor.update_parameters(**slurm)
-    jobs = executor.map_array(execute_run, runs)
-    for run, job in zip(runs, jobs):
-        try:
-            yield job.result()
-        except Exception as error:  # noqa: BLE001 -- one lost job must not lose the others
-            yield _record_failure(run, _job_error(error))
-
-
-def _job_error(error: Exception) -> str:
-    """A job's error as one line: submitit's opening sentence, which names the job and,
-    for a job stopped without a result (UncompletedJobError), Slurm's state (TIMEOUT,
-    PREEMPTED, OUT_OF_MEMORY, ...); the logs it appends stay in error.json's traceback."""
-    opening = " ".join(str(error).splitlines()[:2])
-    return f"{type(error).__name__}: {' '.join(opening.split()).rstrip(' -')}"
-
-
 def _plan(runs: list[RunSpec], states: dict, echo) -> None:
     """List every run with its state and planned cost (``pf.experiments.cost``), then the total of
     the runs still to do: what a dry run shows before a GPU budget is spent. A reference
@@ -359,18 +295,24 @@ def _plan(runs: list[RunSpec], states: dict, echo) -> None:
 
 def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: str = "local",
               jobs: int | None = None, dry_run: bool = False, cluster: str | None = None,
-              slurm: dict | None = None, echo=print) -> list[dict]:
+              slurm: dict | None = None, echo=print, per_gpu: int = 1) -> list[dict]:
     """Run every pending or failed run of the sweep at ``path``; return one record per run.
 
-    ``executor`` is ``local`` (``jobs`` workers, default one per visible GPU, else 1) or
-    ``slurm`` (submitit; ``cluster="local"`` runs the array as local processes and
-    ``slurm`` holds submitit parameters such as ``timeout_min``, ``mem_gb``,
-    ``cpus_per_task`` or ``slurm_partition``; a job Slurm stopped is a failed run).
+    ``executor`` is ``local`` (``jobs`` workers, default ``per_gpu`` per visible GPU,
+    else 1) or ``slurm`` (submitit; ``cluster="local"`` runs the array as local processes
+    and ``slurm`` holds submitit parameters such as ``timeout_min``, ``mem_gb``,
+    ``cpus_per_task`` or ``slurm_partition``; a job Slurm stopped is a failed run; with
+    ``per_gpu`` > 1 each task runs a pack of that many runs on its GPU). See
+    ``pf.executors``.
     ``dry_run`` lists the runs and their state without running anything. The summary is
     also written to ``<results>/<sweep>/sweep.json``.
     """
     if executor not in ("local", "slurm"):
         raise ConfigError(f"executor: {executor!r} is not one of local, slurm")
+    if per_gpu < 1:
+        raise ConfigError(f"per-gpu: must be a positive integer, got {per_gpu}")
+    if executor == "local" and per_gpu > 1 and not visible_gpus():
+        raise ConfigError(NO_GPU)
     name, runs = load_sweep(path, results_dir)
     states = {run.run_id: run_status(run) for run in runs}
     todo = [run for run in runs if states[run.run_id] != "done"]
@@ -389,9 +331,10 @@ def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: s
     if not todo:
         outcomes = []
     elif executor == "slurm":
-        outcomes = _run_slurm(todo, sweep_dir, cluster, slurm or {})
+        outcomes = run_slurm(execute_run, todo, sweep_dir, cluster, slurm or {},
+                             _record_failure, per_gpu)
     else:
-        outcomes = _run_local(todo, jobs)
+        outcomes = run_local(execute_run, todo, jobs, per_gpu)
     try:
         for outcome in outcomes:
             records[outcome["run_id"]] = outcome

@@ -18,7 +18,7 @@ STAGES = (
     ("algorithms", {"pf.prune", "pf.fuse", "pf.select", "pf.scores", "pf.extrapolate"}),
     ("experiments", "pf.experiments."),
     ("analysis", "pf.analysis."),
-    ("operation", {"pf.sweep", "pf.cli", "pf.__main__"}),
+    ("operation", {"pf.executors", "pf.sweep", "pf.cli", "pf.__main__"}),
 )
 
 

@@ -160,6 +160,22 @@ seeds: [0, 1]
                      echo=lambda *_: None)[0]["status"] == "skipped"
 
 
+def test_slurm_tasks_each_run_a_pack_of_runs_on_their_gpu(tmp_path, monkeypatch):
+    # Each task of the array asks for one GPU (here a fake id that submitit's local cluster
+    # hands out; the runs fall back to the CPU) and runs its pack of per_gpu runs side by
+    # side on it: 3 runs in 2 tasks.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    path = _sweep_file(tmp_path, """
+parameters: {lr_schedule: [[1, 0.05]], budgets: [64, 96]}
+seeds: [0, 1, 2]
+""")
+    results = tmp_path / "results"
+    records = run_sweep(path, results, executor="slurm", cluster="local", per_gpu=2,
+                        slurm={"timeout_min": 10, "gpus_per_node": 1}, echo=lambda *_: None)
+    assert [r["status"] for r in records] == ["done", "done", "done"]
+    assert len(list((results / "smoke" / "submitit").glob("*_result.pkl"))) == 2
+
+
 # What submitit raises for a job Slurm stopped: its opening sentence, then the job's log.
 TIMED_OUT = ("Job 7_0 (task: 0) with path /scratch/submitit/7_0_0_result.pkl\n"
              "has not produced any output (state: TIMEOUT)\nError stream produced:\n"
