@@ -7,7 +7,7 @@ before it: the substrate (``data``, ``batches``, ``models``, ``train``, ``flops`
 ``storage``, ``provenance``, ``paths``) -> the algorithms (``prune``, ``fuse``, ``select``,
 ``scores``, ``extrapolate``) -> ``experiments`` (the methods' rules, the config, the cost
 plan, the two experiments' loops, the run record, one run) -> ``analysis`` (tables and
-figures from records) -> operation (``sweep``, ``cli``, the ``pf`` command).
+figures from records) -> operation (``sweep``, ``executors``, ``cli``, the ``pf`` command).
 """
 
 __version__ = "0.1.0"
