@@ -1,23 +1,26 @@
 """Files that several processes share: prepared under a lock, written atomically.
 
 Workers of a sweep (local or on Slurm nodes over a shared filesystem) prepare the same
-dataset cache and the same reference runs. ``exclusive_lock`` lets one prepare a file
-while the others wait; ``save_atomically`` writes it so that no reader ever sees half
-of it and no two writers share a temporary file.
+dataset cache and the same reference runs, and write run records that others read.
+``exclusive_lock`` lets one prepare a file while the others wait; ``save_atomically``
+(tensors) and ``write_json`` write a file so that no reader ever sees half of it, no two
+writers share a temporary file, and its permissions are the usual ones.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-__all__ = ["exclusive_lock", "save_atomically"]
+__all__ = ["exclusive_lock", "save_atomically", "write_json"]
 
 
 @contextmanager
@@ -43,23 +46,38 @@ def exclusive_lock(path: Path):
         yield
 
 
-def save_atomically(payload: dict, path: str | Path) -> Path:
-    """``torch.save`` ``payload`` to ``path``, written whole under a unique name, then
-    renamed: a concurrent reader never sees half a file, and writers on other nodes of a
-    shared filesystem (where process ids repeat) never write into each other's file."""
+def _write_atomically(path: str | Path, write: Callable, mode: str) -> Path:
+    """Call ``write(file)`` on a new file opened in ``mode`` under a unique name beside
+    ``path``, then rename it to ``path``: a concurrent reader never sees half a file, and
+    writers on other nodes of a shared filesystem (where process ids repeat) never write
+    into each other's file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Host and pid say who wrote it, the random part keeps two writers apart when both
     # repeat; "x" creates the file exclusively, with the usual permissions (not mkstemp's
-    # owner-only ones, which would lock other users of a shared cache out).
+    # owner-only ones, which would lock other users of a shared folder out).
     writer = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
     partial = path.with_name(f".{path.name}.{writer}.partial")
-    file = open(partial, "xb")  # before the try: a name that exists is not ours to delete
+    file = open(partial, mode)  # before the try: a name that exists is not ours to delete
     try:
         with file:
-            torch.save(payload, file)
+            write(file)
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     return path
+
+
+def save_atomically(payload: dict, path: str | Path) -> Path:
+    """``torch.save`` ``payload`` to ``path`` atomically (``_write_atomically``)."""
+    return _write_atomically(path, lambda file: torch.save(payload, file), "xb")
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` as indented JSON to ``path`` atomically (``_write_atomically``)."""
+    def dump(file) -> None:
+        json.dump(payload, file, indent=1)
+        file.write("\n")
+
+    return _write_atomically(path, dump, "x")

@@ -61,10 +61,11 @@ from pf.data import DATASET_SIZES
 from pf.experiments.config import ConfigError, check_sizes, from_parameters, make_config
 from pf.experiments.cost import planned_cost
 from pf.provenance import dirty_warning
+from pf.storage import write_json
 from pf.experiments.reference_cache import reference_path
 from pf.executors import NO_GPU, run_local, run_slurm, visible_gpus
 from pf.experiments.record import (ERROR_FILE, METRICS_FILE, NOTEBOOK_FILE, PARAMS_FILE,
-                                   RecordError, read_record, write_json)
+                                   RecordError, read_record)
 from pf.train import resolve_device
 
 __all__ = ["RunSpec", "load_sweep", "run_status", "execute_run", "run_sweep"]

@@ -16,7 +16,8 @@ from pf.analysis.plotting import FONT_SIZE, TITLE_SIZE, theme
 from fakes import extrapolation_tree, fake_pruning_record, write_run
 from conftest import text_sizes
 from pf.analysis.results import SCORE_COLUMNS, collect, collect_scores
-from pf.experiments.record import SCORES_FILE, scoring_label, write_json
+from pf.experiments.record import SCORES_FILE, scoring_label
+from pf.storage import write_json
 
 
 def test_collect_scores_gives_one_row_per_data_pruning_run(tmp_path):

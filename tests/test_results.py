@@ -12,8 +12,8 @@ from pf.analysis.results import (COLUMNS, collect, collect_scores, mean_std, rou
                                  run_table, summarize)
 from pf.experiments.config import ActiveLearningConfig
 from pf.experiments.methods import METHODS
-from pf.experiments.record import (SCHEMA_VERSION, RecordError, RunRecord, read_record,
-                                   write_json)
+from pf.experiments.record import SCHEMA_VERSION, RecordError, RunRecord, read_record
+from pf.storage import write_json
 
 
 @pytest.fixture

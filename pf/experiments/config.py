@@ -297,8 +297,9 @@ def from_parameters(namespace: dict) -> RunConfig:
     config, and fields the namespace lacks keep the paper's default. Validated exactly as
     ``pf run --set`` is, with the same one-line errors.
     """
-    settings = _current_names({key: namespace[key] for key in (*_ALL_NAMES, *LEGACY_NAMES)
-                               if key in namespace})
+    known = {spec.name for kind in CONFIGS.values() for spec in dataclasses.fields(kind)}
+    settings = _current_names({key: value for key, value in namespace.items()
+                               if key in known or key in LEGACY_NAMES})
     kind = CONFIGS.get(settings.get("experiment", ACTIVE_LEARNING), ActiveLearningConfig)
     names = {f.name for f in dataclasses.fields(kind)}
     return make_config("paper", {key: value for key, value in settings.items()
@@ -384,7 +385,3 @@ def check_sizes(config: RunConfig, train_size: int) -> None:
     if config.extrapolation == "gnn" and config.knn_k >= train_size:
         raise ConfigError(f"knn_k: the gnn graph needs knn_k < {train_size} (the samples), "
                           f"got {config.knn_k}")
-
-
-_ALL_NAMES = tuple(dict.fromkeys(f.name for kind in CONFIGS.values()
-                                 for f in dataclasses.fields(kind)))

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +34,14 @@ import pf
 from pf import provenance
 from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING
 from pf.experiments.methods import METHODS
+from pf.storage import write_json
 from pf.flops import UNIT
 
 __all__ = ["SCHEMA_VERSION", "METRICS_FILE", "SELECTED_FILE", "SCORES_FILE", "PARAMS_FILE",
            "ERROR_FILE", "NOTEBOOK_FILE", "ACCURACY", "SCHEMA1_RECIPE", "RANDOM_LABEL",
            "SCORE_TITLES", "RecordError", "NetworkRecord", "SelectorRecord", "TargetRecord",
            "RoundRecord", "ScoresRecord", "DatasetRecord", "RunRecord", "channel_map_file",
-           "scoring_label", "write_json", "read_record", "environment"]
+           "scoring_label", "read_record", "environment"]
 
 SCHEMA_VERSION = 2  # 2: typed record, labels stored per round; 1: before (upgraded on reading)
 METRICS_FILE = "metrics.json"
@@ -295,18 +294,6 @@ def _upgrade_schema1(payload: dict) -> dict:
     return {**kept, "config": config, "rounds": rounds, "environment": environment_,
             "scores": scores, "experiment": DATA_PRUNING if pruning else ACTIVE_LEARNING,
             "method": None if pruning else payload["method"], "schema": SCHEMA_VERSION}
-
-
-def write_json(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` as JSON to ``path`` atomically (temp file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, indent=1)
-        handle.write("\n")
-    os.replace(handle.name, path)
-    return path
 
 
 def read_record(run_dir: str | Path) -> RunRecord:

@@ -34,9 +34,10 @@ from pf.experiments import DATA_PRUNING
 from pf.experiments.config import ConfigError, RunConfig, check_sizes
 from pf.experiments.data_pruning import run_data_pruning
 from pf.experiments.record import (SCORES_FILE, SELECTED_FILE, DatasetRecord, RunRecord,
-                                   channel_map_file, environment, write_json)
+                                   channel_map_file, environment)
 from pf.prune import save_channel_map
 from pf.provenance import dirty_warning
+from pf.storage import write_json
 from pf.train import resolve_device, set_determinism
 
 __all__ = ["run_experiment"]
