@@ -10,10 +10,15 @@ epoch, in one process, one after the other: only the ratio is meant to travel be
 machines.
 
     python benchmarks/bench_train.py                       # CPU: resnet20, 2 x 2,560 images
-    python benchmarks/bench_train.py --arch resnet56 --train-images 25000 --epochs 3  # GPU
+    python benchmarks/bench_train.py --arch resnet56 --train-images 25000 --epochs 3 \
+        --workers 8 --variants default,graphs,compile,compile+graphs   # GPU
 
-Data: the real CIFAR-10 in ../shared/data when it is there, else random CIFAR-shaped
-images (speed does not depend on content). Results: benchmarks/README.md.
+A variant names what it turns on: ``compile`` (torch.compile), ``graphs`` (CUDA graphs:
+the test passes and, with compile, the training step; ``pf.graphs``), ``bf16``; ``default``
+turns on none of them. Graph variants need CUDA and are skipped elsewhere.
+Data: the real CIFAR-10 (``pf.data.cifar10_jpeg_path``: ../shared/data or
+``$PF_CIFAR10_JPEG``) when it is there, else random CIFAR-shaped images (speed does not
+depend on content). Results: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -33,12 +38,12 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from pf.data import Dataset, Split, load_dataset
+from pf.data import Dataset, Split, cifar10_jpeg_path, load_dataset
 from pf.models import build_model
 from pf.experiments.record import environment
 from pf.train import Schedule, fit, predict, resolve_device
 
-SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+VARIANT_OPTIONS = ("compile", "graphs", "bf16")  # what a variant's name may turn on
 
 
 # ---------------------------------------------------------------------------------------
@@ -114,11 +119,11 @@ def pf_run(model, dataset: Dataset, indices, epochs: int, batch_size: int, devic
     return fit(model, dataset, indices, schedule, device=device, progress=False, **options).seconds
 
 
-def pf_score(model, dataset: Dataset, indices, device, precision: str) -> float:
+def pf_score(model, dataset: Dataset, indices, device, **options) -> float:
     """Seconds for ``pf.train.predict`` (softmax included) over ``train[indices]``."""
     _sync(device)
     start = time.perf_counter()
-    torch.softmax(predict(model, dataset.train, dataset, indices, precision=precision), 1).cpu()
+    torch.softmax(predict(model, dataset.train, dataset, indices, **options), 1).cpu()
     return time.perf_counter() - start
 
 
@@ -141,10 +146,20 @@ def _median_rates(phase: str, runners: dict, images: int, rounds: int) -> list[t
     return [(phase, name, images / statistics.median(times)) for name, times in seconds.items()]
 
 
+def variant_options(variant: str) -> dict:
+    """``pf.train.fit`` keywords of a variant: ``compile+graphs`` -> compile and CUDA graphs."""
+    parts = set(variant.split("+")) - {"default"}
+    if parts - set(VARIANT_OPTIONS):
+        raise SystemExit(f"bench_train: unknown variant {variant!r}; combine default, "
+                         f"{', '.join(VARIANT_OPTIONS)} with '+'")
+    return {"compile": "compile" in parts, "cuda_graphs": "graphs" in parts,
+            "precision": "bf16" if "bf16" in parts else "auto"}
+
+
 def load_benchmark_data(test_images: int, data: str = "auto") -> Dataset:
     """Real CIFAR-10 when available (``data="auto"``), else random uint8 images of CIFAR's shape."""
-    if data == "auto" and SHARED_CIFAR10.exists():
-        dataset = load_dataset(f"imagefolder:{SHARED_CIFAR10}")
+    if data == "auto" and cifar10_jpeg_path().exists():
+        dataset = load_dataset("cifar10_jpeg")
     else:
         g = torch.Generator().manual_seed(0)
 
@@ -172,7 +187,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--data", choices=("auto", "random"), default="auto",
                         help="auto: the real CIFAR-10 from ../shared/data when present")
     parser.add_argument("--variants", default="default,compile,bf16",
-                        help="pf variants: default, compile, bf16, bf16+compile")
+                        help="pf variants: default, or compile, graphs, bf16 joined by '+'")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved timings of every runner; the median is reported")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -196,9 +211,10 @@ def main(argv=None) -> dict:
     # shared machine slows all of them alike, and the median round is reported.
     train_runners = {"reference (DataLoader + PIL, fp32)": lambda: reference_run(
         fresh_model(), host, train_idx, args.epochs, args.batch_size, device, args.workers)}
-    for variant in args.variants.split(","):
-        options = {"compile": "compile" in variant,
-                   "precision": "bf16" if "bf16" in variant else "auto"}
+    variants = [v for v in args.variants.split(",")
+                if device.type == "cuda" or not variant_options(v)["cuda_graphs"]]
+    for variant in variants:
+        options = variant_options(variant)
         pf_run(fresh_model(), dataset, train_idx[:256].to(device), 1, args.batch_size, device,
                **options)  # warm-up: compilation, allocator, kernel selection
         train_runners[f"pf {variant}"] = lambda options=options: pf_run(
@@ -207,11 +223,12 @@ def main(argv=None) -> dict:
     scored = fresh_model().to(device)
     score_runners = {"reference (DataLoader + PIL, fp32)": lambda: reference_score(
         scored, host.train, host, pool_idx, device, args.workers, args.batch_size)}
-    for precision in ("auto", "bf16"):
-        pf_score(scored, dataset, pool_idx[:1024].to(device), device, precision)  # warm-up
-        score_runners[f"pf {'default' if precision == 'auto' else precision}"] = (
-            lambda precision=precision: pf_score(scored, dataset, pool_idx.to(device), device,
-                                                 precision))
+    for variant in ("default", "bf16") + (("graphs",) if device.type == "cuda" else ()):
+        options = {key: value for key, value in variant_options(variant).items()
+                   if key != "compile"}
+        pf_score(scored, dataset, pool_idx[:1024].to(device), device, **options)  # warm-up
+        score_runners[f"pf {variant}"] = lambda options=options: pf_score(
+            scored, dataset, pool_idx.to(device), device, **options)
     rows = (_median_rates("train", train_runners, args.train_images * args.epochs, args.rounds)
             + _median_rates("score", score_runners, args.pool_images, args.rounds))
 

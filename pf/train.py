@@ -5,9 +5,10 @@ channels_last (cuDNN's fastest layout; on the 2-core development CPU, ResNet-20 
 trained 1.7x faster with it than in NCHW), except where oneDNN crashes on it (see
 ``memory_format_for``). On CUDA the step runs under bf16 autocast and
 never waits for the host (the loss is summed on the device and read once an epoch);
-``compile=True`` wraps the model in ``torch.compile``. On CPU the same code runs in fp32
-unless ``precision="bf16"`` is asked for. The test accuracy of every epoch is recorded;
-the one reported is the last.
+``compile=True`` wraps the model in ``torch.compile``, and ``cuda_graphs`` replays
+inference and the compiled training step from CUDA graphs (see ``pf.graphs``). On CPU the
+same code runs in fp32 unless ``precision="bf16"`` is asked for. The test accuracy of every
+epoch is recorded; the one reported is the last.
 
     result = fit(model, dataset, labeled_idx, PAPER_SCHEDULE, device="cuda", seed=0)
     result.test_accuracy      # final epoch, in [0, 1]
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from pf.batches import Batches
 from pf.data import Dataset, Split
+from pf.graphs import GraphReplay, compile_network, mark_step, uses_graphs
 
 __all__ = [
     "Schedule",
@@ -109,11 +111,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _autocast(device: torch.device, precision: str):
-    """bf16 autocast on CUDA ('auto') or wherever 'bf16' is asked for; fp32 otherwise."""
+def _autocast(device: torch.device, precision: str, cache: bool = True):
+    """bf16 autocast on CUDA ('auto') or wherever 'bf16' is asked for; fp32 otherwise.
+    ``cache=False`` drops autocast's cache of bf16 weight copies, which a CUDA graph
+    capture must not hold (inference re-enters autocast every batch, so it loses nothing)."""
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
@@ -191,7 +195,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
 def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Schedule, *,
         device: str | torch.device = "auto", seed: int = 0, teacher: nn.Module | None = None,
         kd_weight: float = 0.5, kd_temperature: float = 4.0, precision: str = "auto",
-        compile: bool = False, eval_batch_size: int = 0, record_curve: bool = True,
+        compile: bool = False, cuda_graphs: bool = True, eval_batch_size: int = 0,
+        record_curve: bool = True,
         eval_every: int = 1, progress: bool | None = None, desc: str = "train",
         recorder=None) -> FitResult:
     """Train ``model`` in place on ``dataset.train[indices]``; evaluate on the test split.
@@ -205,7 +210,9 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     otherwise the epochs of ``evaluated_epochs(epochs, eval_every)``: every
     ``eval_every``-th and the last (on 10,000 test images, evaluating after every epoch
     can cost more than training at a small budget).
-    ``progress=None`` shows a bar only on a terminal.
+    ``progress=None`` shows a bar only on a terminal. On CUDA, ``cuda_graphs`` replays the
+    compiled training step (with ``compile``) and the test evaluation from CUDA graphs
+    (``pf.graphs``); elsewhere it changes nothing.
 
     A ``recorder`` (e.g. ``pf.scores.DynamicsRecorder``) sees the training step's own
     outputs: ``recorder.begin(epochs, dataset.train.labels, num_classes)`` once, then
@@ -220,7 +227,7 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     model.to(device=device, memory_format=layout)
     if teacher is not None:
         teacher.to(device=device, memory_format=layout).eval()
-    forward = torch.compile(model) if compile else model
+    forward = compile_network(model, device, cuda_graphs) if compile else model
     optimizer = torch.optim.SGD(
         model.parameters(), lr=schedule.lr_at(0), momentum=schedule.momentum,
         weight_decay=schedule.weight_decay, fused=device.type == "cuda" or None,
@@ -242,6 +249,7 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
         model.train()
         loss_sum = torch.zeros((), device=device)
         for x, y, idx in batches:
+            mark_step(compile and cuda_graphs, device)
             with _autocast(device, precision):
                 logits = forward(x)
                 if teacher is None:
@@ -259,8 +267,10 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
         result.train_loss.append(loss_sum.item() / len(batches.indices))
         result.images_seen += len(batches.indices)
         if epoch + 1 in evaluated:
+            # A compiled forward brings its own graphs; an eager one is captured here.
             result.curve.append(evaluate(forward, dataset.test, dataset, eval_batch_size,
-                                         precision=precision))
+                                         precision=precision,
+                                         cuda_graphs=cuda_graphs and not compile))
             result.curve_epochs.append(epoch + 1)
             epochs.set_postfix(acc=f"{result.curve[-1]:.3f}", loss=f"{result.train_loss[-1]:.3f}")
     result.seconds = time.perf_counter() - start
@@ -269,33 +279,39 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
 
 @torch.no_grad()
 def predict(model: nn.Module, split: Split, dataset: Dataset, indices: torch.Tensor | None = None,
-            batch_size: int = 0, precision: str = "auto",
-            features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+            batch_size: int = 0, precision: str = "auto", features: bool = False,
+            cuda_graphs: bool = True) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Logits (fp32) of ``split[indices]`` in eval mode, un-augmented, in large batches.
 
     ``batch_size=0`` picks one for the device (see ``inference_batch_size``).
     With ``features=True`` also returns the penultimate features (the input of ``fc``),
-    computed in the same pass. The model is left in eval mode.
+    computed in the same pass. On CUDA, ``cuda_graphs`` replays the forward pass from a
+    CUDA graph (``pf.graphs.GraphReplay``; same kernels, same numbers). The model is left
+    in eval mode.
     """
     device = split.images.device
     model.eval()
     batches = Batches(split, indices, inference_batch_size(batch_size, device), dataset,
                       memory_format=memory_format_for(model, device))
-    logits, feats = [], []
-    for x, _ in batches:
-        with _autocast(device, precision):
+
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with _autocast(device, precision, cache=False):
             if features:
                 h = model.features(x)
-                feats.append(h.float())
-                logits.append(model.fc(h).float())
-            else:
-                logits.append(model(x).float())
-    logits = torch.cat(logits)
-    return (logits, torch.cat(feats)) if features else logits
+                return model.fc(h), h
+            return (model(x),)
+
+    if uses_graphs(cuda_graphs, device):
+        forward = GraphReplay(forward, full_batches=len(batches.indices) // batches.batch_size)
+    # Copies: a replayed graph (or compile's) rewrites its outputs at the next batch.
+    outputs = [[t.to(torch.float32, copy=True) for t in forward(x)] for x, _ in batches]
+    logits = torch.cat([batch[0] for batch in outputs])
+    return (logits, torch.cat([batch[1] for batch in outputs])) if features else logits
 
 
 def evaluate(model: nn.Module, split: Split, dataset: Dataset, batch_size: int = 0,
-             precision: str = "auto") -> float:
+             precision: str = "auto", cuda_graphs: bool = True) -> float:
     """Top-1 accuracy of ``model`` on a whole split, in eval mode on un-augmented images."""
-    logits = predict(model, split, dataset, batch_size=batch_size, precision=precision)
+    logits = predict(model, split, dataset, batch_size=batch_size, precision=precision,
+                     cuda_graphs=cuda_graphs)
     return (logits.argmax(1) == split.labels).float().mean().item()

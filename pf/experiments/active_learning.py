@@ -119,8 +119,7 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
     if strategy.inputs == "features":
         with_labeled = strategy.labeled_aware
         _, features = predict(selector, dataset.train, dataset, None if with_labeled else pool,
-                              batch_size=config.eval_batch_size, precision=config.precision,
-                              features=True)
+                              features=True, **config.predict_options())
         pool_features, labeled_features = ((features[pool], features[labeled_mask])
                                            if with_labeled else (features, None))
         # On the features' device: torch.multinomial draws there.
@@ -128,8 +127,7 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
         positions = select(config.metric, count, pool_features=pool_features,
                            labeled_features=labeled_features, generator=generator)
         return pool[positions], len(features)
-    logits = predict(selector, dataset.train, dataset, pool, batch_size=config.eval_batch_size,
-                     precision=config.precision)
+    logits = predict(selector, dataset.train, dataset, pool, **config.predict_options())
     positions = select(config.metric, count, probs=torch.softmax(logits, dim=1))
     return pool[positions], len(pool)
 

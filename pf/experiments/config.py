@@ -86,6 +86,8 @@ class RunConfig:
     # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     precision: str = setting("auto", choices=("auto", "fp32", "bf16"))
     compile: bool = setting(False)  # wrap the training forward in torch.compile
+    # CUDA: replay scoring, testing and (with compile) the training step from CUDA graphs
+    cuda_graphs: bool = setting(True)
     # CUDA: reproducible kernels (pf.train.set_determinism); false lets cuDNN autotune
     deterministic: bool = setting(True)
     # test evaluation and pool scoring batch; 0 = 1024 on CUDA, 128 on CPU
@@ -109,7 +111,13 @@ class RunConfig:
     def fit_options(self) -> dict:
         """The keyword arguments of ``pf.train.fit`` that every training of a run shares."""
         return {"precision": self.precision, "compile": self.compile,
+                "cuda_graphs": self.cuda_graphs,
                 "eval_batch_size": self.eval_batch_size, "eval_every": self.eval_every}
+
+    def predict_options(self) -> dict:
+        """The keyword arguments of ``pf.train.predict`` for scoring pools and embeddings."""
+        return {"batch_size": self.eval_batch_size, "precision": self.precision,
+                "cuda_graphs": self.cuda_graphs}
 
     def to_dict(self) -> dict:
         """A JSON-ready copy of every field."""

@@ -231,8 +231,8 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
     raw = score_from_dynamics(config.score, recorder)
     del recorder  # (epochs, N[, C]): free it before the reference run allocates its own
     if subset:
-        _, embeddings = predict(model, dataset.train, dataset, batch_size=config.eval_batch_size,
-                                precision=config.precision, features=True)
+        _, embeddings = predict(model, dataset.train, dataset, features=True,
+                                **config.predict_options())
         if config.extrapolation == "knn":
             scores = knn_extrapolate(embeddings, scored, raw[scored], k=config.knn_k,
                                      weighting=config.knn_weighting)
