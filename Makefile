@@ -6,7 +6,7 @@ READY := $(VENV)/.installed
 # The exact, tested environment; pyproject.toml keeps the ranges a library user installs from.
 LOCK := requirements.lock
 
-.PHONY: setup lock demo companion test test-fast bench clean
+.PHONY: setup lock demo companion test test-fast bench gpu-bundle gpu-check clean
 
 # The environment is (re)built whenever pyproject.toml or the lock changes: the locked
 # packages first, then pf itself without resolving anything again.
@@ -27,6 +27,12 @@ lock:  ## rewrite requirements.lock from a fresh install of pyproject.toml's ran
 
 setup: $(READY)
 
+# What a GPU machine without internet lacks (benchmarks/gpu_check.py, README "On a GPU").
+BUNDLE := .whl/.bundled
+$(BUNDLE): $(LOCK) | $(READY)
+	$(BIN)/python benchmarks/gpu_check.py --bundle
+	touch $(BUNDLE)
+
 demo: setup  ## the main job: the demo sweep on real handwritten digits (CPU), then its figures
 	$(BIN)/pf sweep notebooks/sweeps/demo.yaml --results runs --jobs 2
 	$(BIN)/pf figures runs/demo
@@ -37,7 +43,7 @@ companion: setup  ## the companion methods' demo sweeps (norm-based selection, s
 	$(BIN)/pf sweep notebooks/sweeps/score_extrapolation.yaml --results runs --jobs 2
 	$(BIN)/pf figures runs/score_extrapolation
 
-test: setup  ## the whole test suite (CPU, a few minutes)
+test: setup $(BUNDLE)  ## the whole test suite (CPU, a few minutes; it dry-runs the GPU check)
 	$(BIN)/python -m pytest -q -n auto
 
 test-fast: setup  ## the quick part: every test not marked slow (no notebooks, no full runs)
@@ -46,5 +52,12 @@ test-fast: setup  ## the quick part: every test not marked slow (no notebooks, n
 bench: setup  ## pf trainer and pool scoring vs a torchvision DataLoader reference
 	$(BIN)/python benchmarks/bench_train.py
 
+gpu-bundle: setup  ## before a GPU lease: the wheels it lacks into .whl/, CIFAR-10 into .data/
+	$(BIN)/python benchmarks/gpu_check.py --bundle
+	touch $(BUNDLE)
+
+gpu-check:  ## on a GPU machine, offline: install .whl/ into .gpu-site/, then the check (< 8 min)
+	$(PYTHON) benchmarks/gpu_check.py --keep-going $(GPU_CHECK_ARGS)
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs .gpu-site

@@ -1,0 +1,582 @@
+"""The prepared GPU check: what pf's CUDA path must show, in one command of under 8 minutes.
+
+    make gpu-bundle                            # here, where the package registries answer
+    make gpu-check                             # on the GPU machine: install, then every step
+    python benchmarks/gpu_check.py --dry-run   # anywhere: the plan, the imports, the bundle
+
+A GPU machine lent for a few minutes has PyTorch but not all of pf's dependencies, and no
+internet. ``make gpu-bundle`` (``--bundle``) builds the missing ones as wheels into
+``.whl/`` at requirements.lock's versions and copies the CIFAR-10 archive into ``.data/``;
+git ignores both, and both must travel with the working tree. The check itself
+(``make gpu-check``, or ``python3 benchmarks/gpu_check.py`` where there is no make)
+installs the wheels into ``.gpu-site/`` and runs the steps of ``STEPS`` with pf from the
+working tree, each within its time limit. It writes ``results/gpu/<date>-<device>.json`` and
+``.log`` (``--copy-to DIR`` copies both there too) and, when a step fails, says so in one
+line, then goes on with the next only under ``--keep-going`` (make gpu-check passes it:
+a lease is too short to spend twice). ``--dry-run`` prints the plan, imports every
+step's code in a Python that sees only what the GPU machine has (``DEVICE_IMAGE``) plus
+the bundled wheels, checks the bundle, and exits 0 on a CPU machine; the test suite runs
+it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WHEELS = ROOT / ".whl"
+DATA = ROOT / ".data"
+SITE = ROOT / ".gpu-site"  # where the check installs the wheels
+OUTPUT = ROOT / "results" / "gpu"
+LOCK = ROOT / "requirements.lock"
+# pf's dependencies that the GPU machine's image lacks (the device tool's KINDS.md, package
+# list read 2026-11-17), with theirs: built as wheels at the lock's versions.
+GPU_WHEELS = ("torch-pruning", "fvcore", "iopath", "yacs", "termcolor")
+# The distributions of that image (KINDS.md's list, read there 2026-11-17). The dry run
+# hides every other installed distribution, so an import that would fail there fails here.
+DEVICE_IMAGE = tuple("""
+    absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio
+    attrs botorch build certifi charset-normalizer chex click cloudpickle cmake colorama
+    contourpy coverage cuda-bindings cuda-core cuda-pathfinder cuda-toolkit cupy-cuda13x
+    cycler cython diffrax e3nn einops equinox etils execnet filelock flatbuffers flax
+    fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx
+    huggingface-hub humanize hypothesis idna imageio iniconfig interface-meta jax
+    jax-cuda13-pjrt jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver lazy-loader
+    lightning lightning-utilities linear-operator lineax llvmlite lxml markdown
+    markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack
+    multidict multipledispatch mypy-extensions nanobind narwhals networkx ninja numba
+    numba-cuda numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc
+    nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand
+    nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-ml-py nvidia-nccl-cu13
+    nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir onnxruntime onnxscript
+    opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint
+    packaging pandas pathspec patsy peft pillow pip pluggy portalocker prometheus-client
+    propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments pyparsing
+    pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock
+    pytest-timeout pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests
+    rich sacrebleu safetensors scikit-build-core scikit-image scikit-learn scipy seaborn
+    sentencepiece sentence-transformers setuptools shellingham simplejson six
+    sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server
+    tensorstore threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio
+    torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope triton
+    typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel
+    wrapt xarray xxhash yarl zipp
+""".split())
+EPOCH_IMAGES = 50_000  # a CIFAR-10 training epoch, the unit the issue asks seconds for
+PLAN_LIMIT_S = 8 * 60  # the whole check, every step at its limit
+PACKED_WORKERS = 4  # pf sweep --per-gpu K: runs side by side on the GPU
+AL_PRESET, AL_OVERRIDES = "cpu", {"budgets": [1000, 2000], "device": "cuda"}  # two rounds
+
+
+class StepFailed(Exception):
+    """A step's own check did not hold; the text is one line, ``measured`` what the step
+    measured before it found out."""
+
+    def __init__(self, message: str, measured: dict | None = None):
+        super().__init__(message)
+        self.measured = measured or {}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One part of the check: its time limit, what it shows, and the code it imports."""
+
+    name: str
+    limit_s: int
+    shows: str
+    imports: tuple[str, ...]
+    run: Callable[[Path], dict]
+
+
+# ---------------------------------------------------------------------------------------
+# The steps (each takes a scratch folder and returns what it measured)
+# ---------------------------------------------------------------------------------------
+
+
+_CHILDREN: list[subprocess.Popen] = []  # processes a step started, ended if it runs too long
+
+
+def _start(command: list[str], **options) -> subprocess.Popen:
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, **options)
+    _CHILDREN.append(child)
+    return child
+
+
+def run_data(scratch: Path) -> dict:
+    """Decode the CIFAR-10 archive once (pf caches the tensors for every later load)."""
+    from pf.data import cifar10_jpeg_path, load_dataset
+
+    if not cifar10_jpeg_path().exists():
+        raise StepFailed(f"no CIFAR-10 archive at {cifar10_jpeg_path()}: run make gpu-bundle")
+    start = time.perf_counter()
+    dataset = load_dataset("cifar10_jpeg")
+    return {"train": len(dataset.train), "test": len(dataset.test),
+            "load_seconds": time.perf_counter() - start}
+
+
+def gpu_test_files() -> list[str]:
+    """The test files holding tests marked ``gpu``."""
+    return sorted(str(path.relative_to(ROOT)) for path in (ROOT / "tests").glob("test_*.py")
+                  if "mark.gpu" in path.read_text())
+
+
+def run_gpu_tests(scratch: Path) -> dict:
+    """pytest -m gpu over the files that hold such tests."""
+    tests = _start([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p",
+                    "no:cacheprovider", *gpu_test_files()])
+    lines = tests.communicate()[0].strip().splitlines()
+    log("\n".join(lines[-30:]))
+    summary = lines[-1].strip("= ") if lines else "no output"
+    if tests.returncode != 0:
+        raise StepFailed(f"pytest -m gpu exited {tests.returncode}: {summary}")
+    return {"summary": summary, "files": gpu_test_files()}
+
+
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_trainer(scratch: Path) -> dict:
+    """bench_train on ResNet-56 and real CIFAR-10: images/s of the reference and of pf's
+    variants, and the seconds a 50,000-image epoch takes at each rate."""
+    bench = _benchmark("bench_train")
+    result = bench.main(["--arch", "resnet56", "--train-images", "12800", "--epochs", "2",
+                         "--pool-images", "50000", "--workers", "8", "--device", "cuda",
+                         "--variants", "default,graphs,compile,compile+graphs"])
+    if "random" in result["dataset"]:
+        raise StepFailed("bench_train found no CIFAR-10 archive: run make gpu-bundle first")
+    for row in result["rows"]:
+        row["seconds_per_epoch"] = EPOCH_IMAGES / row["images_per_second"]
+    best = max((r for r in result["rows"] if r["phase"] == "train"), key=lambda r: r["ratio"])
+    return {"rows": result["rows"], "dataset": result["dataset"], "best_train": best}
+
+
+def run_k_centers(scratch: Path) -> dict:
+    """Greedy k-centers: 5,000 picks from 50,000 x 64 features (1,000 labeled), seconds."""
+    import torch
+
+    from pf.select import k_centers
+
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    pool = torch.randn(50_000, 64, device="cuda", generator=generator)
+    labeled = torch.randn(1_000, 64, device="cuda", generator=generator)
+    k_centers(pool[:5_000], labeled, 50)  # warm-up
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    picked = k_centers(pool, labeled, 5_000)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if len(set(picked.tolist())) != 5_000:
+        raise StepFailed("k-centers picked a point twice")
+    return {"pool": 50_000, "dims": 64, "labeled": 1_000, "picks": 5_000,
+            "pick_seconds": seconds}
+
+
+def run_packing(scratch: Path) -> dict:
+    """``PACKED_WORKERS`` processes train ResNet-56 on the one GPU at once, each in the
+    environment ``pf sweep --per-gpu`` gives its workers; images/s of them together."""
+    from pf.executors import visible_gpus, worker_environments
+
+    environments = worker_environments(visible_gpus()[:1], cpus=len(os.sched_getaffinity(0)),
+                                       per_gpu=PACKED_WORKERS)
+    workers = [_start([sys.executable, __file__, "--pack-worker"], env={**os.environ, **env})
+               for env in environments]
+    reports = []
+    for worker in workers:
+        out, _ = worker.communicate()
+        if worker.returncode != 0:
+            raise StepFailed(f"a packed worker exited {worker.returncode}: "
+                             f"{(out.strip().splitlines() or ['no output'])[-1]}")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    images = sum(r["images"] for r in reports)
+    # From the first start to the last end: the rate of the packed workers as a whole.
+    window = max(r["end"] for r in reports) - min(r["start"] for r in reports)
+    return {"workers": len(reports), "images": images, "window_seconds": window,
+            "images_per_second": images / window,
+            "seconds_per_epoch": EPOCH_IMAGES * window / images,
+            "per_worker": reports}
+
+
+def pack_worker() -> None:
+    """One packed worker: ResNet-56, 12,800 real CIFAR-10 images x 2 epochs, pf defaults."""
+    import torch
+
+    from pf.data import load_dataset
+    from pf.models import build_model
+    from pf.train import Schedule, fit
+
+    dataset = load_dataset("cifar10_jpeg").to("cuda")
+    indices = torch.randperm(len(dataset.train), device="cuda")[:12_800]
+    warm = Schedule(((1, 0.05),))
+    fit(build_model("resnet56"), dataset, indices[:1280], warm, device="cuda", progress=False)
+    schedule = Schedule(((2, 0.05),))
+    torch.cuda.synchronize()
+    start = time.time()
+    result = fit(build_model("resnet56"), dataset, indices, schedule, device="cuda",
+                 progress=False)
+    torch.cuda.synchronize()
+    print(json.dumps({"images": result.images_seen, "start": start, "end": time.time(),
+                      "peak_gib": torch.cuda.max_memory_allocated() / 2**30}))
+
+
+def run_active_learning(scratch: Path) -> dict:
+    """The `cpu` preset on CUDA in two rounds, baseline and PruneFuse p = 0.5, each twice
+    with seed 0: the selections must be identical, the accuracy at least twice chance."""
+    from pf.experiments.config import make_config
+    from pf.experiments.methods import BASELINE, PRUNEFUSE
+    from pf.experiments.record import SELECTED_FILE
+    from pf.experiments.run import run_experiment
+
+    methods = {BASELINE: {}, PRUNEFUSE: {"prune_ratio": 0.5}}
+    report, problems = {}, []
+    for method, options in methods.items():
+        config = make_config(AL_PRESET, {**AL_OVERRIDES, "method": method, **options})
+        runs = []
+        for attempt in (1, 2):
+            out = scratch / f"{method}-{attempt}"
+            record = run_experiment(config, out, progress=False)
+            runs.append((record, json.loads((out / SELECTED_FILE).read_text())))
+        (first, picks), (second, repeat) = runs
+        accuracy = [r.target.test_accuracy for r in first.rounds]
+        report[method] = {"test_accuracy": accuracy, "seconds": first.seconds_total,
+                          "same_selection": picks == repeat,
+                          "same_accuracy": accuracy == [r.target.test_accuracy
+                                                        for r in second.rounds]}
+        chance = 1 / first.dataset.num_classes
+        if picks != repeat:
+            problems.append(f"{method}: the same seed selected different samples")
+        if accuracy[-1] < 2 * chance:
+            problems.append(f"{method}: test accuracy {accuracy[-1]:.3f} is under twice "
+                            f"chance ({2 * chance:.2f})")
+    if problems:
+        raise StepFailed("; ".join(problems), report)
+    return report
+
+
+STEPS = (
+    Step("data", 60, "decode the CIFAR-10 archive once; pf caches it for the other steps",
+         ("pf.data",), run_data),
+    Step("gpu tests", 120, "pytest -m gpu: replays, compile with CUDA graphs, k-centers and "
+         "seeded runs on CUDA", ("pytest", "tests/conftest.py", *gpu_test_files()),
+         run_gpu_tests),
+    Step("trainer", 150, "bench_train: ResNet-56, real CIFAR-10, 12,800 images x 2 epochs, "
+         "reference vs default, graphs, compile, compile+graphs; pool scoring of 50,000",
+         ("benchmarks/bench_train.py",), run_trainer),
+    Step("k-centers", 20, "greedy k-centers, 5,000 picks from 50,000 x 64 features",
+         ("pf.select",), run_k_centers),
+    Step("packing", 60, f"{PACKED_WORKERS} ResNet-56 trainings at once on the GPU "
+         "(pf sweep --per-gpu), images/s together", ("pf.executors", "pf.train"), run_packing),
+    Step("active learning", 70, "the cpu preset on CUDA, budgets 1,000 and 2,000: baseline "
+         "and PruneFuse p=0.5 twice each with seed 0", ("pf.experiments.run",),
+         run_active_learning),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Running the steps
+# ---------------------------------------------------------------------------------------
+
+_LOG: list[str] = []
+
+
+def log(text: str) -> None:
+    """Print ``text`` and keep it for the log file."""
+    print(text, flush=True)
+    _LOG.append(text)
+
+
+def _alarm(signum, frame):
+    raise TimeoutError
+
+
+def run_step(step: Step, scratch: Path) -> dict:
+    """Run one step within its time limit; what it measured, its seconds and peak GPU
+    memory, or the one-line reason it failed."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(step.limit_s)
+    try:
+        outcome = {"ok": True, **step.run(scratch)}
+    except TimeoutError:
+        outcome = {"ok": False, "error": f"ran past its {step.limit_s} s"}
+    except StepFailed as error:
+        outcome = {"ok": False, "error": str(error), **error.measured}
+    except Exception as error:  # noqa: BLE001 -- any failure is reported, not raised
+        outcome = {"ok": False, "error": f"{type(error).__name__}: {error}".splitlines()[0]}
+    finally:
+        signal.alarm(0)
+        for child in _CHILDREN:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        _CHILDREN.clear()
+    outcome["step_seconds"] = time.perf_counter() - start
+    outcome["peak_gpu_gib"] = (torch.cuda.max_memory_allocated() / 2**30
+                               if torch.cuda.is_available() else 0.0)
+    return outcome
+
+
+def source_digest() -> str:
+    """sha256 of pf's and the benchmarks' Python files: names the code where git cannot
+    (the GPU machine gets the working tree without its .git)."""
+    digest = hashlib.sha256()
+    for path in sorted([*ROOT.glob("pf/**/*.py"), *ROOT.glob("benchmarks/*.py")]):
+        digest.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def install_wheels(target: Path) -> None:
+    """pip-install the bundled wheels into ``target``, offline and without their needs."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-qq", "--no-index", "--no-deps",
+                    "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(target),
+                    *map(str, WHEELS.glob("*.whl"))], check=True)
+
+
+def install_bundle() -> None:
+    """Install the bundled wheels into SITE and put it, and pf's working tree, on the path
+    of this process and of every process it starts."""
+    install_wheels(SITE)
+    sys.path[:0] = [str(SITE), str(ROOT)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(SITE), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    os.environ.setdefault("PF_CIFAR10_JPEG", str(DATA / "cifar10-jpeg.tar.gz"))
+
+
+def check(keep_going: bool, copy_to: Path | None) -> int:
+    """Install the bundle, run every step on the GPU, write the JSON and the log; 0 when
+    all held."""
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu-check: no CUDA device is visible; on a CPU machine use --dry-run")
+        return 2
+    problems = bundle_problems()
+    if problems:
+        print(f"gpu-check: the bundle is incomplete ({problems[0]}): run make gpu-bundle "
+              "where the package registries answer, and bring .whl/ and .data/ along")
+        return 2
+    install_bundle()
+    from pf.experiments.record import environment
+
+    device = torch.cuda.get_device_name()
+    report = {"device": device, "started": datetime.datetime.now().isoformat(timespec="seconds"),
+              "source_digest": source_digest(), "environment": environment(torch.device("cuda")),
+              "steps": {}}
+    log(f"# gpu-check on {device}, torch {torch.__version__}, code {report['source_digest']}")
+    with tempfile.TemporaryDirectory(prefix="pf-gpu-check-") as scratch:
+        for step in STEPS:
+            log(f"## {step.name} (limit {step.limit_s} s): {step.shows}")
+            outcome = report["steps"][step.name] = run_step(step, Path(scratch))
+            log(f"{step.name}: {'ok' if outcome['ok'] else 'FAILED: ' + outcome['error']} "
+                f"in {outcome['step_seconds']:.0f} s, peak GPU memory "
+                f"{outcome['peak_gpu_gib']:.2f} GiB")
+            if not outcome["ok"] and not keep_going:
+                break
+    failed = [name for name, outcome in report["steps"].items() if not outcome["ok"]]
+    log(summary(report))
+    log(f"gpu-check: FAILED: {', '.join(failed)}" if failed else "gpu-check: every step held")
+    stem = f"{report['started'][:10]}-{re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-')}"
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    written = [OUTPUT / f"{stem}.json", OUTPUT / f"{stem}.log"]
+    written[0].write_text(json.dumps(report, indent=1) + "\n")
+    written[1].write_text("\n".join(_LOG) + "\n")
+    for path in written:
+        if copy_to:
+            shutil.copy(path, copy_to)
+    print(f"gpu-check: wrote {', '.join(str(p.relative_to(ROOT)) for p in written)}")
+    return 1 if failed else 0
+
+
+def summary(report: dict) -> str:
+    """The measured figures as a short Markdown table (the last lines of the output).
+    Reads only what the steps that held returned."""
+    rows = ["| step | figure |", "|---|---|"]
+    steps = report["steps"]
+    for row in steps.get("trainer", {}).get("rows", []):
+        rows.append(f"| {row['phase']} {row['variant']} | {row['images_per_second']:,.0f} "
+                    f"images/s, {row['ratio']:.2f}x reference, {row['seconds_per_epoch']:.2f} "
+                    "s per 50,000 images |")
+    if "images_per_second" in steps.get("packing", {}):
+        packing = steps["packing"]
+        rows.append(f"| train, {packing['workers']} packed workers | "
+                    f"{packing['images_per_second']:,.0f} images/s together, "
+                    f"{packing['seconds_per_epoch']:.2f} s per 50,000 images |")
+    if "pick_seconds" in steps.get("k-centers", {}):
+        rows.append(f"| k-centers 5,000 of 50,000 x 64 | "
+                    f"{steps['k-centers']['pick_seconds']:.2f} s |")
+    for method, run in steps.get("active learning", {}).items():
+        if isinstance(run, dict) and "test_accuracy" in run:
+            rows.append(f"| AL {method}, {AL_OVERRIDES['budgets'][-1]:,} labels | test accuracy "
+                        f"{run['test_accuracy'][-1]:.3f}, same selection twice: "
+                        f"{run['same_selection']}, {run['seconds']:.0f} s |")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------
+# The bundle and the dry run (on any machine)
+# ---------------------------------------------------------------------------------------
+
+
+def locked_versions() -> dict[str, str]:
+    """GPU_WHEELS' versions in requirements.lock."""
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK.read_text(), flags=re.M))
+    pins = {_normal(name): version for name, version in pins.items()}
+    missing = [name for name in GPU_WHEELS if _normal(name) not in pins]
+    if missing:
+        raise SystemExit(f"gpu_check: {', '.join(missing)} not pinned in {LOCK.name}")
+    return {name: pins[_normal(name)] for name in GPU_WHEELS}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def bundle() -> int:
+    """Build GPU_WHEELS at the locked versions into .whl/ and copy the CIFAR-10 archive
+    into .data/ when it is found (needs the package registries; run before a GPU lease)."""
+    from pf.data import cifar10_jpeg_path
+
+    shutil.rmtree(WHEELS, ignore_errors=True)
+    pins = [f"{name}=={version}" for name, version in locked_versions().items()]
+    # fvcore and iopath ship only as source: pip wheel builds them (all are pure Python).
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-qq", "--no-deps", "-w",
+                    str(WHEELS), *pins], check=True)
+    print(f"gpu_check: {len(pins)} wheels in {WHEELS.name}/")
+    archive = cifar10_jpeg_path()
+    if archive.exists():
+        DATA.mkdir(exist_ok=True)
+        shutil.copy(archive, DATA / archive.name)
+        print(f"gpu_check: {archive.name} in {DATA.name}/")
+    elif not (DATA / archive.name).exists():
+        print(f"gpu_check: no CIFAR-10 archive at {archive}: the GPU check needs it in "
+              f"{DATA.name}/ (set PF_CIFAR10_JPEG and bundle again)")
+    return 0
+
+
+def bundle_problems(with_data: bool = True) -> list[str]:
+    """What is missing from or wrong in the bundle, one line each; ``with_data=False``
+    leaves the CIFAR-10 archive out."""
+    problems = []
+    wheels = sorted(WHEELS.glob("*.whl"))
+    for name, version in locked_versions().items():
+        found = [w.name for w in wheels if _normal(w.name.split("-")[0]) == _normal(name)]
+        if len(found) != 1 or f"-{version}-" not in found[0]:
+            problems.append(f"{name}=={version}: {found or 'no wheel'} in {WHEELS.name}/")
+    if with_data and not (DATA / "cifar10-jpeg.tar.gz").exists():
+        problems.append(f"cifar10-jpeg.tar.gz: not in {DATA.name}/")
+    return problems
+
+
+# Run in a fresh Python with the wheels installed in a folder of their own: every
+# installed distribution the GPU machine lacks is hidden, then each step's code imported.
+IMPORT_CHECK = """
+import importlib, importlib.metadata as md, importlib.util, sys
+allowed, site, targets = set(sys.argv[1].split(",")), sys.argv[2], sys.argv[3:]
+norm = lambda n: n.lower().replace("_", "-").replace(".", "-")
+hidden = {top for top, dists in md.packages_distributions().items()
+          if top not in sys.stdlib_module_names and not any(norm(d) in allowed for d in dists)}
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in hidden:
+            spec = importlib.machinery.PathFinder.find_spec(top, [site])
+            if spec is None:
+                raise ModuleNotFoundError(f"{top} (not on the GPU machine)", name=top)
+        return None
+sys.meta_path.insert(0, Hide())
+for target in targets:
+    if target.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(target.replace("/", "_")[:-3], target)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    else:
+        importlib.import_module(target)
+print("imported", len(targets))
+"""
+
+
+def import_problems() -> list[str]:
+    """Import every step's code as the GPU machine would (DEVICE_IMAGE and the wheels)."""
+    targets = sorted({name for step in STEPS for name in step.imports})
+    with tempfile.TemporaryDirectory(prefix="pf-gpu-site-") as site:
+        install_wheels(Path(site))
+        allowed = ",".join({_normal(n) for n in (*DEVICE_IMAGE, *GPU_WHEELS, "pf")})
+        done = subprocess.run([sys.executable, "-c", IMPORT_CHECK, allowed, site, *targets],
+                              cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": f"{site}:{ROOT}"})
+    if done.returncode != 0:
+        return [(done.stderr.strip().splitlines() or ["no output"])[-1]]
+    return []
+
+
+def dry_run(with_data: bool = True) -> int:
+    """Print the plan; check the bundle (without the data: ``with_data=False``) and every
+    step's imports. 0 when all hold."""
+    total = sum(step.limit_s for step in STEPS)
+    print(f"gpu-check plan: {len(STEPS)} steps, at most {total} s ({total / 60:.1f} min)")
+    for step in STEPS:
+        print(f"  {step.name:16} {step.limit_s:4d} s  {step.shows}")
+    print(f"  bundle: {', '.join(f'{n}=={v}' for n, v in locked_versions().items())} "
+          f"(.whl/), cifar10-jpeg.tar.gz (.data/)")
+    problems = bundle_problems(with_data)
+    if not with_data:
+        print("  (the CIFAR-10 archive is not checked: --without-data)")
+    if total > PLAN_LIMIT_S:
+        problems.append(f"the steps' limits add up to {total} s, over {PLAN_LIMIT_S} s")
+    if not problems:
+        problems = import_problems()
+    for problem in problems:
+        print(f"gpu_check: {problem}")
+    print("gpu-check dry run: " + ("FAILED" if problems else
+                                   "the plan imports as the GPU machine would, bundle complete"))
+    return 1 if problems else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="plan, imports and bundle only")
+    mode.add_argument("--bundle", action="store_true", help="fetch the wheels and the data")
+    mode.add_argument("--pack-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--without-data", action="store_true",
+                        help="dry run: leave the CIFAR-10 archive out of the bundle check")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="after a failed step, run the next ones")
+    parser.add_argument("--copy-to", type=Path, help="also copy the JSON and the log here")
+    args = parser.parse_args(argv)
+    if args.pack_worker:
+        pack_worker()
+        return 0
+    if args.bundle:
+        return bundle()
+    if args.dry_run:
+        return dry_run(not args.without_data)
+    return check(args.keep_going, args.copy_to)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,144 @@
+"""The prepared GPU check (benchmarks/gpu_check.py): its dry run, its bundle check and how
+it runs and reports steps, on a machine without a GPU."""
+
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pf.data import cifar10_jpeg_path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+gpu_check = _load("gpu_check")
+
+
+@pytest.mark.slow
+def test_the_dry_run_passes_with_the_bundle_make_test_builds():
+    """What CI checks: the plan fits 8 minutes, the bundled wheels are the locked ones, and
+    every step's code imports in a Python that sees only the GPU machine's packages."""
+    if not any(gpu_check.WHEELS.glob("*.whl")):
+        pytest.skip("no bundle: make gpu-bundle (make test builds it)")
+    has_data = (gpu_check.DATA / "cifar10-jpeg.tar.gz").exists() or cifar10_jpeg_path().exists()
+    done = subprocess.run([sys.executable, str(SCRIPT), "--dry-run",
+                           *([] if has_data else ["--without-data"])],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bundle complete" in done.stdout
+    assert f"{len(gpu_check.STEPS)} steps" in done.stdout
+
+
+def test_the_bundle_check_names_missing_duplicate_and_stale_wheels(tmp_path, monkeypatch):
+    versions = gpu_check.locked_versions()
+    monkeypatch.setattr(gpu_check, "WHEELS", tmp_path)
+    monkeypatch.setattr(gpu_check, "DATA", tmp_path)
+    for name, version in versions.items():
+        (tmp_path / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").touch()
+    (tmp_path / "cifar10-jpeg.tar.gz").touch()
+    assert gpu_check.bundle_problems() == []
+    (tmp_path / "yacs-0.0.1-py3-none-any.whl").touch()  # a second version stops pip there
+    (tmp_path / f"termcolor-{versions['termcolor']}-py3-none-any.whl").unlink()
+    (tmp_path / "cifar10-jpeg.tar.gz").unlink()
+    problems = gpu_check.bundle_problems()
+    assert [p.split(":")[0] for p in problems] == [
+        f"yacs=={versions['yacs']}", f"termcolor=={versions['termcolor']}", "cifar10-jpeg.tar.gz"]
+    assert len(gpu_check.bundle_problems(with_data=False)) == 2
+
+
+def test_the_plan_fits_its_eight_minutes_and_each_step_runs_something():
+    assert sum(step.limit_s for step in gpu_check.STEPS) <= gpu_check.PLAN_LIMIT_S
+    assert all(step.imports and callable(step.run) for step in gpu_check.STEPS)
+    assert "tests/test_graphs.py" in gpu_check.gpu_test_files()
+
+
+def _step(run, limit_s=5):
+    return gpu_check.Step("fake", limit_s, "a fake step", ("pf",), run)
+
+
+def test_a_step_reports_what_it_measured_or_why_it_failed_in_one_line(tmp_path):
+    held = gpu_check.run_step(_step(lambda scratch: {"images": 3}), tmp_path)
+    assert held["ok"] and held["images"] == 3 and held["step_seconds"] >= 0
+
+    def check_fails(scratch):
+        raise gpu_check.StepFailed("the same seed selected different samples", {"runs": 2})
+
+    failed = gpu_check.run_step(_step(check_fails), tmp_path)
+    assert failed == {**failed, "ok": False, "runs": 2,
+                      "error": "the same seed selected different samples"}
+
+    def breaks(scratch):
+        raise RuntimeError("CUDA error: an illegal memory access\nmore lines")
+
+    broken = gpu_check.run_step(_step(breaks), tmp_path)
+    assert broken["error"] == "RuntimeError: CUDA error: an illegal memory access"
+
+
+def test_a_step_past_its_limit_is_stopped_with_its_processes(tmp_path):
+    started = []
+
+    def hangs(scratch):
+        started.append(gpu_check._start([sys.executable, "-c", "import time; time.sleep(60)"]))
+        started[0].wait()
+
+    begin = time.perf_counter()
+    outcome = gpu_check.run_step(_step(hangs, limit_s=1), tmp_path)
+    assert outcome["ok"] is False and outcome["error"] == "ran past its 1 s"
+    assert time.perf_counter() - begin < 30
+    assert started[0].poll() is not None  # killed, not left running on the GPU
+
+
+def test_the_summary_reads_what_each_step_returned():
+    report = {"steps": {
+        "trainer": {"ok": True, "rows": [
+            {"phase": "train", "variant": "pf compile+graphs", "images_per_second": 40_000.0,
+             "ratio": 6.1, "seconds_per_epoch": 1.25}]},
+        "packing": {"ok": True, "workers": 4, "images_per_second": 80_000.0,
+                    "seconds_per_epoch": 0.625},
+        "k-centers": {"ok": True, "pick_seconds": 0.8},
+        "active learning": {"ok": False, "error": "x", "step_seconds": 9.0,
+                            "baseline": {"test_accuracy": [0.3, 0.41], "seconds": 12.0,
+                                         "same_selection": True}},
+    }}
+    lines = gpu_check.summary(report).splitlines()
+    assert lines[2] == ("| train pf compile+graphs | 40,000 images/s, 6.10x reference, 1.25 s "
+                        "per 50,000 images |")
+    assert "80,000 images/s together, 0.62 s per 50,000 images" in lines[3]
+    assert lines[4] == "| k-centers 5,000 of 50,000 x 64 | 0.80 s |"
+    assert "test accuracy 0.410, same selection twice: True, 12 s" in lines[5]
+
+
+@pytest.mark.slow
+def test_the_active_learning_step_runs_each_method_twice_and_compares(tmp_path, monkeypatch):
+    """The step's own logic, on the CPU at the smoke preset's size."""
+    monkeypatch.setattr(gpu_check, "AL_PRESET", "smoke")
+    monkeypatch.setattr(gpu_check, "AL_OVERRIDES", {"device": "cpu"})
+    step = next(step for step in gpu_check.STEPS if step.name == "active learning")
+    outcome = gpu_check.run_step(step, tmp_path)
+    for method in ("baseline", "prunefuse"):
+        assert outcome[method]["same_selection"] and outcome[method]["same_accuracy"]
+        assert len(outcome[method]["test_accuracy"]) == 2  # the smoke preset's two budgets
+    assert outcome["ok"] or "under twice chance" in outcome["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_without_a_gpu_the_check_says_so_in_one_line():
+    done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ("gpu-check: no CUDA device is visible; on a CPU machine use "
+                           "--dry-run\n")
