@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -148,19 +147,12 @@ def run_gpu_tests(scratch: Path) -> dict:
     return {"summary": summary, "files": gpu_test_files()}
 
 
-def _benchmark(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_trainer(scratch: Path) -> dict:
     """bench_train on ResNet-56 and real CIFAR-10: images/s of the reference and of pf's
     variants, and the seconds a 50,000-image epoch takes at each rate."""
-    bench = _benchmark("bench_train")
-    result = bench.main(["--arch", "resnet56", "--train-images", "12800", "--epochs", "2",
+    import bench_train  # beside this script, whose folder Python puts on the path
+
+    result = bench_train.main(["--arch", "resnet56", "--train-images", "12800", "--epochs", "2",
                          "--pool-images", "50000", "--workers", "8", "--device", "cuda",
                          "--variants", "default,graphs,compile,compile+graphs"])
     if "random" in result["dataset"]:
@@ -204,10 +196,12 @@ def run_packing(scratch: Path) -> dict:
     reports = []
     for worker in workers:
         out, _ = worker.communicate()
-        if worker.returncode != 0:
-            raise StepFailed(f"a packed worker exited {worker.returncode}: "
+        # Its report is its last JSON line (warnings may follow it on the shared stream).
+        report = [line for line in out.splitlines() if line.startswith("{")]
+        if worker.returncode != 0 or not report:
+            raise StepFailed(f"a packed worker exited {worker.returncode} without its report: "
                              f"{(out.strip().splitlines() or ['no output'])[-1]}")
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+        reports.append(json.loads(report[-1]))
     images = sum(r["images"] for r in reports)
     # From the first start to the last end: the rate of the packed workers as a whole.
     window = max(r["end"] for r in reports) - min(r["start"] for r in reports)
@@ -285,7 +279,8 @@ STEPS = (
     Step("k-centers", 20, "greedy k-centers, 5,000 picks from 50,000 x 64 features",
          ("pf.select",), run_k_centers),
     Step("packing", 60, f"{PACKED_WORKERS} ResNet-56 trainings at once on the GPU "
-         "(pf sweep --per-gpu), images/s together", ("pf.executors", "pf.train"), run_packing),
+         "(pf sweep --per-gpu), images/s together", ("pf.executors", "pf.models", "pf.train"),
+         run_packing),
     Step("active learning", 70, "the cpu preset on CUDA, budgets 1,000 and 2,000: baseline "
          "and PruneFuse p=0.5 twice each with seed 0", ("pf.experiments.run",),
          run_active_learning),

@@ -1,7 +1,10 @@
 """Shared fixtures and helpers (fakes of runs and networks: tests/fakes.py). Tests run on CPU
 with a private data directory unless stated."""
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,16 @@ from pf.analysis.plotting import theme
 from pf.data import cifar10_jpeg_path, load_dataset
 
 SHARED_CIFAR10 = cifar10_jpeg_path()  # the real CIFAR-10 (JPEG) beside the project, if any
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ (not a package) imported by its path."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 # Under pytest-xdist every core already runs a worker: more threads per worker (or per

@@ -1,24 +1,13 @@
 """The speed benchmark runs end to end (its numbers are measured, never asserted here)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from conftest import load_benchmark
 
 pytestmark = pytest.mark.slow  # runs each benchmark at a small size
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
 
 def test_bench_train_times_every_runner_against_its_reference(tmp_path):
-    bench = _load("bench_train")
+    bench = load_benchmark("bench_train")
     result = bench.main(["--data", "random", "--arch", "resnet8", "--train-images", "64",
                          "--epochs", "1", "--test-images", "32", "--pool-images", "64",
                          "--batch-size", "32", "--variants", "default,bf16", "--rounds", "2",
@@ -34,14 +23,15 @@ def test_bench_train_times_every_runner_against_its_reference(tmp_path):
 
 def test_bench_layout_times_both_layouts():
     # p = 0.5 keeps 8+ channels everywhere: channels_last is safe on every CPU at any threads.
-    rows = _load("bench_layout").main(["--arch", "resnet8", "--ratios", "0.5", "--threads", "1",
-                                       "--batch-size", "8", "--steps", "1", "--rounds", "1"])
+    rows = load_benchmark("bench_layout").main(["--arch", "resnet8", "--ratios", "0.5",
+                                                "--threads", "1", "--batch-size", "8",
+                                                "--steps", "1", "--rounds", "1"])
     assert [(r["ratio"], r["threads"]) for r in rows] == [(0.5, 1)]
     assert rows[0]["channels_last_ms"] > 0 and rows[0]["nchw_ms"] > 0
 
 
 def test_bench_precision_trains_each_seed_in_both_precisions(tmp_path):
-    result = _load("bench_precision").main(["--dataset", "digits", "--labels", "64",
+    result = load_benchmark("bench_precision").main(["--dataset", "digits", "--labels", "64",
                                             "--seeds", "0,1", "--json", str(tmp_path / "p.json")])
     assert [(r["seed"], r["precision"]) for r in result["runs"]] == [
         (0, "fp32"), (0, "bf16"), (1, "bf16"), (1, "fp32")]  # alternating per seed

@@ -1,7 +1,6 @@
 """The prepared GPU check (benchmarks/gpu_check.py): its dry run, its bundle check and how
 it runs and reports steps, on a machine without a GPU."""
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_benchmark
 
 from pf.data import cifar10_jpeg_path
 
@@ -16,15 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_check = _load("gpu_check")
+gpu_check = load_benchmark("gpu_check")
 
 
 @pytest.mark.slow
