@@ -11,7 +11,7 @@ machines.
 
     python benchmarks/bench_train.py                       # CPU: resnet20, 2 x 2,560 images
     python benchmarks/bench_train.py --arch resnet56 --train-images 25000 --epochs 3 \
-        --workers 8 --variants default,graphs,compile,compile+graphs   # GPU
+        --workers 8 --variants default,compile,compile+graphs   # GPU
 
 A variant names what it turns on: ``compile`` (torch.compile), ``graphs`` (CUDA graphs:
 the test passes and, with compile, the training step; ``pf.graphs``), ``bf16``; ``default``
