@@ -152,9 +152,10 @@ def run_trainer(scratch: Path) -> dict:
     variants, and the seconds a 50,000-image epoch takes at each rate."""
     import bench_train  # beside this script, whose folder Python puts on the path
 
-    result = bench_train.main(["--arch", "resnet56", "--train-images", "12800", "--epochs", "2",
-                         "--pool-images", "50000", "--workers", "8", "--device", "cuda",
-                         "--variants", "default,compile,compile+graphs"])
+    result = bench_train.main(["--arch", "resnet56", "--train-images", "12800",
+                               "--epochs", "2", "--pool-images", "50000", "--workers", "8",
+                               "--device", "cuda",
+                               "--variants", "default,compile,compile+graphs"])
     if "random" in result["dataset"]:
         raise StepFailed("bench_train found no CIFAR-10 archive: run make gpu-bundle first")
     for row in result["rows"]:

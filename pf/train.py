@@ -196,9 +196,8 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
         device: str | torch.device = "auto", seed: int = 0, teacher: nn.Module | None = None,
         kd_weight: float = 0.5, kd_temperature: float = 4.0, precision: str = "auto",
         compile: bool = False, cuda_graphs: bool = True, eval_batch_size: int = 0,
-        record_curve: bool = True,
-        eval_every: int = 1, progress: bool | None = None, desc: str = "train",
-        recorder=None) -> FitResult:
+        record_curve: bool = True, eval_every: int = 1, progress: bool | None = None,
+        desc: str = "train", recorder=None) -> FitResult:
     """Train ``model`` in place on ``dataset.train[indices]``; evaluate on the test split.
 
     Every epoch sets the schedule's learning rate, runs SGD (momentum, weight decay on
