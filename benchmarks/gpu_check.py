@@ -3,6 +3,7 @@
     make gpu-bundle                            # here, where the package registries answer
     make gpu-check                             # on the GPU machine: install, then every step
     python benchmarks/gpu_check.py --dry-run   # anywhere: the plan, the imports, the bundle
+    python benchmarks/gpu_check.py --rehearse  # anywhere: every step, tiny, on the CPU
 
 A GPU machine lent for a few minutes has PyTorch but not all of pf's dependencies, and no
 internet. ``make gpu-bundle`` (``--bundle``) builds the missing ones as wheels into
@@ -15,8 +16,9 @@ working tree, each within its time limit. It writes ``results/gpu/<date>-<device
 line, then goes on with the next only under ``--keep-going`` (make gpu-check passes it:
 a lease is too short to spend twice). ``--dry-run`` prints the plan, imports every
 step's code in a Python that sees only what the GPU machine has (``DEVICE_IMAGE``) plus
-the bundled wheels, checks the bundle, and exits 0 on a CPU machine; the test suite runs
-it.
+the bundled wheels, checks the bundle, and exits 0 on a CPU machine; ``--rehearse``
+runs the whole check on the CPU at a tiny size (``REHEARSAL``), so that a lease is not
+spent finding a slip in the check itself. The test suite runs both.
 """
 
 from __future__ import annotations
@@ -79,7 +81,33 @@ DEVICE_IMAGE = tuple("""
 EPOCH_IMAGES = 50_000  # a CIFAR-10 training epoch, the unit the issue asks seconds for
 PLAN_LIMIT_S = 8 * 60  # the whole check, every step at its limit
 PACKED_WORKERS = 4  # pf sweep --per-gpu K: runs side by side on the GPU
-AL_PRESET, AL_OVERRIDES = "cpu", {"budgets": [1000, 2000], "device": "cuda"}  # two rounds
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Where and how large the steps run: the GPU check itself, or its rehearsal on a CPU
+    (``--rehearse``: every step's code end to end, tiny, in about a minute)."""
+
+    name: str
+    device: str
+    dataset: str  # what the data step and the packed workers load
+    arch: str  # bench_train's and the packed workers' network
+    train_images: int  # bench_train's per epoch (2 epochs), and each packed worker's
+    pool_images: int  # scored by bench_train
+    bench_options: tuple[str, ...]  # bench_train's other arguments
+    k_centers: tuple[int, int, int, int]  # pool, feature dimensions, labeled, picks
+    al_preset: str  # the active-learning step's preset, at al_overrides
+    al_overrides: dict
+
+
+GPU = Scale("gpu", "cuda", "cifar10_jpeg", "resnet56", 12_800, 50_000,
+            ("--workers", "8", "--variants", "default,compile,compile+graphs"),
+            (50_000, 64, 1_000, 5_000), "cpu", {"budgets": [1000, 2000]})
+REHEARSAL = Scale("rehearsal", "cpu", "synthetic", "resnet8", 256, 512,
+                  ("--data", "random", "--test-images", "64", "--batch-size", "32",
+                   "--variants", "default", "--rounds", "1"),
+                  (2_000, 16, 100, 50), "smoke", {"lr_schedule": [[5, 0.05]]})
+SCALES = {scale.name: scale for scale in (GPU, REHEARSAL)}
 
 
 class StepFailed(Exception):
@@ -99,11 +127,11 @@ class Step:
     limit_s: int
     shows: str
     imports: tuple[str, ...]
-    run: Callable[[Path], dict]
+    run: Callable[[Path, Scale], dict]
 
 
 # ---------------------------------------------------------------------------------------
-# The steps (each takes a scratch folder and returns what it measured)
+# The steps (each takes a scratch folder and its Scale, and returns what it measured)
 # ---------------------------------------------------------------------------------------
 
 
@@ -117,14 +145,21 @@ def _start(command: list[str], **options) -> subprocess.Popen:
     return child
 
 
-def run_data(scratch: Path) -> dict:
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_data(scratch: Path, scale: Scale) -> dict:
     """Decode the CIFAR-10 archive once (pf caches the tensors for every later load)."""
     from pf.data import cifar10_jpeg_path, load_dataset
 
-    if not cifar10_jpeg_path().exists():
+    if scale.dataset == "cifar10_jpeg" and not cifar10_jpeg_path().exists():
         raise StepFailed(f"no CIFAR-10 archive at {cifar10_jpeg_path()}: run make gpu-bundle")
     start = time.perf_counter()
-    dataset = load_dataset("cifar10_jpeg")
+    dataset = load_dataset(scale.dataset)
     return {"train": len(dataset.train), "test": len(dataset.test),
             "load_seconds": time.perf_counter() - start}
 
@@ -135,7 +170,7 @@ def gpu_test_files() -> list[str]:
                   if "mark.gpu" in path.read_text())
 
 
-def run_gpu_tests(scratch: Path) -> dict:
+def run_gpu_tests(scratch: Path, scale: Scale) -> dict:
     """pytest -m gpu over the files that hold such tests."""
     tests = _start([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p",
                     "no:cacheprovider", *gpu_test_files()])
@@ -147,16 +182,15 @@ def run_gpu_tests(scratch: Path) -> dict:
     return {"summary": summary, "files": gpu_test_files()}
 
 
-def run_trainer(scratch: Path) -> dict:
+def run_trainer(scratch: Path, scale: Scale) -> dict:
     """bench_train on ResNet-56 and real CIFAR-10: images/s of the reference and of pf's
     variants, and the seconds a 50,000-image epoch takes at each rate."""
     import bench_train  # beside this script, whose folder Python puts on the path
 
-    result = bench_train.main(["--arch", "resnet56", "--train-images", "12800",
-                               "--epochs", "2", "--pool-images", "50000", "--workers", "8",
-                               "--device", "cuda",
-                               "--variants", "default,compile,compile+graphs"])
-    if "random" in result["dataset"]:
+    result = bench_train.main(["--arch", scale.arch, "--train-images", str(scale.train_images),
+                               "--epochs", "2", "--pool-images", str(scale.pool_images),
+                               "--device", scale.device, *scale.bench_options])
+    if scale.dataset == "cifar10_jpeg" and "random" in result["dataset"]:
         raise StepFailed("bench_train found no CIFAR-10 archive: run make gpu-bundle first")
     for row in result["rows"]:
         row["seconds_per_epoch"] = EPOCH_IMAGES / row["images_per_second"]
@@ -164,36 +198,39 @@ def run_trainer(scratch: Path) -> dict:
     return {"rows": result["rows"], "dataset": result["dataset"], "best_train": best}
 
 
-def run_k_centers(scratch: Path) -> dict:
+def run_k_centers(scratch: Path, scale: Scale) -> dict:
     """Greedy k-centers: 5,000 picks from 50,000 x 64 features (1,000 labeled), seconds."""
     import torch
 
     from pf.select import k_centers
 
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    pool = torch.randn(50_000, 64, device="cuda", generator=generator)
-    labeled = torch.randn(1_000, 64, device="cuda", generator=generator)
-    k_centers(pool[:5_000], labeled, 50)  # warm-up
-    torch.cuda.synchronize()
+    size, dims, labeled_size, picks = scale.k_centers
+    generator = torch.Generator(device=scale.device).manual_seed(0)
+    pool = torch.randn(size, dims, device=scale.device, generator=generator)
+    labeled = torch.randn(labeled_size, dims, device=scale.device, generator=generator)
+    k_centers(pool[:picks], labeled, 10)  # warm-up
+    _sync(scale.device)
     start = time.perf_counter()
-    picked = k_centers(pool, labeled, 5_000)
-    torch.cuda.synchronize()
+    picked = k_centers(pool, labeled, picks)
+    _sync(scale.device)
     seconds = time.perf_counter() - start
-    if len(set(picked.tolist())) != 5_000:
+    if len(set(picked.tolist())) != picks:
         raise StepFailed("k-centers picked a point twice")
-    return {"pool": 50_000, "dims": 64, "labeled": 1_000, "picks": 5_000,
+    return {"pool": size, "dims": dims, "labeled": labeled_size, "picks": picks,
             "pick_seconds": seconds}
 
 
-def run_packing(scratch: Path) -> dict:
+def run_packing(scratch: Path, scale: Scale) -> dict:
     """``PACKED_WORKERS`` processes train ResNet-56 on the one GPU at once, each in the
     environment ``pf sweep --per-gpu`` gives its workers; images/s of them together."""
     from pf.executors import visible_gpus, worker_environments
 
-    environments = worker_environments(visible_gpus()[:1], cpus=len(os.sched_getaffinity(0)),
-                                       per_gpu=PACKED_WORKERS)
-    workers = [_start([sys.executable, __file__, "--pack-worker"], env={**os.environ, **env})
-               for env in environments]
+    cpus = len(os.sched_getaffinity(0))
+    environments = (worker_environments(visible_gpus()[:1], cpus, per_gpu=PACKED_WORKERS)
+                    if scale.device == "cuda"
+                    else worker_environments([], cpus, jobs=PACKED_WORKERS))
+    workers = [_start([sys.executable, __file__, "--pack-worker", scale.name],
+                      env={**os.environ, **env}) for env in environments]
     reports = []
     for worker in workers:
         out, _ = worker.communicate()
@@ -212,29 +249,34 @@ def run_packing(scratch: Path) -> dict:
             "per_worker": reports}
 
 
-def pack_worker() -> None:
-    """One packed worker: ResNet-56, 12,800 real CIFAR-10 images x 2 epochs, pf defaults."""
+def pack_worker(scale: Scale) -> None:
+    """One packed worker: ResNet-56, 12,800 real CIFAR-10 images x 2 epochs, pf defaults;
+    prints its report as one JSON line."""
     import torch
 
     from pf.data import load_dataset
     from pf.models import build_model
     from pf.train import Schedule, fit
 
-    dataset = load_dataset("cifar10_jpeg").to("cuda")
-    indices = torch.randperm(len(dataset.train), device="cuda")[:12_800]
-    warm = Schedule(((1, 0.05),))
-    fit(build_model("resnet56"), dataset, indices[:1280], warm, device="cuda", progress=False)
-    schedule = Schedule(((2, 0.05),))
-    torch.cuda.synchronize()
+    dataset = load_dataset(scale.dataset).to(scale.device)
+    indices = torch.randperm(len(dataset.train), device=scale.device)[:scale.train_images]
+
+    def network():
+        return build_model(scale.arch, dataset.num_classes, dataset.in_channels)
+
+    fit(network(), dataset, indices[:len(indices) // 10], Schedule(((1, 0.05),)),
+        device=scale.device, progress=False)  # warm-up: kernels, allocator
+    _sync(scale.device)
     start = time.time()
-    result = fit(build_model("resnet56"), dataset, indices, schedule, device="cuda",
+    result = fit(network(), dataset, indices, Schedule(((2, 0.05),)), device=scale.device,
                  progress=False)
-    torch.cuda.synchronize()
+    _sync(scale.device)
+    peak = torch.cuda.max_memory_allocated() if scale.device == "cuda" else 0
     print(json.dumps({"images": result.images_seen, "start": start, "end": time.time(),
-                      "peak_gib": torch.cuda.max_memory_allocated() / 2**30}))
+                      "peak_gib": peak / 2**30}))
 
 
-def run_active_learning(scratch: Path) -> dict:
+def run_active_learning(scratch: Path, scale: Scale) -> dict:
     """The `cpu` preset on CUDA in two rounds, baseline and PruneFuse p = 0.5, each twice
     with seed 0: the selections must be identical, the accuracy at least twice chance."""
     from pf.experiments.config import make_config
@@ -245,7 +287,8 @@ def run_active_learning(scratch: Path) -> dict:
     methods = {BASELINE: {}, PRUNEFUSE: {"prune_ratio": 0.5}}
     report, problems = {}, []
     for method, options in methods.items():
-        config = make_config(AL_PRESET, {**AL_OVERRIDES, "method": method, **options})
+        config = make_config(scale.al_preset, {**scale.al_overrides, "device": scale.device,
+                                               "method": method, **options})
         runs = []
         for attempt in (1, 2):
             out = scratch / f"{method}-{attempt}"
@@ -253,7 +296,8 @@ def run_active_learning(scratch: Path) -> dict:
             runs.append((record, json.loads((out / SELECTED_FILE).read_text())))
         (first, picks), (second, repeat) = runs
         accuracy = [r.target.test_accuracy for r in first.rounds]
-        report[method] = {"test_accuracy": accuracy, "seconds": first.seconds_total,
+        report[method] = {"labels": first.rounds[-1].labeled, "test_accuracy": accuracy,
+                          "seconds": first.seconds_total,
                           "same_selection": picks == repeat,
                           "same_accuracy": accuracy == [r.target.test_accuracy
                                                         for r in second.rounds]}
@@ -306,7 +350,7 @@ def _alarm(signum, frame):
     raise TimeoutError
 
 
-def run_step(step: Step, scratch: Path) -> dict:
+def run_step(step: Step, scratch: Path, scale: Scale = GPU) -> dict:
     """Run one step within its time limit; what it measured, its seconds and peak GPU
     memory, or the one-line reason it failed."""
     import torch
@@ -317,7 +361,7 @@ def run_step(step: Step, scratch: Path) -> dict:
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(step.limit_s)
     try:
-        outcome = {"ok": True, **step.run(scratch)}
+        outcome = {"ok": True, **step.run(scratch, scale)}
     except TimeoutError:
         outcome = {"ok": False, "error": f"ran past its {step.limit_s} s"}
     except StepFailed as error:
@@ -363,15 +407,17 @@ def install_bundle() -> None:
     os.environ.setdefault("PF_CIFAR10_JPEG", str(DATA / "cifar10-jpeg.tar.gz"))
 
 
-def check(keep_going: bool, copy_to: Path | None) -> int:
-    """Install the bundle, run every step on the GPU, write the JSON and the log; 0 when
-    all held."""
+def check(keep_going: bool, copy_to: Path | None, scale: Scale = GPU,
+          output: Path = OUTPUT) -> int:
+    """Install the bundle, run every step at ``scale``, write the JSON and the log into
+    ``output``; 0 when all held."""
     import torch
 
-    if not torch.cuda.is_available():
-        print("gpu-check: no CUDA device is visible; on a CPU machine use --dry-run")
+    if scale.device == "cuda" and not torch.cuda.is_available():
+        print("gpu-check: no CUDA device is visible; on a CPU machine use --dry-run "
+              "or --rehearse")
         return 2
-    problems = bundle_problems()
+    problems = bundle_problems(with_data=scale.dataset == "cifar10_jpeg")
     if problems:
         print(f"gpu-check: the bundle is incomplete ({problems[0]}): run make gpu-bundle "
               "where the package registries answer, and bring .whl/ and .data/ along")
@@ -379,15 +425,19 @@ def check(keep_going: bool, copy_to: Path | None) -> int:
     install_bundle()
     from pf.experiments.record import environment
 
-    device = torch.cuda.get_device_name()
-    report = {"device": device, "started": datetime.datetime.now().isoformat(timespec="seconds"),
-              "source_digest": source_digest(), "environment": environment(torch.device("cuda")),
-              "steps": {}}
-    log(f"# gpu-check on {device}, torch {torch.__version__}, code {report['source_digest']}")
+    env = environment(torch.device(scale.device))
+    device = env["device_name"]
+    report = {"device": device, "scale": scale.name, "source_digest": source_digest(),
+              "started": datetime.datetime.now().isoformat(timespec="seconds"),
+              "environment": env, "steps": {}}
+    log(f"# gpu-check ({scale.name}) on {device}, torch {torch.__version__}, "
+        f"code {report['source_digest']}")
+    if scale is not GPU:
+        log("# a rehearsal: every step on the CPU at a tiny size; the plan below is the GPU's")
     with tempfile.TemporaryDirectory(prefix="pf-gpu-check-") as scratch:
         for step in STEPS:
             log(f"## {step.name} (limit {step.limit_s} s): {step.shows}")
-            outcome = report["steps"][step.name] = run_step(step, Path(scratch))
+            outcome = report["steps"][step.name] = run_step(step, Path(scratch), scale)
             log(f"{step.name}: {'ok' if outcome['ok'] else 'FAILED: ' + outcome['error']} "
                 f"in {outcome['step_seconds']:.0f} s, peak GPU memory "
                 f"{outcome['peak_gpu_gib']:.2f} GiB")
@@ -397,14 +447,16 @@ def check(keep_going: bool, copy_to: Path | None) -> int:
     log(summary(report))
     log(f"gpu-check: FAILED: {', '.join(failed)}" if failed else "gpu-check: every step held")
     stem = f"{report['started'][:10]}-{re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-')}"
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    written = [OUTPUT / f"{stem}.json", OUTPUT / f"{stem}.log"]
+    if scale is not GPU:
+        stem = f"{scale.name}-{stem}"
+    output.mkdir(parents=True, exist_ok=True)
+    written = [output / f"{stem}.json", output / f"{stem}.log"]
     written[0].write_text(json.dumps(report, indent=1) + "\n")
     written[1].write_text("\n".join(_LOG) + "\n")
     for path in written:
         if copy_to:
             shutil.copy(path, copy_to)
-    print(f"gpu-check: wrote {', '.join(str(p.relative_to(ROOT)) for p in written)}")
+    print(f"gpu-check: wrote {', '.join(map(str, written))}")
     return 1 if failed else 0
 
 
@@ -423,11 +475,12 @@ def summary(report: dict) -> str:
                     f"{packing['images_per_second']:,.0f} images/s together, "
                     f"{packing['seconds_per_epoch']:.2f} s per 50,000 images |")
     if "pick_seconds" in steps.get("k-centers", {}):
-        rows.append(f"| k-centers 5,000 of 50,000 x 64 | "
-                    f"{steps['k-centers']['pick_seconds']:.2f} s |")
+        picked = steps["k-centers"]
+        rows.append(f"| k-centers {picked['picks']:,} of {picked['pool']:,} x {picked['dims']} | "
+                    f"{picked['pick_seconds']:.2f} s |")
     for method, run in steps.get("active learning", {}).items():
         if isinstance(run, dict) and "test_accuracy" in run:
-            rows.append(f"| AL {method}, {AL_OVERRIDES['budgets'][-1]:,} labels | test accuracy "
+            rows.append(f"| AL {method}, {run['labels']:,} labels | test accuracy "
                         f"{run['test_accuracy'][-1]:.3f}, same selection twice: "
                         f"{run['same_selection']}, {run['seconds']:.0f} s |")
     return "\n".join(rows)
@@ -557,21 +610,26 @@ def main(argv=None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="plan, imports and bundle only")
     mode.add_argument("--bundle", action="store_true", help="fetch the wheels and the data")
-    mode.add_argument("--pack-worker", action="store_true", help=argparse.SUPPRESS)
+    mode.add_argument("--rehearse", action="store_true",
+                      help="every step on the CPU at a tiny size, to check the check")
+    mode.add_argument("--pack-worker", choices=SCALES, help=argparse.SUPPRESS)
     parser.add_argument("--without-data", action="store_true",
                         help="dry run: leave the CIFAR-10 archive out of the bundle check")
     parser.add_argument("--keep-going", action="store_true",
                         help="after a failed step, run the next ones")
     parser.add_argument("--copy-to", type=Path, help="also copy the JSON and the log here")
+    parser.add_argument("--output", type=Path, default=OUTPUT,
+                        help=f"where the JSON and the log go (default: {OUTPUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     if args.pack_worker:
-        pack_worker()
+        pack_worker(SCALES[args.pack_worker])
         return 0
     if args.bundle:
         return bundle()
     if args.dry_run:
         return dry_run(not args.without_data)
-    return check(args.keep_going, args.copy_to)
+    return check(args.keep_going, args.copy_to, REHEARSAL if args.rehearse else GPU,
+                 args.output)
 
 
 if __name__ == "__main__":

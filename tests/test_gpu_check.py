@@ -1,6 +1,7 @@
 """The prepared GPU check (benchmarks/gpu_check.py): its dry run, its bundle check and how
 it runs and reports steps, on a machine without a GPU."""
 
+import json
 import subprocess
 import sys
 import time
@@ -62,17 +63,17 @@ def _step(run, limit_s=5):
 
 
 def test_a_step_reports_what_it_measured_or_why_it_failed_in_one_line(tmp_path):
-    held = gpu_check.run_step(_step(lambda scratch: {"images": 3}), tmp_path)
+    held = gpu_check.run_step(_step(lambda scratch, scale: {"images": 3}), tmp_path)
     assert held["ok"] and held["images"] == 3 and held["step_seconds"] >= 0
 
-    def check_fails(scratch):
+    def check_fails(scratch, scale):
         raise gpu_check.StepFailed("the same seed selected different samples", {"runs": 2})
 
     failed = gpu_check.run_step(_step(check_fails), tmp_path)
     assert failed == {**failed, "ok": False, "runs": 2,
                       "error": "the same seed selected different samples"}
 
-    def breaks(scratch):
+    def breaks(scratch, scale):
         raise RuntimeError("CUDA error: an illegal memory access\nmore lines")
 
     broken = gpu_check.run_step(_step(breaks), tmp_path)
@@ -82,7 +83,7 @@ def test_a_step_reports_what_it_measured_or_why_it_failed_in_one_line(tmp_path):
 def test_a_step_past_its_limit_is_stopped_with_its_processes(tmp_path):
     started = []
 
-    def hangs(scratch):
+    def hangs(scratch, scale):
         started.append(gpu_check._start([sys.executable, "-c", "import time; time.sleep(60)"]))
         started[0].wait()
 
@@ -100,30 +101,40 @@ def test_the_summary_reads_what_each_step_returned():
              "ratio": 6.1, "seconds_per_epoch": 1.25}]},
         "packing": {"ok": True, "workers": 4, "images_per_second": 80_000.0,
                     "seconds_per_epoch": 0.625},
-        "k-centers": {"ok": True, "pick_seconds": 0.8},
+        "k-centers": {"ok": True, "pool": 50_000, "dims": 64, "picks": 5_000,
+                      "pick_seconds": 0.8},
         "active learning": {"ok": False, "error": "x", "step_seconds": 9.0,
-                            "baseline": {"test_accuracy": [0.3, 0.41], "seconds": 12.0,
-                                         "same_selection": True}},
+                            "baseline": {"labels": 2000, "test_accuracy": [0.3, 0.41],
+                                         "seconds": 12.0, "same_selection": True}},
     }}
     lines = gpu_check.summary(report).splitlines()
     assert lines[2] == ("| train pf compile+graphs | 40,000 images/s, 6.10x reference, 1.25 s "
                         "per 50,000 images |")
     assert "80,000 images/s together, 0.62 s per 50,000 images" in lines[3]
     assert lines[4] == "| k-centers 5,000 of 50,000 x 64 | 0.80 s |"
-    assert "test accuracy 0.410, same selection twice: True, 12 s" in lines[5]
+    assert lines[5] == ("| AL baseline, 2,000 labels | test accuracy 0.410, same selection "
+                        "twice: True, 12 s |")
 
 
 @pytest.mark.slow
-def test_the_active_learning_step_runs_each_method_twice_and_compares(tmp_path, monkeypatch):
-    """The step's own logic, on the CPU at the smoke preset's size."""
-    monkeypatch.setattr(gpu_check, "AL_PRESET", "smoke")
-    monkeypatch.setattr(gpu_check, "AL_OVERRIDES", {"device": "cpu"})
-    step = next(step for step in gpu_check.STEPS if step.name == "active learning")
-    outcome = gpu_check.run_step(step, tmp_path)
+def test_the_rehearsal_runs_every_step_end_to_end_on_the_cpu(tmp_path):
+    """The whole check at a tiny size: installing the bundle, every step's own code, the
+    packed workers, the report and the log."""
+    if not any(gpu_check.WHEELS.glob("*.whl")):
+        pytest.skip("no bundle: make gpu-bundle (make test builds it)")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--rehearse", "--keep-going",
+                           "--output", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.splitlines()[-2] == "gpu-check: every step held"
+    (report,) = tmp_path.glob("rehearsal-*.json")
+    steps = json.loads(report.read_text())["steps"]
+    assert list(steps) == [step.name for step in gpu_check.STEPS]
+    assert all(outcome["ok"] for outcome in steps.values())
+    assert steps["packing"]["workers"] == gpu_check.PACKED_WORKERS
     for method in ("baseline", "prunefuse"):
-        assert outcome[method]["same_selection"] and outcome[method]["same_accuracy"]
-        assert len(outcome[method]["test_accuracy"]) == 2  # the smoke preset's two budgets
-    assert outcome["ok"] or "under twice chance" in outcome["error"]
+        assert steps["active learning"][method]["same_selection"]
+    assert len(list(tmp_path.glob("rehearsal-*.log"))) == 1
 
 
 @pytest.mark.slow
@@ -133,4 +144,4 @@ def test_without_a_gpu_the_check_says_so_in_one_line():
                           timeout=120)
     assert done.returncode == 2
     assert done.stdout == ("gpu-check: no CUDA device is visible; on a CPU machine use "
-                           "--dry-run\n")
+                           "--dry-run or --rehearse\n")
