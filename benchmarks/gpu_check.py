@@ -6,17 +6,16 @@
     python benchmarks/gpu_check.py --rehearse  # anywhere: every step, tiny, on the CPU
 
 A GPU machine lent for a few minutes has PyTorch but not all of pf's dependencies, and no
-internet. ``make gpu-bundle`` (``--bundle``) builds the missing ones as wheels into
-``.whl/`` at requirements.lock's versions and copies the CIFAR-10 archive into ``.data/``;
-git ignores both, and both must travel with the working tree. The check itself
-(``make gpu-check``, or ``python3 benchmarks/gpu_check.py`` where there is no make)
-installs the wheels into ``.gpu-site/`` and runs the steps of ``STEPS`` with pf from the
-working tree, each within its time limit. It writes ``results/gpu/<date>-<device>.json`` and
-``.log`` (``--copy-to DIR`` copies both there too) and, when a step fails, says so in one
-line, then goes on with the next only under ``--keep-going`` (make gpu-check passes it:
-a lease is too short to spend twice). ``--dry-run`` prints the plan, imports every
-step's code in a Python that sees only what the GPU machine has (``DEVICE_IMAGE``) plus
-the bundled wheels, checks the bundle, and exits 0 on a CPU machine; ``--rehearse``
+internet: ``make gpu-bundle`` (``--bundle``; ``gpu_bundle.py``) builds the missing ones as
+wheels into ``.whl/`` and copies the CIFAR-10 archive into ``.data/``, both to travel
+with the working tree. The check itself (``make gpu-check``, or ``python3
+benchmarks/gpu_check.py`` where there is no make) installs the wheels into ``.gpu-site/``
+and runs the steps of ``STEPS`` with pf from the working tree, each within its time
+limit. It writes ``results/gpu/<date>-<device>.json`` and ``.log`` (``--copy-to DIR``
+copies both there too) and, when a step fails, says so in one line, then goes on with the
+next only under ``--keep-going`` (make gpu-check passes it: a lease is too short to spend
+twice). ``--dry-run`` prints the plan, checks the bundle and imports every step's code
+in a Python that sees only the GPU machine's packages and the bundle; ``--rehearse``
 runs the whole check on the CPU at a tiny size (``REHEARSAL``), so that a lease is not
 spent finding a slip in the check itself. The test suite runs both.
 """
@@ -39,48 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-WHEELS = ROOT / ".whl"
-DATA = ROOT / ".data"
-SITE = ROOT / ".gpu-site"  # where the check installs the wheels
+from gpu_bundle import (ROOT, bundle, bundle_problems, import_problems,
+                        install_bundle, locked_versions)
+
 OUTPUT = ROOT / "results" / "gpu"
-LOCK = ROOT / "requirements.lock"
-# pf's dependencies that the GPU machine's image lacks (the device tool's KINDS.md, package
-# list read 2026-11-17), with theirs: built as wheels at the lock's versions.
-GPU_WHEELS = ("torch-pruning", "fvcore", "iopath", "yacs", "termcolor")
-# The distributions of that image (KINDS.md's list, read there 2026-11-17). The dry run
-# hides every other installed distribution, so an import that would fail there fails here.
-DEVICE_IMAGE = tuple("""
-    absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio
-    attrs botorch build certifi charset-normalizer chex click cloudpickle cmake colorama
-    contourpy coverage cuda-bindings cuda-core cuda-pathfinder cuda-toolkit cupy-cuda13x
-    cycler cython diffrax e3nn einops equinox etils execnet filelock flatbuffers flax
-    fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx
-    huggingface-hub humanize hypothesis idna imageio iniconfig interface-meta jax
-    jax-cuda13-pjrt jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver lazy-loader
-    lightning lightning-utilities linear-operator lineax llvmlite lxml markdown
-    markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack
-    multidict multipledispatch mypy-extensions nanobind narwhals networkx ninja numba
-    numba-cuda numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc
-    nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand
-    nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-ml-py nvidia-nccl-cu13
-    nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir onnxruntime onnxscript
-    opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint
-    packaging pandas pathspec patsy peft pillow pip pluggy portalocker prometheus-client
-    propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments pyparsing
-    pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock
-    pytest-timeout pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests
-    rich sacrebleu safetensors scikit-build-core scikit-image scikit-learn scipy seaborn
-    sentencepiece sentence-transformers setuptools shellingham simplejson six
-    sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server
-    tensorstore threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio
-    torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope triton
-    typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel
-    wrapt xarray xxhash yarl zipp
-""".split())
 EPOCH_IMAGES = 50_000  # a CIFAR-10 training epoch, the unit the issue asks seconds for
 PLAN_LIMIT_S = 8 * 60  # the whole check, every step at its limit
-PACKED_WORKERS = 4  # pf sweep --per-gpu K: runs side by side on the GPU
 
 
 @dataclass(frozen=True)
@@ -93,6 +56,7 @@ class Scale:
     dataset: str  # what the data step and the packed workers load
     arch: str  # bench_train's and the packed workers' network
     train_images: int  # bench_train's per epoch (2 epochs), and each packed worker's
+    packed: int  # packed workers, as pf sweep --per-gpu K runs them side by side
     pool_images: int  # scored by bench_train
     bench_options: tuple[str, ...]  # bench_train's other arguments
     k_centers: tuple[int, int, int, int]  # pool, feature dimensions, labeled, picks
@@ -100,10 +64,10 @@ class Scale:
     al_overrides: dict
 
 
-GPU = Scale("gpu", "cuda", "cifar10_jpeg", "resnet56", 12_800, 50_000,
+GPU = Scale("gpu", "cuda", "cifar10_jpeg", "resnet56", 12_800, 4, 50_000,
             ("--workers", "8", "--variants", "default,compile,compile+graphs"),
             (50_000, 64, 1_000, 5_000), "cpu", {"budgets": [1000, 2000]})
-REHEARSAL = Scale("rehearsal", "cpu", "synthetic", "resnet8", 256, 512,
+REHEARSAL = Scale("rehearsal", "cpu", "synthetic", "resnet8", 256, 2, 512,
                   ("--data", "random", "--test-images", "64", "--batch-size", "32",
                    "--variants", "default", "--rounds", "1"),
                   (2_000, 16, 100, 50), "smoke", {"lr_schedule": [[5, 0.05]]})
@@ -221,14 +185,13 @@ def run_k_centers(scratch: Path, scale: Scale) -> dict:
 
 
 def run_packing(scratch: Path, scale: Scale) -> dict:
-    """``PACKED_WORKERS`` processes train ResNet-56 on the one GPU at once, each in the
+    """``scale.packed`` processes train ResNet-56 on the one GPU at once, each in the
     environment ``pf sweep --per-gpu`` gives its workers; images/s of them together."""
     from pf.executors import visible_gpus, worker_environments
 
     cpus = len(os.sched_getaffinity(0))
-    environments = (worker_environments(visible_gpus()[:1], cpus, per_gpu=PACKED_WORKERS)
-                    if scale.device == "cuda"
-                    else worker_environments([], cpus, jobs=PACKED_WORKERS))
+    environments = (worker_environments(visible_gpus()[:1], cpus, per_gpu=scale.packed)
+                    if scale.device == "cuda" else worker_environments([], cpus, jobs=scale.packed))
     workers = [_start([sys.executable, __file__, "--pack-worker", scale.name],
                       env={**os.environ, **env}) for env in environments]
     reports = []
@@ -313,21 +276,21 @@ def run_active_learning(scratch: Path, scale: Scale) -> dict:
 
 
 STEPS = (
-    Step("data", 60, "decode the CIFAR-10 archive once; pf caches it for the other steps",
+    Step("data", 45, "decode the CIFAR-10 archive once; pf caches it for the other steps",
          ("pf.data",), run_data),
-    Step("gpu tests", 120, "pytest -m gpu: replays, compile with CUDA graphs, k-centers and "
+    Step("gpu tests", 100, "pytest -m gpu: replays, compile with CUDA graphs, k-centers and "
          "seeded runs on CUDA", ("pytest", "tests/conftest.py", *gpu_test_files()),
          run_gpu_tests),
-    Step("trainer", 150, "bench_train: ResNet-56, real CIFAR-10, 12,800 images x 2 epochs, "
+    Step("trainer", 210, "bench_train: ResNet-56, real CIFAR-10, 12,800 images x 2 epochs, "
          "reference vs default, compile, compile+graphs; pool scoring of 50,000 with and "
          "without graphs",
          ("benchmarks/bench_train.py",), run_trainer),
-    Step("k-centers", 20, "greedy k-centers, 5,000 picks from 50,000 x 64 features",
+    Step("k-centers", 15, "greedy k-centers, 5,000 picks from 50,000 x 64 features",
          ("pf.select",), run_k_centers),
-    Step("packing", 60, f"{PACKED_WORKERS} ResNet-56 trainings at once on the GPU "
+    Step("packing", 50, f"{GPU.packed} ResNet-56 trainings at once on the GPU "
          "(pf sweep --per-gpu), images/s together", ("pf.executors", "pf.models", "pf.train"),
          run_packing),
-    Step("active learning", 70, "the cpu preset on CUDA, budgets 1,000 and 2,000: baseline "
+    Step("active learning", 60, "the cpu preset on CUDA, budgets 1,000 and 2,000: baseline "
          "and PruneFuse p=0.5 twice each with seed 0", ("pf.experiments.run",),
          run_active_learning),
 )
@@ -388,23 +351,6 @@ def source_digest() -> str:
     for path in sorted([*ROOT.glob("pf/**/*.py"), *ROOT.glob("benchmarks/*.py")]):
         digest.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def install_wheels(target: Path) -> None:
-    """pip-install the bundled wheels into ``target``, offline and without their needs."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "-qq", "--no-index", "--no-deps",
-                    "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(target),
-                    *map(str, WHEELS.glob("*.whl"))], check=True)
-
-
-def install_bundle() -> None:
-    """Install the bundled wheels into SITE and put it, and pf's working tree, on the path
-    of this process and of every process it starts."""
-    install_wheels(SITE)
-    sys.path[:0] = [str(SITE), str(ROOT)]
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(SITE), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-    os.environ.setdefault("PF_CIFAR10_JPEG", str(DATA / "cifar10-jpeg.tar.gz"))
 
 
 def check(keep_going: bool, copy_to: Path | None, scale: Scale = GPU,
@@ -487,99 +433,8 @@ def summary(report: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# The bundle and the dry run (on any machine)
+# The dry run (on any machine)
 # ---------------------------------------------------------------------------------------
-
-
-def locked_versions() -> dict[str, str]:
-    """GPU_WHEELS' versions in requirements.lock."""
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK.read_text(), flags=re.M))
-    pins = {_normal(name): version for name, version in pins.items()}
-    missing = [name for name in GPU_WHEELS if _normal(name) not in pins]
-    if missing:
-        raise SystemExit(f"gpu_check: {', '.join(missing)} not pinned in {LOCK.name}")
-    return {name: pins[_normal(name)] for name in GPU_WHEELS}
-
-
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def bundle() -> int:
-    """Build GPU_WHEELS at the locked versions into .whl/ and copy the CIFAR-10 archive
-    into .data/ when it is found (needs the package registries; run before a GPU lease)."""
-    from pf.data import cifar10_jpeg_path
-
-    shutil.rmtree(WHEELS, ignore_errors=True)
-    pins = [f"{name}=={version}" for name, version in locked_versions().items()]
-    # fvcore and iopath ship only as source: pip wheel builds them (all are pure Python).
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-qq", "--no-deps", "-w",
-                    str(WHEELS), *pins], check=True)
-    print(f"gpu_check: {len(pins)} wheels in {WHEELS.name}/")
-    archive = cifar10_jpeg_path()
-    if archive.exists():
-        DATA.mkdir(exist_ok=True)
-        shutil.copy(archive, DATA / archive.name)
-        print(f"gpu_check: {archive.name} in {DATA.name}/")
-    elif not (DATA / archive.name).exists():
-        print(f"gpu_check: no CIFAR-10 archive at {archive}: the GPU check needs it in "
-              f"{DATA.name}/ (set PF_CIFAR10_JPEG and bundle again)")
-    return 0
-
-
-def bundle_problems(with_data: bool = True) -> list[str]:
-    """What is missing from or wrong in the bundle, one line each; ``with_data=False``
-    leaves the CIFAR-10 archive out."""
-    problems = []
-    wheels = sorted(WHEELS.glob("*.whl"))
-    for name, version in locked_versions().items():
-        found = [w.name for w in wheels if _normal(w.name.split("-")[0]) == _normal(name)]
-        if len(found) != 1 or f"-{version}-" not in found[0]:
-            problems.append(f"{name}=={version}: {found or 'no wheel'} in {WHEELS.name}/")
-    if with_data and not (DATA / "cifar10-jpeg.tar.gz").exists():
-        problems.append(f"cifar10-jpeg.tar.gz: not in {DATA.name}/")
-    return problems
-
-
-# Run in a fresh Python with the wheels installed in a folder of their own: every
-# installed distribution the GPU machine lacks is hidden, then each step's code imported.
-IMPORT_CHECK = """
-import importlib, importlib.metadata as md, importlib.util, sys
-allowed, site, targets = set(sys.argv[1].split(",")), sys.argv[2], sys.argv[3:]
-norm = lambda n: n.lower().replace("_", "-").replace(".", "-")
-hidden = {top for top, dists in md.packages_distributions().items()
-          if top not in sys.stdlib_module_names and not any(norm(d) in allowed for d in dists)}
-class Hide:
-    def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        if top in hidden:
-            spec = importlib.machinery.PathFinder.find_spec(top, [site])
-            if spec is None:
-                raise ModuleNotFoundError(f"{top} (not on the GPU machine)", name=top)
-        return None
-sys.meta_path.insert(0, Hide())
-for target in targets:
-    if target.endswith(".py"):
-        spec = importlib.util.spec_from_file_location(target.replace("/", "_")[:-3], target)
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    else:
-        importlib.import_module(target)
-print("imported", len(targets))
-"""
-
-
-def import_problems() -> list[str]:
-    """Import every step's code as the GPU machine would (DEVICE_IMAGE and the wheels)."""
-    targets = sorted({name for step in STEPS for name in step.imports})
-    with tempfile.TemporaryDirectory(prefix="pf-gpu-site-") as site:
-        install_wheels(Path(site))
-        allowed = ",".join({_normal(n) for n in (*DEVICE_IMAGE, *GPU_WHEELS, "pf")})
-        done = subprocess.run([sys.executable, "-c", IMPORT_CHECK, allowed, site, *targets],
-                              cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": f"{site}:{ROOT}"})
-    if done.returncode != 0:
-        return [(done.stderr.strip().splitlines() or ["no output"])[-1]]
-    return []
 
 
 def dry_run(with_data: bool = True) -> int:
@@ -597,7 +452,7 @@ def dry_run(with_data: bool = True) -> int:
     if total > PLAN_LIMIT_S:
         problems.append(f"the steps' limits add up to {total} s, over {PLAN_LIMIT_S} s")
     if not problems:
-        problems = import_problems()
+        problems = import_problems(sorted({name for step in STEPS for name in step.imports}))
     for problem in problems:
         print(f"gpu_check: {problem}")
     print("gpu-check dry run: " + ("FAILED" if problems else

@@ -1,7 +1,7 @@
 """Shared fixtures and helpers (fakes of runs and networks: tests/fakes.py). Tests run on CPU
 with a private data directory unless stated."""
 
-import importlib.util
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -18,12 +18,11 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def load_benchmark(name: str):
-    """A script of benchmarks/ (not a package) imported by its path."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """A script of benchmarks/ (a folder, not a package), imported as its siblings import
+    it when run: with the folder on the path."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
 
 
 # Under pytest-xdist every core already runs a worker: more threads per worker (or per

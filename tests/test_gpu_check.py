@@ -1,5 +1,6 @@
-"""The prepared GPU check (benchmarks/gpu_check.py): its dry run, its bundle check and how
-it runs and reports steps, on a machine without a GPU."""
+"""The prepared GPU check (benchmarks/gpu_check.py, gpu_bundle.py): its dry run, its
+rehearsal, its bundle check and how it runs and reports steps, on a machine without a
+GPU."""
 
 import json
 import subprocess
@@ -18,15 +19,16 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 
 gpu_check = load_benchmark("gpu_check")
+gpu_bundle = load_benchmark("gpu_bundle")
 
 
 @pytest.mark.slow
 def test_the_dry_run_passes_with_the_bundle_make_test_builds():
     """What CI checks: the plan fits 8 minutes, the bundled wheels are the locked ones, and
     every step's code imports in a Python that sees only the GPU machine's packages."""
-    if not any(gpu_check.WHEELS.glob("*.whl")):
+    if not any(gpu_bundle.WHEELS.glob("*.whl")):
         pytest.skip("no bundle: make gpu-bundle (make test builds it)")
-    has_data = (gpu_check.DATA / "cifar10-jpeg.tar.gz").exists() or cifar10_jpeg_path().exists()
+    has_data = (gpu_bundle.DATA / "cifar10-jpeg.tar.gz").exists() or cifar10_jpeg_path().exists()
     done = subprocess.run([sys.executable, str(SCRIPT), "--dry-run",
                            *([] if has_data else ["--without-data"])],
                           capture_output=True, text=True, timeout=300)
@@ -36,20 +38,20 @@ def test_the_dry_run_passes_with_the_bundle_make_test_builds():
 
 
 def test_the_bundle_check_names_missing_duplicate_and_stale_wheels(tmp_path, monkeypatch):
-    versions = gpu_check.locked_versions()
-    monkeypatch.setattr(gpu_check, "WHEELS", tmp_path)
-    monkeypatch.setattr(gpu_check, "DATA", tmp_path)
+    versions = gpu_bundle.locked_versions()
+    monkeypatch.setattr(gpu_bundle, "WHEELS", tmp_path)
+    monkeypatch.setattr(gpu_bundle, "DATA", tmp_path)
     for name, version in versions.items():
         (tmp_path / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").touch()
     (tmp_path / "cifar10-jpeg.tar.gz").touch()
-    assert gpu_check.bundle_problems() == []
+    assert gpu_bundle.bundle_problems() == []
     (tmp_path / "yacs-0.0.1-py3-none-any.whl").touch()  # a second version stops pip there
     (tmp_path / f"termcolor-{versions['termcolor']}-py3-none-any.whl").unlink()
     (tmp_path / "cifar10-jpeg.tar.gz").unlink()
-    problems = gpu_check.bundle_problems()
+    problems = gpu_bundle.bundle_problems()
     assert [p.split(":")[0] for p in problems] == [
         f"yacs=={versions['yacs']}", f"termcolor=={versions['termcolor']}", "cifar10-jpeg.tar.gz"]
-    assert len(gpu_check.bundle_problems(with_data=False)) == 2
+    assert len(gpu_bundle.bundle_problems(with_data=False)) == 2
 
 
 def test_the_plan_fits_its_eight_minutes_and_each_step_runs_something():
@@ -120,7 +122,7 @@ def test_the_summary_reads_what_each_step_returned():
 def test_the_rehearsal_runs_every_step_end_to_end_on_the_cpu(tmp_path):
     """The whole check at a tiny size: installing the bundle, every step's own code, the
     packed workers, the report and the log."""
-    if not any(gpu_check.WHEELS.glob("*.whl")):
+    if not any(gpu_bundle.WHEELS.glob("*.whl")):
         pytest.skip("no bundle: make gpu-bundle (make test builds it)")
     done = subprocess.run([sys.executable, str(SCRIPT), "--rehearse", "--keep-going",
                            "--output", str(tmp_path)], capture_output=True, text=True,
@@ -131,7 +133,7 @@ def test_the_rehearsal_runs_every_step_end_to_end_on_the_cpu(tmp_path):
     steps = json.loads(report.read_text())["steps"]
     assert list(steps) == [step.name for step in gpu_check.STEPS]
     assert all(outcome["ok"] for outcome in steps.values())
-    assert steps["packing"]["workers"] == gpu_check.PACKED_WORKERS
+    assert steps["packing"]["workers"] == gpu_check.REHEARSAL.packed
     for method in ("baseline", "prunefuse"):
         assert steps["active learning"][method]["same_selection"]
     assert len(list(tmp_path.glob("rehearsal-*.log"))) == 1
