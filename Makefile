@@ -53,8 +53,8 @@ bench: setup  ## pf trainer and pool scoring vs a torchvision DataLoader referen
 	$(BIN)/python benchmarks/bench_train.py
 
 gpu-bundle: setup  ## before a GPU lease: the wheels it lacks into .whl/, CIFAR-10 into .data/
-	$(BIN)/python benchmarks/gpu_check.py --bundle
-	touch $(BUNDLE)
+	rm -f $(BUNDLE)
+	$(MAKE) --no-print-directory $(BUNDLE)
 
 gpu-check:  ## on a GPU machine, offline: install .whl/ into .gpu-site/, then the check (< 8 min)
 	$(PYTHON) benchmarks/gpu_check.py --keep-going $(GPU_CHECK_ARGS)

@@ -21,10 +21,16 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# pf runs from this working tree, on the GPU machine too, where it is not installed.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pf.provenance import LOCK_FILE, normal_name  # noqa: E402 -- needs ROOT on the path
+
 WHEELS = ROOT / ".whl"
 DATA = ROOT / ".data"
 SITE = ROOT / ".gpu-site"  # where the check installs the wheels
-LOCK = ROOT / "requirements.lock"
+LOCK = ROOT / LOCK_FILE
 # pf's dependencies that the GPU machine's image lacks (the device tool's KINDS.md, package
 # list read 2026-11-17), with theirs: built as wheels at the lock's versions.
 GPU_WHEELS = ("torch-pruning", "fvcore", "iopath", "yacs", "termcolor")
@@ -80,15 +86,11 @@ def install_bundle() -> None:
 def locked_versions() -> dict[str, str]:
     """GPU_WHEELS' versions in requirements.lock."""
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK.read_text(), flags=re.M))
-    pins = {_normal(name): version for name, version in pins.items()}
-    missing = [name for name in GPU_WHEELS if _normal(name) not in pins]
+    pins = {normal_name(name): version for name, version in pins.items()}
+    missing = [name for name in GPU_WHEELS if normal_name(name) not in pins]
     if missing:
         raise SystemExit(f"gpu_bundle: {', '.join(missing)} not pinned in {LOCK.name}")
-    return {name: pins[_normal(name)] for name in GPU_WHEELS}
-
-
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return {name: pins[normal_name(name)] for name in GPU_WHEELS}
 
 
 def bundle() -> int:
@@ -119,7 +121,8 @@ def bundle_problems(with_data: bool = True) -> list[str]:
     problems = []
     wheels = sorted(WHEELS.glob("*.whl"))
     for name, version in locked_versions().items():
-        found = [w.name for w in wheels if _normal(w.name.split("-")[0]) == _normal(name)]
+        found = [w.name for w in wheels
+                 if normal_name(w.name.split("-")[0]) == normal_name(name)]
         if len(found) != 1 or f"-{version}-" not in found[0]:
             problems.append(f"{name}=={version}: {found or 'no wheel'} in {WHEELS.name}/")
     if with_data and not (DATA / "cifar10-jpeg.tar.gz").exists():
@@ -132,9 +135,9 @@ def bundle_problems(with_data: bool = True) -> list[str]:
 IMPORT_CHECK = """
 import importlib, importlib.metadata as md, importlib.util, sys
 allowed, site, targets = set(sys.argv[1].split(",")), sys.argv[2], sys.argv[3:]
-norm = lambda n: n.lower().replace("_", "-").replace(".", "-")
-hidden = {top for top, dists in md.packages_distributions().items()
-          if top not in sys.stdlib_module_names and not any(norm(d) in allowed for d in dists)}
+from pf.provenance import normal_name
+hidden = {top for top, dists in md.packages_distributions().items() if top not in
+          sys.stdlib_module_names and not any(normal_name(d) in allowed for d in dists)}
 class Hide:
     def find_spec(self, name, path=None, target=None):
         top = name.partition(".")[0]
@@ -159,7 +162,7 @@ def import_problems(targets: list[str]) -> list[str]:
     machine would: with DEVICE_IMAGE's packages and the wheels alone."""
     with tempfile.TemporaryDirectory(prefix="pf-gpu-site-") as site:
         install_wheels(Path(site))
-        allowed = ",".join({_normal(n) for n in (*DEVICE_IMAGE, *GPU_WHEELS, "pf")})
+        allowed = ",".join({normal_name(n) for n in (*DEVICE_IMAGE, *GPU_WHEELS, "pf")})
         done = subprocess.run([sys.executable, "-c", IMPORT_CHECK, allowed, site, *targets],
                               cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": f"{site}:{ROOT}"})

@@ -63,6 +63,11 @@ class Scale:
     al_preset: str  # the active-learning step's preset, at al_overrides
     al_overrides: dict
 
+    @property
+    def needs_archive(self) -> bool:
+        """Whether the steps read the bundled CIFAR-10 archive (the rehearsal does not)."""
+        return self.dataset == "cifar10_jpeg"
+
 
 GPU = Scale("gpu", "cuda", "cifar10_jpeg", "resnet56", 12_800, 4, 50_000,
             ("--workers", "8", "--variants", "default,compile,compile+graphs"),
@@ -120,7 +125,7 @@ def run_data(scratch: Path, scale: Scale) -> dict:
     """Decode the CIFAR-10 archive once (pf caches the tensors for every later load)."""
     from pf.data import cifar10_jpeg_path, load_dataset
 
-    if scale.dataset == "cifar10_jpeg" and not cifar10_jpeg_path().exists():
+    if scale.needs_archive and not cifar10_jpeg_path().exists():
         raise StepFailed(f"no CIFAR-10 archive at {cifar10_jpeg_path()}: run make gpu-bundle")
     start = time.perf_counter()
     dataset = load_dataset(scale.dataset)
@@ -154,7 +159,7 @@ def run_trainer(scratch: Path, scale: Scale) -> dict:
     result = bench_train.main(["--arch", scale.arch, "--train-images", str(scale.train_images),
                                "--epochs", "2", "--pool-images", str(scale.pool_images),
                                "--device", scale.device, *scale.bench_options])
-    if scale.dataset == "cifar10_jpeg" and "random" in result["dataset"]:
+    if scale.needs_archive and "random" in result["dataset"]:
         raise StepFailed("bench_train found no CIFAR-10 archive: run make gpu-bundle first")
     for row in result["rows"]:
         row["seconds_per_epoch"] = EPOCH_IMAGES / row["images_per_second"]
@@ -363,7 +368,7 @@ def check(keep_going: bool, copy_to: Path | None, scale: Scale = GPU,
         print("gpu-check: no CUDA device is visible; on a CPU machine use --dry-run "
               "or --rehearse")
         return 2
-    problems = bundle_problems(with_data=scale.dataset == "cifar10_jpeg")
+    problems = bundle_problems(with_data=scale.needs_archive)
     if problems:
         print(f"gpu-check: the bundle is incomplete ({problems[0]}): run make gpu-bundle "
               "where the package registries answer, and bring .whl/ and .data/ along")
@@ -488,5 +493,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main(sys.argv[1:]))

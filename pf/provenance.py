@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pf
 
-__all__ = ["LOCK_FILE", "COMPUTING_PATHS", "code_state", "lock_state", "dirty_warning"]
+__all__ = ["LOCK_FILE", "COMPUTING_PATHS", "code_state", "normal_name", "lock_state",
+           "dirty_warning"]
 
 LOCK_FILE = "requirements.lock"  # in the project root; `make lock` writes it
 # What computes a result, relative to the project root (the folder above the package).
@@ -81,7 +82,8 @@ def code_state() -> dict:
     return {"git_commit": commit, "git_dirty": bool(dirty), "dirty_files": dirty}
 
 
-def _normal(name: str) -> str:
+def normal_name(name: str) -> str:
+    """A distribution's name (or version) as pip compares it: lower case, runs of -_. as -."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -105,7 +107,7 @@ def lock_state() -> dict | None:
             installed = metadata.version(name)
         except metadata.PackageNotFoundError:
             installed = "missing"
-        if _normal(installed) != _normal(locked.strip()):
+        if normal_name(installed) != normal_name(locked.strip()):
             differs.append(f"{name}: installed {installed}, locked {locked.strip()}")
     return {"file": LOCK_FILE, "sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
             "matches": not differs, "differences": len(differs),

@@ -20,14 +20,15 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 gpu_check = load_benchmark("gpu_check")
 gpu_bundle = load_benchmark("gpu_bundle")
+needs_bundle = pytest.mark.skipif(not any(gpu_bundle.WHEELS.glob("*.whl")),
+                                  reason="no bundle: make gpu-bundle (make test builds it)")
 
 
 @pytest.mark.slow
+@needs_bundle
 def test_the_dry_run_passes_with_the_bundle_make_test_builds():
     """What CI checks: the plan fits 8 minutes, the bundled wheels are the locked ones, and
     every step's code imports in a Python that sees only the GPU machine's packages."""
-    if not any(gpu_bundle.WHEELS.glob("*.whl")):
-        pytest.skip("no bundle: make gpu-bundle (make test builds it)")
     has_data = (gpu_bundle.DATA / "cifar10-jpeg.tar.gz").exists() or cifar10_jpeg_path().exists()
     done = subprocess.run([sys.executable, str(SCRIPT), "--dry-run",
                            *([] if has_data else ["--without-data"])],
@@ -119,11 +120,10 @@ def test_the_summary_reads_what_each_step_returned():
 
 
 @pytest.mark.slow
+@needs_bundle
 def test_the_rehearsal_runs_every_step_end_to_end_on_the_cpu(tmp_path):
     """The whole check at a tiny size: installing the bundle, every step's own code, the
     packed workers, the report and the log."""
-    if not any(gpu_bundle.WHEELS.glob("*.whl")):
-        pytest.skip("no bundle: make gpu-bundle (make test builds it)")
     done = subprocess.run([sys.executable, str(SCRIPT), "--rehearse", "--keep-going",
                            "--output", str(tmp_path)], capture_output=True, text=True,
                           timeout=300)
