@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import torch
 
 from pf.data import Dataset, Split
+from pf.layout import exact
 
 __all__ = ["CROP_PADDING", "augment_batch", "Batches"]
 
@@ -44,9 +45,11 @@ class Batches:
 
     ``indices`` selects the subset (labeled set, pool) without copying the split; each
     iteration gathers one batch, converts it to float, augments it when asked and
-    normalises it with the dataset's statistics; batches come channels_last unless
-    another ``memory_format`` is asked for. Shuffling draws from ``generator``
-    (which must live on the split's device), so the same seed gives the same batches.
+    normalises it with the dataset's statistics; batches come with exactly the strides of
+    ``memory_format`` (channels_last unless another is asked for; ``pf.layout.exact``
+    copies a one-channel batch whose strides would pass for either layout). Shuffling
+    draws from ``generator`` (which must live on the split's device), so the same seed
+    gives the same batches.
     With ``with_indices=True`` each batch also carries the split indices of its images
     (x, y, idx), for code that keeps per-sample state (``pf.scores``'s recorder).
     """
@@ -82,5 +85,5 @@ class Batches:
             if self.augment:
                 images = augment_batch(images, self.generator)
             x = torch.addcmul(self.shift, images.float(), self.scale)
-            batch = x.contiguous(memory_format=self.memory_format), self.split.labels[idx]
+            batch = exact(x, self.memory_format), self.split.labels[idx]
             yield (*batch, idx) if self.with_indices else batch

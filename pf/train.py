@@ -1,14 +1,14 @@
 """Training and inference: SGD with a piecewise-constant schedule, optional distillation.
 
-The data stays on the training device (see ``pf.data.Batches``) and batches are
-channels_last (cuDNN's fastest layout; on the 2-core development CPU, ResNet-20 also
-trained 1.7x faster with it than in NCHW), except where oneDNN crashes on it (see
-``memory_format_for``). On CUDA the step runs under bf16 autocast and
-never waits for the host (the loss is summed on the device and read once an epoch);
-``compile=True`` wraps the model in ``torch.compile``, and ``cuda_graphs`` replays
-inference and the compiled training step from CUDA graphs (see ``pf.graphs``). On CPU the
-same code runs in fp32 unless ``precision="bf16"`` is asked for. The test accuracy of every
-epoch is recorded; the one reported is the last.
+The data stays on the training device (see ``pf.batches.Batches``), and every network
+runs in the memory layout ``pf.layout.memory_format_for`` chooses for it (channels_last,
+or NCHW where oneDNN crashes on it), its weights and every input in exactly that layout
+(``pf.layout``); a distillation teacher runs in its own. On CUDA the step runs under
+bf16 autocast and never waits for the host (the loss is summed on the device and read
+once an epoch); ``compile=True`` wraps the model in ``torch.compile``, and
+``cuda_graphs`` replays inference and the compiled training step from CUDA graphs (see
+``pf.graphs``). On CPU the same code runs in fp32 unless ``precision="bf16"`` is asked
+for. The test accuracy of every epoch is recorded; the one reported is the last.
 
     result = fit(model, dataset, labeled_idx, PAPER_SCHEDULE, device="cuda", seed=0)
     result.test_accuracy      # final epoch, in [0, 1]
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from pf.batches import Batches
 from pf.data import Dataset, Split
 from pf.graphs import GraphReplay, compile_network, mark_step, uses_graphs
+from pf.layout import exact, memory_format_for, place
 
 __all__ = [
     "Schedule",
@@ -42,7 +43,6 @@ __all__ = [
     "predict",
     "resolve_device",
     "inference_batch_size",
-    "memory_format_for",
     "set_determinism",
     "CUBLAS_WORKSPACE",
 ]
@@ -77,8 +77,6 @@ class Schedule:
         raise IndexError(f"epoch beyond the schedule's {self.epochs} epochs")
 
 
-# oneDNN's channels_last stride-2 weight gradient crashes below 8 input channels on AVX2.
-UNSAFE_CHANNELS = 8
 PAPER_SCHEDULE = Schedule(((1, 0.01), (90, 0.1), (45, 0.01), (45, 0.001)))
 
 
@@ -148,24 +146,6 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     torch.utils.deterministic.fill_uninitialized_memory = False
 
 
-def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_format:
-    """channels_last, or NCHW for a network that oneDNN's channels_last kernels crash on.
-
-    On AVX2-only CPUs (e.g. AMD EPYC; Intel with ``ONEDNN_MAX_CPU_ISA=AVX2``), oneDNN
-    3.12 (torch 2.14) corrupts the heap in the weight gradient of a stride-2 convolution
-    with fewer than ``UNSAFE_CHANNELS`` input channels in channels_last when one
-    intra-op thread runs it (pytest-xdist workers, ``pf sweep --jobs`` on few cores):
-    pruned CIFAR ResNets at p >= 0.6 have such shortcuts (stage-1 widths 6/4/3). NCHW
-    runs them correctly. Only such networks train in NCHW on CPU, so every other
-    network keeps channels_last's speed; on CUDA nothing changes.
-    """
-    if device.type == "cpu" and any(
-            isinstance(m, nn.Conv2d) and max(m.stride) > 1 and m.in_channels < UNSAFE_CHANNELS
-            for m in model.modules()):
-        return torch.contiguous_format
-    return torch.channels_last
-
-
 def inference_batch_size(batch_size: int, device: torch.device) -> int:
     """``batch_size``, or for 0 the device's best: 1024 on CUDA, 128 on CPU.
 
@@ -223,9 +203,10 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     device = resolve_device(device)
     dataset = dataset.to(device)
     layout = memory_format_for(model, device)
-    model.to(device=device, memory_format=layout)
+    place(model, device, layout)
     if teacher is not None:
-        teacher.to(device=device, memory_format=layout).eval()
+        teacher_layout = memory_format_for(teacher, device)
+        place(teacher, device, teacher_layout).eval()
     forward = compile_network(model, device, cuda_graphs) if compile else model
     optimizer = torch.optim.SGD(
         model.parameters(), lr=schedule.lr_at(0), momentum=schedule.momentum,
@@ -255,7 +236,7 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
                     loss = F.cross_entropy(logits.float(), y)
                 else:
                     with torch.no_grad():
-                        teacher_logits = teacher(x)
+                        teacher_logits = teacher(exact(x, teacher_layout))
                     loss = kd_loss(logits, teacher_logits, y, kd_weight, kd_temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -286,12 +267,13 @@ def predict(model: nn.Module, split: Split, dataset: Dataset, indices: torch.Ten
     With ``features=True`` also returns the penultimate features (the input of ``fc``),
     computed in the same pass. On CUDA, ``cuda_graphs`` replays the forward pass from a
     CUDA graph (``pf.graphs.GraphReplay``; same kernels, same numbers). The model is left
-    in eval mode.
+    in eval mode, on the split's device, in its layout (``pf.layout.place``).
     """
     device = split.images.device
-    model.eval()
+    layout = memory_format_for(model, device)
+    place(model, device, layout).eval()
     batches = Batches(split, indices, inference_batch_size(batch_size, device), dataset,
-                      memory_format=memory_format_for(model, device))
+                      memory_format=layout)
 
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with _autocast(device, precision, cache=False):

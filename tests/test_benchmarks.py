@@ -21,13 +21,15 @@ def test_bench_train_times_every_runner_against_its_reference(tmp_path):
     assert (tmp_path / "bench.json").exists()
 
 
-def test_bench_layout_times_both_layouts():
+def test_bench_layout_times_every_variant():
     # p = 0.5 keeps 8+ channels everywhere: channels_last is safe on every CPU at any threads.
     rows = load_benchmark("bench_layout").main(["--arch", "resnet8", "--ratios", "0.5",
                                                 "--threads", "1", "--batch-size", "8",
-                                                "--steps", "1", "--rounds", "1"])
-    assert [(r["ratio"], r["threads"]) for r in rows] == [(0.5, 1)]
-    assert rows[0]["channels_last_ms"] > 0 and rows[0]["nchw_ms"] > 0
+                                                "--steps", "1", "--rounds", "1", "--unsafe"])
+    assert [(r["input"], r["ratio"], r["threads"]) for r in rows] == [("digits", 0.5, 1),
+                                                                      ("cifar", 0.5, 1)]
+    assert all(r[f"{name}_ms"] > 0 for r in rows for name in
+               ("nchw", "channels_last_without_onednn", "channels_last"))
 
 
 def test_bench_precision_trains_each_seed_in_both_precisions(tmp_path):

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pf"
 # Each stage may import from itself and from the stages before it.
 STAGES = (
     ("substrate", {"pf.paths", "pf.provenance", "pf.storage", "pf.data", "pf.batches",
-                   "pf.models", "pf.graphs", "pf.train", "pf.flops"}),
+                   "pf.models", "pf.graphs", "pf.layout", "pf.train", "pf.flops"}),
     ("algorithms", {"pf.prune", "pf.fuse", "pf.select", "pf.scores", "pf.extrapolate"}),
     ("experiments", "pf.experiments."),
     ("analysis", "pf.analysis."),

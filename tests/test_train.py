@@ -96,53 +96,6 @@ def test_predict_returns_logits_and_penultimate_features(synthetic):
     torch.testing.assert_close(model.fc(features), logits)
 
 
-# One thread on an AVX2-only oneDNN (AMD EPYC; forced on Intel by ONEDNN_MAX_CPU_ISA) used to
-# abort or segfault in a pruned ResNet's stride-2 shortcut with 6/4/3 input channels in
-# channels_last. A subprocess, so that a crash fails this test instead of killing a worker.
-ONE_THREAD_PRUNED_TRAINING = """
-import sys, torch
-from pf.data import load_dataset
-from pf.models import build_model
-from pf.prune import prune_at_init
-from pf.train import Schedule, fit
-torch.set_num_threads(1)
-dataset = load_dataset("synthetic")
-torch.manual_seed(0)
-dense = build_model("resnet8", 10, 3)
-pruned, _ = prune_at_init(dense, float(sys.argv[1]), input_shape=(3, 16, 16))
-result = fit(pruned, dataset, torch.arange(256), Schedule(((2, 0.05),), batch_size=32),
-             device="cpu", progress=False)
-print("accuracy", result.test_accuracy)
-"""
-
-
-@pytest.mark.slow  # trains in a subprocess
-@pytest.mark.parametrize("ratio", [0.6, 0.7, 0.8])
-def test_one_thread_training_of_pruned_nets_does_not_crash_on_avx2(ratio, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2",
-           "PF_DATA": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", ONE_THREAD_PRUNED_TRAINING, str(ratio)],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-500:]}"
-    assert "accuracy" in done.stdout
-
-
-def test_memory_format_is_nchw_only_for_networks_onednn_crashes_on():
-    from pf.prune import prune_at_init
-    from pf.train import memory_format_for
-
-    dense = build_model("resnet8", 10, 3)
-    pruned, _ = prune_at_init(dense, 0.6, input_shape=(3, 16, 16))
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert memory_format_for(dense, cpu) == torch.channels_last
-    assert memory_format_for(pruned, cpu) == torch.contiguous_format
-    assert memory_format_for(pruned, cuda) == torch.channels_last
-
-
 @pytest.fixture
 def _restore_determinism(monkeypatch):
     """set_determinism changes process-wide switches: put them back after the test."""
