@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="run one experiment and write OUT/metrics.json"))
     run.add_argument("--out", default=None,
                      help="run directory (default: runs/<preset>/seed<seed>)")
+    run.add_argument("--keep-checkpoint", action="store_true",
+                     help="keep OUT/checkpoint.pt once the run has finished (a run saves one "
+                     "after every round, and started again continues from it)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bars (default: only on a terminal)")
     with_config_options(commands.add_parser("config", help="print the resolved configuration"))
@@ -70,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                        "sharing its GPU (default: 1)")
     sweep.add_argument("--jobs", type=int, default=None, help="local workers (default: one per "
                        "visible GPU, else 1)")
+    sweep.add_argument("--keep-checkpoints", action="store_true",
+                       help="keep each run's checkpoint.pt once it has finished")
     sweep.add_argument("--dry-run", action="store_true",
                        help="list the runs, their state and planned cost (pf.experiments.cost)")
     sweep.add_argument("--partition", default=None, help="slurm: partition")
@@ -135,7 +140,8 @@ def _sweep(args) -> int:
     if args.partition:
         slurm["slurm_partition"] = args.partition
     records = run_sweep(args.file, args.results, args.executor, args.jobs, args.dry_run,
-                        slurm=slurm, per_gpu=args.per_gpu)
+                        slurm=slurm, per_gpu=args.per_gpu,
+                        keep_checkpoints=args.keep_checkpoints)
     failed = [r for r in records if r["status"] == "failed"]
     if not args.dry_run:
         done = sum(r["status"] in ("done", "skipped") for r in records)
@@ -220,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         from pf.experiments.run import run_experiment  # heavy imports only when running
 
         out = args.out or f"runs/{args.preset}/seed{config.seed}"
-        record = run_experiment(config, out, progress=args.progress)
+        record = run_experiment(config, out, progress=args.progress,
+                                keep_checkpoint=args.keep_checkpoint)
     except (ConfigError, DatasetNotFound) as error:
         print(f"pf: error: {error}", file=sys.stderr)
         return 2

@@ -7,7 +7,10 @@ ResNet at batch 128 leaves most of a large GPU idle; without, ``jobs`` workers s
 CPU. Either way the CPU threads are split evenly (``OMP_NUM_THREADS``, which the run's
 kernel inherits), so that the workers do not oversubscribe the cores. On Slurm, each
 array task runs one run, or with ``per_gpu`` > 1 a pack of ``per_gpu`` runs side by side
-on the task's GPU (``packs``), through the same local pool.
+on the task's GPU (``packs``), through the same local pool, with the task's CPUs as its
+threads. A task that Slurm times out or pre-empts is requeued (``SlurmTask.checkpoint``,
+submitit's checkpointing) and its runs continue after their last finished round
+(``pf.experiments.checkpoint``).
 
     run_local(execute_run, runs, per_gpu=4)   # 4 runs at a time on each visible GPU
 """
@@ -20,7 +23,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-__all__ = ["NO_GPU", "visible_gpus", "worker_environments", "packs", "run_local", "run_slurm"]
+__all__ = ["NO_GPU", "visible_gpus", "available_cpus", "worker_environments", "packs",
+           "run_local", "SlurmTask", "run_slurm"]
 
 NO_GPU = "per-gpu: no GPU is visible; --jobs sets the number of CPU workers"
 
@@ -36,6 +40,12 @@ def visible_gpus() -> list[str]:
         return [str(i) for i in range(torch.cuda.device_count())]
     except Exception:  # noqa: BLE001 -- no usable CUDA means CPU workers
         return []
+
+
+def available_cpus() -> int:
+    """The cores this process may run on (a Slurm task's share), not the whole node's."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cpus or 1
 
 
 def worker_environments(gpus: list[str], cpus: int, jobs: int | None = None,
@@ -66,11 +76,9 @@ def run_local(execute: Callable[[object], dict], runs: list, jobs: int | None = 
               per_gpu: int = 1) -> Iterator[dict]:
     """``execute(run)`` for every run, in a pool of workers (``worker_environments``),
     yielding the records in the runs' order. A single worker on at most one GPU runs in
-    this process, so that Ctrl-C stops it at once."""
+    this process, in its environment as it is, so that Ctrl-C stops it at once."""
     gpus = visible_gpus()
-    # The cores this process may run on (a Slurm task's share), not the whole node's.
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    environments = worker_environments(gpus, cpus or 1, jobs, per_gpu)
+    environments = worker_environments(gpus, available_cpus(), jobs, per_gpu)
     if len(environments) == 1 and len(gpus) <= 1:
         yield from map(execute, runs)
         return
@@ -92,33 +100,52 @@ def packs(runs: list, size: int) -> list[list]:
     return [runs[start:start + size] for start in range(0, len(runs), size)]
 
 
-def _run_pack(execute: Callable[[object], dict], runs: list, per_gpu: int) -> list[dict]:
-    """One Slurm task: its pack of runs, ``per_gpu`` at a time on each GPU it was given."""
-    return list(run_local(execute, runs, per_gpu=per_gpu))
+class SlurmTask:
+    """One task of a sweep's Slurm array: ``execute`` for its runs (one, or a pack of
+    ``per_gpu`` side by side on its GPU) through ``run_local``. A lone run gets all the
+    task's CPUs as threads (``OMP_NUM_THREADS``, whatever the submitting shell had), as a
+    pack splits them among its runs.
+
+    Checkpointable the way submitit expects: when Slurm times the task out or pre-empts
+    it, submitit calls ``checkpoint`` and requeues the task, which then runs again; each
+    run finds its round checkpoint and continues after its last finished round.
+    """
+
+    def __init__(self, execute: Callable[[object], dict], per_gpu: int = 1):
+        self.execute, self.per_gpu = execute, per_gpu
+
+    def __call__(self, runs: list) -> list[dict]:
+        """The records of ``runs``, in order."""
+        os.environ["OMP_NUM_THREADS"] = str(available_cpus())  # a pack's workers split it
+        return list(run_local(self.execute, runs, per_gpu=self.per_gpu))
+
+    def checkpoint(self, runs: list):
+        """Stop the runs under way (their kernels and pool workers: Slurm would, a local
+        cluster does not) and hand submitit the same task to requeue."""
+        import psutil
+        from submitit.helpers import DelayedSubmission
+
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+        return DelayedSubmission(self, runs)
 
 
 def run_slurm(execute: Callable[[object], dict], runs: list, folder: Path, cluster: str | None,
               slurm: dict, failure: Callable[[object, str], dict],
               per_gpu: int = 1) -> Iterator[dict]:
     """``execute(run)`` for every run as a submitit job array (``slurm``: submitit's
-    parameters), one run per task, or a pack of ``per_gpu`` runs per task sharing its GPU.
-    A task Slurm stopped without a result gives ``failure(run, one line)`` for each of its
-    runs, and the others are still collected."""
+    parameters) of ``SlurmTask``s, one run per task, or a pack of ``per_gpu`` runs per
+    task sharing its GPU. A task Slurm stopped without a result (and not requeued) gives
+    ``failure(run, one line)`` for each of its runs, and the others are still collected."""
     import submitit
 
     executor = submitit.AutoExecutor(folder=folder / "submitit", cluster=cluster)
     executor.update_parameters(**slurm)
-    if per_gpu == 1:
-        groups = [[run] for run in runs]
-        jobs = executor.map_array(execute, runs)
-    else:
-        groups = packs(runs, per_gpu)
-        jobs = executor.map_array(_run_pack, [execute] * len(groups), groups,
-                                  [per_gpu] * len(groups))
+    groups = packs(runs, per_gpu)
+    jobs = executor.map_array(SlurmTask(execute, per_gpu), groups)
     for group, job in zip(groups, jobs):
         try:
-            outcome = job.result()
-            yield from (outcome if per_gpu > 1 else [outcome])
+            yield from job.result()
         except Exception as error:  # noqa: BLE001 -- one lost job must not lose the others
             yield from (failure(run, _job_error(error)) for run in group)
 

@@ -43,6 +43,7 @@ may hold for another environment.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -296,7 +297,8 @@ def _plan(runs: list[RunSpec], states: dict, echo) -> None:
 
 def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: str = "local",
               jobs: int | None = None, dry_run: bool = False, cluster: str | None = None,
-              slurm: dict | None = None, echo=print, per_gpu: int = 1) -> list[dict]:
+              slurm: dict | None = None, echo=print, per_gpu: int = 1,
+              keep_checkpoints: bool = False) -> list[dict]:
     """Run every pending or failed run of the sweep at ``path``; return one record per run.
 
     ``executor`` is ``local`` (``jobs`` workers, default ``per_gpu`` per visible GPU,
@@ -305,8 +307,10 @@ def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: s
     ``cpus_per_task`` or ``slurm_partition``; a job Slurm stopped is a failed run; with
     ``per_gpu`` > 1 each task runs a pack of that many runs on its GPU). See
     ``pf.executors``.
-    ``dry_run`` lists the runs and their state without running anything. The summary is
-    also written to ``<results>/<sweep>/sweep.json``.
+    ``dry_run`` lists the runs and their state without running anything. A run under way
+    saves a checkpoint after every round and, run again, continues from it
+    (``pf.experiments.checkpoint``); ``keep_checkpoints`` keeps the files once runs
+    finish. The summary is also written to ``<results>/<sweep>/sweep.json``.
     """
     if executor not in ("local", "slurm"):
         raise ConfigError(f"executor: {executor!r} is not one of local, slurm")
@@ -317,6 +321,9 @@ def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: s
     name, runs = load_sweep(path, results_dir)
     states = {run.run_id: run_status(run) for run in runs}
     todo = [run for run in runs if states[run.run_id] != "done"]
+    if keep_checkpoints:
+        todo = [dataclasses.replace(run, parameters={**run.parameters, "keep_checkpoint": True})
+                for run in todo]
     echo(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run "
          f"-> {Path(results_dir) / name}")
     if dry_run:

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from pf.executors import NO_GPU, packs, run_local, worker_environments
+from pf.executors import NO_GPU, SlurmTask, packs, run_local, worker_environments
 
 
 def test_per_gpu_workers_are_dealt_to_every_gpu_with_the_threads_split():
@@ -65,6 +65,23 @@ def test_each_local_worker_runs_in_its_own_environment(monkeypatch):
     assert {s["gpu"] for s in seen} <= {"7", "9"}
     assert {s["threads"] for s in seen} == {"2"}
     assert all(s["pid"] != os.getpid() for s in seen)
+
+
+def test_a_lone_slurm_run_gets_all_of_its_tasks_cpus_as_threads(monkeypatch):
+    # OMP_NUM_THREADS=1 from the submitting shell would leave 5 of the task's 6 CPUs idle.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    [seen] = SlurmTask(_environment_of_worker)(["run"])
+    assert seen["threads"] == "6" and seen["pid"] == os.getpid()  # in the task's process
+
+
+def test_a_slurm_task_checkpoints_as_itself_with_the_same_runs_and_stops_its_children():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    task = SlurmTask(_environment_of_worker, per_gpu=2)
+    delayed = task.checkpoint(["a", "b"])
+    assert child.wait(timeout=10) == -9  # killed, as Slurm kills a requeued job's processes
+    assert delayed.function is task and delayed.args == (["a", "b"],)
 
 
 def test_the_sweep_command_refuses_packing_without_a_gpu(tmp_path):

@@ -7,16 +7,22 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 import submitit
+import torch
 from submitit.core.utils import UncompletedJobError
+from submitit.local.local import LocalJobEnvironment
 
 from pf.experiments.config import ConfigError, from_parameters
 from pf.experiments.cost import planned_cost
+from pf.executors import available_cpus
+from pf.experiments.record import CHECKPOINT_FILE, read_record
 from pf.sweep import RunSpec, execute_run, load_sweep, run_status, run_sweep
 
 pytestmark = pytest.mark.slow  # runs sweeps of notebooks in kernels
@@ -146,6 +152,99 @@ grid:
     assert run_dirs == sorted(run.run_id for run in runs)
 
 
+# One run whose networks carry over from round to round (a warm selector, a sync at round
+# 2, fusion into the synced selector's source), in enough rounds to stop it midway.
+CARRYING_RUN = """
+parameters: {method: prunefuse, budgets: [64, 128, 192, 256, 320, 384], lr_schedule: [[3, 0.05]],
+             sync_every: 2, selector_start: warm, fuse_into: source}
+"""
+
+
+def _uninterrupted(path, tmp_path, threads: int | None = None) -> Path:
+    """The sweep's one run, run through `pf run` without a stop (with ``threads``, else the
+    test's): its folder."""
+    [run] = load_sweep(path, tmp_path / "unused")[1]
+    out = tmp_path / "uninterrupted"
+    settings = [part for key, value in run.parameters.items()
+                if key not in ("out_dir", "progress")
+                for part in ("--set", f"{key}={json.dumps(value)}")]
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    done = subprocess.run([PF, "run", "--preset", "smoke", *settings, "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _same_run(resumed: Path, uninterrupted: Path) -> None:
+    first, second = read_record(resumed), read_record(uninterrupted)
+    for record in (first, second):
+        for round_ in record.rounds:
+            round_.seconds = None
+    assert first.rounds == second.rounds and first.config == second.config
+    assert (resumed / "selected.json").read_text() == (uninterrupted / "selected.json").read_text()
+
+
+def _wait_for_rounds(checkpoint: Path, rounds: int, running) -> int:
+    deadline = time.monotonic() + 240
+    done = 0
+    while done < rounds and running() and time.monotonic() < deadline:
+        time.sleep(0.02)
+        try:
+            done = torch.load(checkpoint, weights_only=False)["rounds_done"]
+        except (OSError, EOFError, RuntimeError):
+            pass
+    return done
+
+
+def test_a_sweep_killed_in_a_run_resumes_it_after_its_last_round(tmp_path):
+    path = _sweep_file(tmp_path, CARRYING_RUN)
+    results = tmp_path / "results"
+    [run] = load_sweep(path, results)[1]
+    run_dir = Path(run.run_dir)
+    sweep = subprocess.Popen([PF, "sweep", str(path), "--results", str(results)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    done = _wait_for_rounds(run_dir / CHECKPOINT_FILE, 2, lambda: sweep.poll() is None)
+    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and the run's kernel
+    sweep.wait()
+    assert done >= 2 and run_status(run) == "pending"
+
+    finished = subprocess.run([PF, "sweep", str(path), "--results", str(results)],
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    record = read_record(run_dir)
+    assert len(record.resumed_at_rounds) == 1 and record.resumed_at_rounds[0] >= 2
+    _same_run(run_dir, _uninterrupted(path, tmp_path))
+    assert not (run_dir / CHECKPOINT_FILE).exists()
+
+
+def test_a_preempted_slurm_task_is_requeued_and_its_run_resumes(tmp_path):
+    # Slurm warns a job it pre-empts (or times out) with a signal; submitit then calls the
+    # task's checkpoint and requeues it. Here the signal goes to the task of submitit's
+    # local cluster once the run has finished two rounds.
+    path = _sweep_file(tmp_path, CARRYING_RUN)
+    results = tmp_path / "results"
+    [run] = load_sweep(path, results)[1]
+    records = []
+    sweep = threading.Thread(target=lambda: records.extend(run_sweep(
+        path, results, executor="slurm", cluster="local", slurm={"timeout_min": 10},
+        echo=lambda *_: None)))
+    sweep.start()
+    done = _wait_for_rounds(Path(run.run_dir) / CHECKPOINT_FILE, 2, sweep.is_alive)
+    [task] = [process for process in psutil.Process().children(recursive=True)
+              if "submitit.core._submit" in " ".join(process.cmdline())]
+    task.send_signal(LocalJobEnvironment._usr_sig())
+    sweep.join(timeout=300)
+    assert done >= 2 and [r["status"] for r in records] == ["done"]
+    record = read_record(run.run_dir)
+    assert len(record.resumed_at_rounds) == 1 and record.resumed_at_rounds[0] >= 2
+    # A lone run of a Slurm task runs with all of the task's CPUs as threads.
+    assert record.environment["cpu_threads"] == available_cpus()
+    _same_run(Path(run.run_dir), _uninterrupted(path, tmp_path, available_cpus()))
+    assert "Caught signal SIGUSR2" in "".join(p.read_text() for p in
+                                              (results / "smoke" / "submitit").glob("*_log.err"))
+
+
 def test_slurm_executor_runs_the_array_through_submitit(tmp_path):
     path = _sweep_file(tmp_path, """
 parameters: {lr_schedule: [[1, 0.05]], budgets: [64, 96]}
@@ -196,7 +295,7 @@ class _FinishedJob:
         self.run = run
 
     def result(self):
-        return {"run_id": self.run.run_id, "status": "done", "error": None}
+        return [{"run_id": self.run.run_id, "status": "done", "error": None}]
 
 
 def test_a_slurm_job_stopped_without_a_result_is_a_failed_run_and_the_others_are_collected(
@@ -205,7 +304,8 @@ def test_a_slurm_job_stopped_without_a_result_is_a_failed_run_and_the_others_are
     results = tmp_path / "results"
     submitted = []
 
-    def map_array(executor, function, runs):
+    def map_array(executor, task, groups):
+        runs = [run for group in groups for run in group]
         submitted.append([run.run_id for run in runs])
         return [_StoppedJob(), *map(_FinishedJob, runs[1:])]
 

@@ -42,6 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pf.experiments import ACTIVE_LEARNING
+from pf.experiments.checkpoint import Checkpoint
 from pf.experiments.config import ActiveLearningConfig, ConfigError
 from pf.experiments.methods import METHODS, plan_rounds
 from pf.experiments.record import (NetworkRecord, RoundRecord, SelectorRecord, TargetRecord,
@@ -133,17 +134,21 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
 
 
 def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
-                        progress: bool | None = None) -> dict:
+                        progress: bool | None = None,
+                        checkpoint: Checkpoint | None = None) -> dict:
     """Run ``config.method`` over ``config.budgets`` on ``dataset`` (already on its device).
 
     Returns ``rounds`` (a ``RoundRecord`` per budget), ``selected`` (the indices each
     round added), ``channel_maps`` (PruneFuse: ``{file name: map}``, the one at init and
     one per sync; each round's selector record names its map's file) and ``networks``
-    (``NetworkRecord`` of the target and the selector).
+    (``NetworkRecord`` of the target and the selector). With a ``checkpoint``
+    (``pf.experiments.checkpoint``) the run continues after the last round it saved, and
+    saves what the next round needs after every round.
     """
     if config.experiment != ACTIVE_LEARNING:
         raise ConfigError(f"experiment: run_active_learning runs {ACTIVE_LEARNING}, "
                           f"got {config.experiment!r}")
+    checkpoint = checkpoint or Checkpoint(None, config.to_dict())
     plan = plan_rounds(config)
     image_shape = tuple(dataset.train.images.shape[1:])
     device = dataset.train.images.device
@@ -160,20 +165,31 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
     }
     target_macs, selector_macs = networks["target"].forward_macs, networks["selector"].forward_macs
     test_size = len(dataset.test)
-    # The selector's lineage: its initial weights, channel map and the network it was cut
-    # from (theta's init, or a synced selector's trained target); replaced at every sync.
-    lineage = {"selector": selector_init, "map_file": channel_map_file(None),
-               "source": dense_init}
-    channel_maps = {lineage["map_file"]: channel_map} if channel_map else {}
 
+    # What one round hands the next; a checkpoint holds exactly this.
     first = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(config.seed))
-    added = first[:config.budgets[0]].to(device)
-    labeled_mask = torch.zeros(len(dataset.train), dtype=torch.bool, device=device)
-    rounds, selected = [], []
-    trained_selector, trained_target = None, None
-    spent = {"macs": 0, "seconds": 0.0}  # data selection so far: what chose the current set
-    bar = tqdm(plan, desc=config.method, disable=None if progress is None else not progress)
-    for step in bar:
+    carried = checkpoint.load() or {
+        "next_round": 0,
+        "added": first[:config.budgets[0]],  # the indices the next round labels
+        "labeled_mask": torch.zeros(len(dataset.train), dtype=torch.bool),
+        "rounds": [], "selected": [],
+        "trained_selector": None, "trained_target": None,
+        # The selector's lineage: its initial weights, channel map and the network it was
+        # cut from (theta's init, or a synced selector's trained target); replaced at
+        # every sync.
+        "lineage": {"selector": selector_init, "map_file": channel_map_file(None),
+                    "source": dense_init},
+        "channel_maps": {channel_map_file(None): channel_map} if channel_map else {},
+        "spent": {"macs": 0, "seconds": 0.0},  # data selection so far: what chose the set
+    }
+    labeled_mask = carried["labeled_mask"].to(device)
+    rounds, selected = carried["rounds"], carried["selected"]
+    channel_maps, spent, lineage = carried["channel_maps"], carried["spent"], carried["lineage"]
+    added = carried["added"].to(device)
+    trained_selector, trained_target = carried["trained_selector"], carried["trained_target"]
+    bar = tqdm(plan, desc=config.method, disable=None if progress is None else not progress,
+               initial=carried["next_round"])
+    for step in plan[carried["next_round"]:]:
         labeled_mask[added] = True
         labeled = labeled_mask.nonzero().squeeze(1)
         selected.append(added.tolist())
@@ -244,6 +260,13 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
                 spent[unit] += sum(phases[p] for p in ("selector_training", "selector_sync",
                                                        "pool_scoring"))
                 spent[unit] += 0 if charged is None else getattr(charged, unit)["target_training"]
+        checkpoint.save(step.index + 1, {
+            "next_round": step.index + 1, "added": added, "labeled_mask": labeled_mask,
+            "rounds": rounds, "selected": selected, "trained_selector": trained_selector,
+            "trained_target": trained_target, "lineage": lineage, "channel_maps": channel_maps,
+            "spent": spent})
+        bar.update()
         bar.set_postfix(acc=f"{target_result.test_accuracy:.3f}")
+    bar.close()
     return {"rounds": rounds, "selected": selected, "channel_maps": channel_maps,
             "networks": networks}

@@ -66,6 +66,7 @@ from tqdm.auto import tqdm
 
 from pf.data import Dataset
 from pf.experiments import DATA_PRUNING
+from pf.experiments.checkpoint import Checkpoint
 from pf.experiments.config import ConfigError, DataPruningConfig, check_sizes
 from pf.experiments.reference_cache import load_reference, save_reference
 from pf.experiments.record import (RANDOM_LABEL, NetworkRecord, RoundRecord, ScoresRecord,
@@ -308,7 +309,7 @@ def _round_record(index: int, fraction: float, selection: str, kept: int, label:
 
 
 def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
-                     progress: bool | None = None) -> dict:
+                     progress: bool | None = None, checkpoint: Checkpoint | None = None) -> dict:
     """Score, remove every fraction in ``config.removed_fractions`` and retrain (``dataset``
     on its device).
 
@@ -316,7 +317,9 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
     before random, with ``removed_fraction`` and ``selection``), ``kept`` (each round's
     kept indices), ``networks``, ``scores`` (its ``ScoresRecord``), ``score_values`` (N
     floats), ``scored_indices`` and ``reference_scores`` (N floats or None). Raises
-    ``ConfigError`` for another experiment's config or a size conflict.
+    ``ConfigError`` for another experiment's config or a size conflict. With a
+    ``checkpoint`` (``pf.experiments.checkpoint``) the run saves after its scoring and
+    after every retraining, and continues after the last one it saved.
     """
     if config.experiment != DATA_PRUNING:
         raise ConfigError(f"experiment: run_data_pruning runs {DATA_PRUNING}, "
@@ -332,16 +335,24 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
     # The scoring network is the target's architecture; collect() reads it as the selector.
     networks = {"target": network, "selector": NetworkRecord(**vars(network))}
 
-    scoring = score_training_set(config, dataset, init, progress)
+    checkpoint = checkpoint or Checkpoint(None, config.to_dict())
+    carried = checkpoint.load()
+    if carried is None:
+        carried = {"scoring": score_training_set(config, dataset, init, progress),
+                   "rounds": [], "kept_sets": []}
+        checkpoint.save(0, carried)
+    scoring, rounds, kept_sets = carried["scoring"], carried["rounds"], carried["kept_sets"]
     scores = scoring["scores"]
     selections = SELECTIONS if config.random_baseline else SELECTIONS[:1]
     no_cost = ({"selector_training": 0, "pool_scoring": 0},
                {"selector_training": 0.0, "pool_scoring": 0.0})
     plans = [(float(fraction), selection) for fraction in config.removed_fractions
              for selection in selections]
-    rounds, kept_sets = [], []
-    bar = tqdm(plans, desc=DATA_PRUNING, disable=None if progress is None else not progress)
-    for index, (fraction, selection) in enumerate(bar):
+    bar = tqdm(plans, desc=DATA_PRUNING, disable=None if progress is None else not progress,
+               initial=len(rounds))
+    for index, (fraction, selection) in enumerate(plans):
+        if index < len(rounds):
+            continue  # done before the checkpoint it continues from
         count = keep_count(fraction, num_samples)
         if selection == "score":
             kept = keep_highest(scores, count)
@@ -360,7 +371,10 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
                                     target_forward * len(dataset.test) * len(result.curve),
                                     *costs))
         kept_sets.append(kept.tolist())
+        checkpoint.save(len(rounds), carried)
+        bar.update()
         bar.set_postfix(acc=f"{result.test_accuracy:.3f}")
+    bar.close()
     reference = scoring["reference"]
     return {"rounds": rounds, "kept": kept_sets, "networks": networks,
             "scores": scoring["summary"], "score_values": scores.tolist(),

@@ -9,6 +9,8 @@ One run folder holds:
   pruning); ``scores.json``: a data-pruning run's scores;
 - ``channel_map.json`` (PruneFuse's selector pruned at init) and one
   ``channel_map_synced_from_round<r>.json`` per synchronisation (``channel_map_file``);
+- ``checkpoint.pt``, while the run is unfinished (or kept on request): what its next
+  round needs (``pf.experiments.checkpoint``);
 - from ``pf sweep``: ``params.json`` (the run's parameters), ``notebook.ipynb`` (the
   executed notebook) and, for a failed run, ``error.json``.
 
@@ -38,8 +40,8 @@ from pf.storage import write_json
 from pf.flops import UNIT
 
 __all__ = ["SCHEMA_VERSION", "METRICS_FILE", "SELECTED_FILE", "SCORES_FILE", "PARAMS_FILE",
-           "ERROR_FILE", "NOTEBOOK_FILE", "ACCURACY", "SCHEMA1_RECIPE", "RANDOM_LABEL",
-           "SCORE_TITLES", "RecordError", "NetworkRecord", "SelectorRecord", "TargetRecord",
+           "ERROR_FILE", "CHECKPOINT_FILE", "NOTEBOOK_FILE", "ACCURACY", "SCHEMA1_RECIPE",
+           "RANDOM_LABEL", "SCORE_TITLES", "RecordError", "NetworkRecord", "SelectorRecord", "TargetRecord",
            "RoundRecord", "ScoresRecord", "DatasetRecord", "RunRecord", "channel_map_file",
            "scoring_label", "read_record", "environment"]
 
@@ -49,6 +51,7 @@ SELECTED_FILE = "selected.json"
 SCORES_FILE = "scores.json"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.json"
+CHECKPOINT_FILE = "checkpoint.pt"
 NOTEBOOK_FILE = "notebook.ipynb"
 ACCURACY = "test split, final epoch, fraction in [0, 1]"  # what every accuracy in a record is
 # The PruneFuse recipe every schema-1 run was labelled against: its departures from these
@@ -195,7 +198,9 @@ class RunRecord:
     the ``target`` and the ``selector`` (a data-pruning run's scoring network);
     ``scores`` is a data-pruning run's scoring summary (None for active learning), its
     ``label`` how the run scored ("DU, kNN k=10 from 20 %").
-    ``accuracy`` and ``macs_unit`` say what the numbers are.
+    ``accuracy`` and ``macs_unit`` say what the numbers are. ``seconds_total`` is the
+    run's wall-clock across every process that ran it; ``resumed_at_rounds`` lists how many
+    rounds were done each time it continued from a checkpoint (empty: it never stopped).
     """
 
     config: dict
@@ -212,6 +217,7 @@ class RunRecord:
     scores: ScoresRecord | None = None
     selected_file: str = SELECTED_FILE
     scores_file: str | None = None
+    resumed_at_rounds: list[int] = dataclasses.field(default_factory=list)
     accuracy: str = ACCURACY
     macs_unit: str = UNIT
     schema: int = SCHEMA_VERSION

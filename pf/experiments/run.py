@@ -23,18 +23,18 @@ and ``scores.json`` the N scores (and the full run's, when computed).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from pf.experiments.active_learning import run_active_learning
+from pf.experiments.checkpoint import Checkpoint
 from pf.data import load_dataset
 from pf.experiments import DATA_PRUNING
 from pf.experiments.config import ConfigError, RunConfig, check_sizes
 from pf.experiments.data_pruning import run_data_pruning
-from pf.experiments.record import (SCORES_FILE, SELECTED_FILE, DatasetRecord, RunRecord,
-                                   channel_map_file, environment)
+from pf.experiments.record import (CHECKPOINT_FILE, SCORES_FILE, SELECTED_FILE, DatasetRecord,
+                                   RunRecord, channel_map_file, environment)
 from pf.prune import save_channel_map
 from pf.provenance import dirty_warning
 from pf.storage import write_json
@@ -44,14 +44,18 @@ __all__ = ["run_experiment"]
 
 
 def run_experiment(config: RunConfig, out_dir: str | Path | None = None,
-                   progress: bool | None = None) -> RunRecord:
+                   progress: bool | None = None, keep_checkpoint: bool = False) -> RunRecord:
     """Run ``config`` and return its ``RunRecord``; with ``out_dir``, also write the run
     folder there.
 
     A bad parameter raises ``ConfigError`` (or ``DatasetNotFound``) before training
-    starts, and nothing is written until the run has finished.
+    starts. With ``out_dir``, the run saves a checkpoint there after every round and, if
+    it finds one of the same config, continues after its last round
+    (``pf.experiments.checkpoint``); the record files are written once the run has
+    finished, and then the checkpoint is deleted unless ``keep_checkpoint``.
     """
-    start = time.perf_counter()
+    checkpoint = Checkpoint(None if out_dir is None else Path(out_dir) / CHECKPOINT_FILE,
+                            config.to_dict())
     device = resolve_device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but no CUDA device is available; "
@@ -72,9 +76,9 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None,
     if warning:
         print(warning, file=sys.stderr)
     if pruning:
-        run = run_data_pruning(config, dataset, progress=progress)
+        run = run_data_pruning(config, dataset, progress=progress, checkpoint=checkpoint)
     else:
-        run = run_active_learning(config, dataset, progress=progress)
+        run = run_active_learning(config, dataset, progress=progress, checkpoint=checkpoint)
     channel_maps = run.get("channel_maps", {})  # PruneFuse only
     channel_map = channel_maps.get(channel_map_file())  # theta_p's, pruned at init
 
@@ -86,7 +90,7 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None,
                               test_size=len(dataset.test), num_classes=dataset.num_classes,
                               image_shape=list(dataset.train.images.shape[1:])),
         networks=run["networks"], rounds=run["rounds"], environment=environment(device),
-        seconds_total=time.perf_counter() - start,
+        seconds_total=checkpoint.seconds(), resumed_at_rounds=checkpoint.resumed_at,
         channel_map_file=channel_map_file() if channel_map else None,
         pruned_widths=channel_map["widths"] if channel_map else None,
         scores=run["scores"] if pruning else None,
@@ -107,4 +111,6 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None,
         for name, saved in channel_maps.items():
             save_channel_map(saved, out_dir / name)
         record.write(out_dir)  # last: its presence marks a finished run
+        if not keep_checkpoint:
+            checkpoint.remove()
     return record
