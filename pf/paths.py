@@ -18,13 +18,16 @@ holds for a non-editable install too; a notebook copied out of a checkout resolv
 paths against its own folder.
 
     project_path("results")      # <project>/results from <project>/notebooks, else ./results
+
+Records go the other way (``portable_path``): a path they store is relative to the project
+that holds it, so that a committed record names no folder of the machine that made it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["NOTEBOOKS_FOLDER", "PROJECT_MARKER", "project_path"]
+__all__ = ["NOTEBOOKS_FOLDER", "PROJECT_MARKER", "project_path", "portable_path"]
 
 NOTEBOOKS_FOLDER = "notebooks"  # the project's folder of notebooks, where Jupyter kernels start
 PROJECT_MARKER = "pyproject.toml"  # the file that marks the project root
@@ -40,3 +43,13 @@ def project_path(path: str | Path) -> Path:
     here = Path.cwd()
     in_notebooks = here.name == NOTEBOOKS_FOLDER and (here.parent / PROJECT_MARKER).is_file()
     return (here.parent if in_notebooks else here) / path
+
+
+def portable_path(path: str | Path) -> str:
+    """``path`` as a record stores it: relative to the nearest folder above it that holds
+    ``PROJECT_MARKER`` (the project it belongs to), or absolute when no project holds it."""
+    path = Path(path).expanduser().resolve()
+    for folder in path.parents:
+        if (folder / PROJECT_MARKER).is_file():
+            return str(path.relative_to(folder))
+    return str(path)

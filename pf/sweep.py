@@ -16,9 +16,9 @@ A sweep file names a notebook, a preset, fixed parameters, a grid and seeds::
       - {method: [prunefuse], prune_ratio: [0.5, 0.6, 0.7, 0.8]}   # ... crossed with the rest
     seeds: [0, 1, 2]                   # crossed with every sub-grid
 
-Each run gets an id made of its grid values and seed plus a hash of all its explicit
-parameters (so editing the sweep's fixed parameters makes new runs rather than reusing stale
-ones), and a folder ``<results>/<sweep>/<id>/`` holding ``params.json``, the executed
+Each run gets an id made of its grid values and seed plus a digest of its resolved
+configuration's values (``RunConfig.digest``: editing the sweep's fixed parameters or the
+preset it starts from makes new runs rather than reusing stale ones), and a folder ``<results>/<sweep>/<id>/`` holding ``params.json``, the executed
 ``notebook.ipynb`` and the notebook's ``metrics.json``. The notebook receives the run's
 fully resolved config (JSON types only: papermill turns a tuple into a string and cannot
 pass a Path) and writes into its own folder (papermill's ``cwd``). Data pruning runs that
@@ -44,10 +44,10 @@ may hold for another environment.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import logging
+import os
 import re
 import sys
 import traceback
@@ -61,6 +61,7 @@ from jupyter_client.kernelspec import KernelSpec
 from pf.data import DATASET_SIZES
 from pf.experiments.config import ConfigError, check_sizes, from_parameters, make_config
 from pf.experiments.cost import planned_cost
+from pf.paths import portable_path
 from pf.provenance import dirty_warning
 from pf.storage import write_json
 from pf.experiments.reference_cache import reference_path
@@ -153,22 +154,22 @@ def load_sweep(path: str | Path, results_dir: str | Path = "results") -> tuple[s
     for combo, seed in itertools.product(combos, seeds):
         varying = {**combo, "seed": seed}
         explicit = {"preset": preset, **fixed, **varying}
-        digest = hashlib.sha1(json.dumps(explicit, sort_keys=True).encode()).hexdigest()[:8]
-        run_id = f"{_slug(varying)}-{digest}"
-        if run_id in seen:
-            continue  # the same run listed by two sub-grids
-        seen.add(run_id)
         try:
             config = make_config(preset, {**fixed, **varying})
             if config.dataset in DATASET_SIZES:  # others: when pf run has loaded the dataset
                 check_sizes(config, DATASET_SIZES[config.dataset][0])
         except ConfigError as error:
             _fail(path, f"run {_slug(varying)}: {error}")
+        run_id = f"{_slug(varying)}-{config.digest()}"
+        if run_id in seen:
+            continue  # the same run listed by two sub-grids
+        run_dir = sweep_dir / run_id
         parameters = {**config.to_dict(), "out_dir": ".", "progress": False}
-        if config.needs_reference():  # absolute: every run works in its own folder
-            cache = Path(config.reference_cache or sweep_dir / REFERENCE_CACHE)
-            parameters["reference_cache"] = str(cache.resolve())
-        runs.append(RunSpec(run_id, str(sweep_dir / run_id), str(notebook), explicit, parameters))
+        if config.needs_reference():  # from the run's own folder, where its notebook works
+            cache = Path(config.reference_cache or sweep_dir / REFERENCE_CACHE).resolve()
+            parameters["reference_cache"] = os.path.relpath(cache, run_dir)
+        seen.add(run_id)
+        runs.append(RunSpec(run_id, str(run_dir), str(notebook), explicit, parameters))
     return name, runs
 
 
@@ -232,7 +233,8 @@ def execute_run(run: RunSpec) -> dict:
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     (run_dir / METRICS_FILE).unlink(missing_ok=True)  # an invalid one from an older run
     write_json(run_dir / PARAMS_FILE, {"run_id": run.run_id, "explicit": run.explicit,
-                                       "parameters": run.parameters, "notebook": run.notebook})
+                                       "parameters": run.parameters,
+                                       "notebook": portable_path(run.notebook)})
     try:
         papermill.execute_notebook(run.notebook, str(run_dir / NOTEBOOK_FILE),
                                    parameters=run.parameters, kernel_name=KERNEL,
@@ -274,8 +276,9 @@ def _plan(runs: list[RunSpec], states: dict, echo) -> None:
     for run in runs:
         config = from_parameters(run.parameters)
         reused = False
-        if config.needs_reference():
-            path = reference_path(config, resolve_device(config.device).type)
+        if config.needs_reference():  # the cache's path is relative to the run's folder
+            relative = reference_path(config, resolve_device(config.device).type)
+            path = (Path(run.run_dir) / relative).resolve()
             reused = path in references or path.exists()
             if states[run.run_id] != "done":  # a finished run may predate the cache
                 references.add(path)
@@ -352,6 +355,6 @@ def run_sweep(path: str | Path, results_dir: str | Path = "results", executor: s
         ordered = [records.get(run.run_id, {"run_id": run.run_id, "status": "pending",
                                             "error": None}) | {"explicit": run.explicit}
                    for run in runs]
-        write_json(sweep_dir / SUMMARY_FILE, {"sweep": name, "source": str(path),
+        write_json(sweep_dir / SUMMARY_FILE, {"sweep": name, "source": portable_path(path),
                                               "runs": ordered})
     return ordered

@@ -182,3 +182,27 @@ def test_the_flops_notebook_plans_the_papers_protocol():
     train_size, _, _, image_shape = DATASET_SIZES[paper.dataset]
     assert given["epochs"] == paper.schedule().epochs
     assert (given["train_size"], tuple(given["input_shape"])) == (train_size, image_shape)
+
+
+def test_a_configs_digest_follows_its_values_not_how_they_were_given():
+    demo = make_config("demo", {"method": "svp"})
+    # The same values from the paper's defaults and overrides: the same digest.
+    spelled_out = make_config("paper", {key: value for key, value in demo.to_dict().items()})
+    assert spelled_out.digest() == demo.digest()
+    assert make_config("demo", {"method": "svp", "seed": 1}).digest() != demo.digest()
+    assert make_config("paper").departures() == {}
+    # Data pruning at its defaults is not active learning at its defaults.
+    assert make_config("paper", {"experiment": "data_pruning"}).digest() != make_config().digest()
+
+
+def test_editing_a_preset_gives_its_sweep_runs_new_ids(tmp_path, monkeypatch):
+    from pf.sweep import load_sweep
+
+    sweep = tmp_path / "sweeps" / "s.yaml"
+    sweep.parent.mkdir()
+    (tmp_path / "prunefuse.ipynb").write_text("{}")
+    sweep.write_text("notebook: prunefuse.ipynb\npreset: smoke\ngrid: [{method: [baseline]}]\n")
+    before = [run.run_id for run in load_sweep(sweep, tmp_path)[1]]
+    monkeypatch.setitem(PRESETS, "smoke", {**PRESETS["smoke"], "lr_schedule": [[3, 0.05]]})
+    after = [run.run_id for run in load_sweep(sweep, tmp_path)[1]]
+    assert before != after and before[0].split("-")[0] == after[0].split("-")[0]

@@ -378,8 +378,11 @@ seeds: [0, 1]
 """
     path = _sweep_file(tmp_path, body)
     runs = load_sweep(path, tmp_path / "results")[1]
-    cache = str((tmp_path / "results" / "smoke" / "reference-cache").resolve())
-    assert [run.parameters["reference_cache"] for run in runs] == [cache] * 4 + [""] * 2
+    # From each run's folder, where its notebook works: no path of this machine is stored.
+    assert ([run.parameters["reference_cache"] for run in runs]
+            == ["../reference-cache"] * 4 + [""] * 2)
+    cache = (tmp_path / "results" / "smoke" / "reference-cache").resolve()
+    assert (Path(runs[0].run_dir) / "../reference-cache").resolve() == cache
 
     lines = []
     run_sweep(path, tmp_path / "results", dry_run=True, echo=lines.append)

@@ -27,6 +27,7 @@ removes) and ``prune_baseline`` is ``random_baseline``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -122,6 +123,21 @@ class RunConfig:
     def to_dict(self) -> dict:
         """A JSON-ready copy of every field."""
         return dataclasses.asdict(self)
+
+    def departures(self) -> dict:
+        """The fields whose values differ from this experiment's defaults (the paper's
+        protocol), as JSON types: what sets this run apart, however it was configured."""
+        defaults = type(self)().to_dict()
+        return {key: value for key, value in self.to_dict().items() if value != defaults[key]}
+
+    def digest(self) -> str:
+        """Eight hex digits that name this config's values (its experiment and
+        ``departures``): equal for equal values, whatever preset, sweep or names produced
+        them, and different when a value differs. A field added later at a default that
+        keeps what runs did before leaves every digest as it was."""
+        values = {"experiment": self.experiment, **self.departures()}
+        text = json.dumps(values, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 @dataclass

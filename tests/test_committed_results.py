@@ -1,0 +1,70 @@
+"""The committed results: every run is recognised as done by the sweep that made it, and no
+record names a path of the machine that made it."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pf.sweep import load_sweep, run_status
+
+PROJECT = Path(__file__).resolve().parents[1]
+RESULTS = PROJECT / "results"
+SWEEPS = sorted(path for path in (PROJECT / "notebooks" / "sweeps").glob("*.yaml")
+                if (RESULTS / path.stem).is_dir())
+# A path from the root of some machine, at the start of a table cell or a quoted value.
+ABSOLUTE_IN_TEXT = re.compile(r"""(^|[\s,|("'=:])/[\w.-]+/[\w.-]+""")
+
+
+def test_every_committed_sweep_is_checked():
+    assert {path.stem for path in SWEEPS} >= {"demo", "cifar10_cpu", "norms", "score_extrapolation"}
+
+
+@pytest.mark.parametrize("sweep", SWEEPS, ids=lambda path: path.stem)
+def test_every_committed_run_is_recognised_as_done(sweep):
+    _, runs = load_sweep(sweep, RESULTS)
+    assert {run.run_id: run_status(run) for run in runs} == {run.run_id: "done" for run in runs}
+    folders = {path.parent.name for path in (RESULTS / sweep.stem).glob("*/metrics.json")}
+    assert folders == {run.run_id for run in runs}  # and no run that the sweep no longer has
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def _absolute(text: str) -> bool:
+    return text.startswith("/") or ":/" in text.replace("://", "") or text.startswith("~")
+
+
+def test_no_committed_record_names_an_absolute_path():
+    found = []
+    for path in sorted(RESULTS.rglob("*")):
+        if path.suffix == ".json":
+            found += [(path, text) for text in _strings(json.loads(path.read_text()))
+                      if _absolute(text)]
+        elif path.suffix in (".csv", ".md"):
+            found += [(path, match.group()) for match in
+                      ABSOLUTE_IN_TEXT.finditer(path.read_text())]
+    assert not found, f"{len(found)} absolute paths, e.g. {found[:3]}"
+
+
+@pytest.mark.parametrize("text, absolute", [
+    ("/work/main/notebooks/prunefuse.ipynb", True), ("imagefolder:/data/cifar.tar.gz", True),
+    ("notebooks/prunefuse.ipynb", False), ("../reference-cache", False),
+    ("https://arxiv.org/abs/2501.01118", False), ("cifar10_jpeg", False)])
+def test_what_counts_as_an_absolute_path(text, absolute):
+    assert _absolute(text) == absolute
+
+
+def test_absolute_paths_are_found_in_tables_too():
+    assert ABSOLUTE_IN_TEXT.search("| digits | /work/shared/data/x.tar.gz |")
+    assert ABSOLUTE_IN_TEXT.search('dataset,"/home/me/cifar"')
+    assert not ABSOLUTE_IN_TEXT.search("| MACs / s | 10 % / 30 % | notebooks/prunefuse.ipynb |")
