@@ -88,12 +88,20 @@ class FitResult:
     curve_epochs: list[int] = field(default_factory=list)  # those epochs, counted from 1
     train_loss: list[float] = field(default_factory=list)  # mean loss of each epoch
     seconds: float = 0.0  # wall-clock of the whole fit, evaluation included
+    evaluation_seconds: float = 0.0  # of which the test evaluations
     images_seen: int = 0  # training images processed (epochs x subset size)
 
     @property
     def test_accuracy(self) -> float:
         """The final epoch's test accuracy: the number we report (never the best epoch)."""
         return self.curve[-1]
+
+    @property
+    def training_seconds(self) -> float:
+        """Wall-clock of the training steps (a teacher's forwards included), without the
+        test evaluations: the work that ``pf.flops.training_macs`` counts (and, with a
+        teacher, the distillation MACs)."""
+        return self.seconds - self.evaluation_seconds
 
 
 def evaluated_epochs(epochs: int, eval_every: int = 1) -> list[int]:
@@ -247,10 +255,16 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
         result.train_loss.append(loss_sum.item() / len(batches.indices))
         result.images_seen += len(batches.indices)
         if epoch + 1 in evaluated:
+            # The training steps queued on a GPU finish before the evaluation's clock starts
+            # (the evaluation itself waits for its result): a sync per evaluated epoch.
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            evaluation_start = time.perf_counter()
             # A compiled forward brings its own graphs; an eager one is captured here.
             result.curve.append(evaluate(forward, dataset.test, dataset, eval_batch_size,
                                          precision=precision,
                                          cuda_graphs=cuda_graphs and not compile))
+            result.evaluation_seconds += time.perf_counter() - evaluation_start
             result.curve_epochs.append(epoch + 1)
             epochs.set_postfix(acc=f"{result.curve[-1]:.3f}", loss=f"{result.train_loss[-1]:.3f}")
     result.seconds = time.perf_counter() - start

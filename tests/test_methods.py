@@ -157,3 +157,24 @@ def test_the_authors_variant_prunes_in_steps_and_fuses_into_the_leading_block(sy
     expected = fuse(theta, pruned, channel_map, "xavier", seed=config.seed * 1000,
                     variant="leading_conv")
     assert _equal(trainings[1][1], expected.state_dict())
+
+
+def test_data_selection_counts_the_same_work_in_macs_and_seconds(synthetic):
+    # T_sync = 1: every pick after the first depends on a synced selector, whose target's
+    # training (distilled: its teacher's forwards run inside its steps) is charged once.
+    run = run_active_learning(_config(sync_every=1), synthetic, progress=False)
+    rounds = run["rounds"]
+    spent = {"macs": 0, "seconds": 0.0}
+    for round_ in rounds:
+        assert round_.macs["data_selection"] == spent["macs"]
+        assert round_.seconds["data_selection"] == pytest.approx(spent["seconds"])
+        for unit in spent:
+            phases = getattr(round_, unit)
+            spent[unit] += sum(phases[p] for p in ("selector_training", "selector_sync",
+                                                   "pool_scoring"))
+            if round_.selector.start == "synced":  # pruned from the previous round's target
+                source = rounds[round_.round - 1]
+                spent[unit] += getattr(source, unit)["target_training"]
+                spent[unit] += source.macs["distillation"] if unit == "macs" else 0
+    # Neither unit counts a test evaluation: it chooses nothing.
+    assert all(r.seconds["evaluation"] > 0 and r.macs["evaluation"] > 0 for r in rounds)

@@ -22,14 +22,15 @@ pruning of a synced selector (``selector_sync``: seconds; no forward pass over d
 0 MACs), the test-set evaluations (``evaluation``: after every ``eval_every``-th epoch
 and the last of the target, after the last of a selector) and the distillation teacher's
 forward passes (``distillation``: one per image the target trains on). Seconds are
-recorded for the phases with a clock of their own: the trainings (whole ``fit`` calls,
-so their evaluations and teacher forwards are inside), the sync and pool scoring (which
-includes picking, e.g. greedy k-centers). Evaluation and distillation are counted in
-MACs only: the teacher's forwards run inside the training step, and timing them apart
-would cost a host sync per step. ``data_selection`` at a budget is the paper's Fig. 3
-quantity: all that chose this labeled set in earlier rounds: selector trainings, syncs
-and pool scoring, and the trainings of the targets that selected (the baseline's) or
-that a selector was pruned from (a sync's), each counted once.
+recorded for the trainings' steps (``fit``'s ``training_seconds``: the teacher's forwards
+are inside, since timing them apart would cost a host sync per step), their test
+evaluations together (``evaluation``), the sync and pool scoring (which includes picking,
+e.g. greedy k-centers). ``data_selection`` at a budget is the paper's Fig. 3 quantity:
+all that chose this labeled set in earlier rounds: selector trainings, syncs and pool
+scoring (``SELECTION_PHASES``), and the trainings of the targets that selected (the
+baseline's) or that a selector was pruned from (a sync's), each counted once
+(``CHARGED_TARGET``: with their teacher's forwards, in MACs as in seconds). Both units
+count the same work, and neither counts a test evaluation, which chooses nothing.
 """
 
 from __future__ import annotations
@@ -55,7 +56,14 @@ from pf.prune import prune_at_init
 from pf.select import STRATEGIES, select
 from pf.train import FitResult, fit, predict
 
-__all__ = ["role_seed", "initial_networks", "run_active_learning"]
+__all__ = ["SELECTION_PHASES", "CHARGED_TARGET", "role_seed", "initial_networks",
+           "run_active_learning"]
+
+# What data selection spends in a round whose selector picks: its selector's phases ...
+SELECTION_PHASES = ("selector_training", "selector_sync", "pool_scoring")
+# ... and, once, the training of a target it depends on, in each unit the same work: the
+# teacher's forwards run inside the training steps, so the seconds already hold them.
+CHARGED_TARGET = {"macs": ("target_training", "distillation"), "seconds": ("target_training",)}
 
 
 def role_seed(seed: int, role: str) -> int:
@@ -226,8 +234,10 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
             selector, selector_result = target, target_result
 
         own = selector_result if step.trains_selector else FitResult()  # the baseline's: none
-        seconds = {"selector_training": own.seconds, "target_training": target_result.seconds,
+        seconds = {"selector_training": own.training_seconds,
+                   "target_training": target_result.training_seconds,
                    "selector_sync": sync_seconds, "pool_scoring": 0.0,
+                   "evaluation": own.evaluation_seconds + target_result.evaluation_seconds,
                    "data_selection": spent["seconds"]}
         macs = {"selector_training": training_macs(selector_macs, own.images_seen),
                 "target_training": training_macs(target_macs, target_result.images_seen),
@@ -257,9 +267,9 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
         if step.selects:  # what chose the next labels: this round's selector work, and a target
             charged = None if step.charges_target is None else rounds[step.charges_target]
             for unit, phases in (("macs", macs), ("seconds", seconds)):
-                spent[unit] += sum(phases[p] for p in ("selector_training", "selector_sync",
-                                                       "pool_scoring"))
-                spent[unit] += 0 if charged is None else getattr(charged, unit)["target_training"]
+                spent[unit] += sum(phases[p] for p in SELECTION_PHASES)
+                if charged is not None:
+                    spent[unit] += sum(getattr(charged, unit)[p] for p in CHARGED_TARGET[unit])
         checkpoint.save(step.index + 1, {
             "next_round": step.index + 1, "added": added, "labeled_mask": labeled_mask,
             "rounds": rounds, "selected": selected, "trained_selector": trained_selector,

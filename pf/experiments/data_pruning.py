@@ -187,7 +187,7 @@ def _reference_run(config: DataPruningConfig, dataset: Dataset, init: torch.nn.M
                                         f"reference {config.score}", progress)
     scores = score_from_dynamics(config.score, recorder)
     run = {"test_accuracy": result.test_accuracy, "images_seen": result.images_seen,
-           "seconds": result.seconds}
+           "seconds": result.training_seconds}
     save_reference(config, device.type, num_samples, scores, run)
     return scores, run, False
 
@@ -261,7 +261,7 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
 
     macs = {"selector_training": training_macs(forward, run.images_seen),
             "pool_scoring": forward * num_samples if subset else 0}
-    seconds = {"selector_training": run.seconds, "pool_scoring": scoring_seconds}
+    seconds = {"selector_training": run.training_seconds, "pool_scoring": scoring_seconds}
     summary = ScoresRecord(
         score=config.score, source=config.score_source, scored=len(scored),
         train_size=num_samples, scoring_test_accuracy=run.test_accuracy, macs=macs,
@@ -294,11 +294,12 @@ def _round_record(index: int, fraction: float, selection: str, kept: int, label:
                   result: FitResult, target_macs: int, evaluation_macs: int,
                   selection_macs: dict, selection_seconds: dict) -> RoundRecord:
     """One fraction x selection as a round of the run record; the retraining's test
-    evaluations are the round's ``evaluation`` MACs (their time is in its training's)."""
+    evaluations are the round's ``evaluation`` (MACs and seconds, apart from its training's)."""
     macs = {**selection_macs, "data_selection": sum(selection_macs.values()),
             "target_training": target_macs, "evaluation": evaluation_macs}
     seconds = {**selection_seconds, "data_selection": sum(selection_seconds.values()),
-               "target_training": result.seconds}
+               "target_training": result.training_seconds,
+               "evaluation": result.evaluation_seconds}
     return RoundRecord(
         round=index, removed_fraction=fraction, selection=selection, labeled=kept, added=kept,
         label=label, selector=None,
