@@ -177,7 +177,6 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
     # What one round hands the next; a checkpoint holds exactly this.
     first = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(config.seed))
     carried = checkpoint.load() or {
-        "next_round": 0,
         "added": first[:config.budgets[0]],  # the indices the next round labels
         "labeled_mask": torch.zeros(len(dataset.train), dtype=torch.bool),
         "rounds": [], "selected": [],
@@ -196,8 +195,8 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
     added = carried["added"].to(device)
     trained_selector, trained_target = carried["trained_selector"], carried["trained_target"]
     bar = tqdm(plan, desc=config.method, disable=None if progress is None else not progress,
-               initial=carried["next_round"])
-    for step in plan[carried["next_round"]:]:
+               initial=len(rounds))
+    for step in plan[len(rounds):]:  # those after the last round a checkpoint holds
         labeled_mask[added] = True
         labeled = labeled_mask.nonzero().squeeze(1)
         selected.append(added.tolist())
@@ -270,9 +269,9 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
                 spent[unit] += sum(phases[p] for p in SELECTION_PHASES)
                 if charged is not None:
                     spent[unit] += sum(getattr(charged, unit)[p] for p in CHARGED_TARGET[unit])
-        checkpoint.save(step.index + 1, {
-            "next_round": step.index + 1, "added": added, "labeled_mask": labeled_mask,
-            "rounds": rounds, "selected": selected, "trained_selector": trained_selector,
+        checkpoint.save(len(rounds), {
+            "added": added, "labeled_mask": labeled_mask, "rounds": rounds,
+            "selected": selected, "trained_selector": trained_selector,
             "trained_target": trained_target, "lineage": lineage, "channel_maps": channel_maps,
             "spent": spent})
         bar.update()

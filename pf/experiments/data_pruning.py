@@ -351,9 +351,8 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
              for selection in selections]
     bar = tqdm(plans, desc=DATA_PRUNING, disable=None if progress is None else not progress,
                initial=len(rounds))
-    for index, (fraction, selection) in enumerate(plans):
-        if index < len(rounds):
-            continue  # done before the checkpoint it continues from
+    # The rounds after the last one a checkpoint holds.
+    for index, (fraction, selection) in enumerate(plans[len(rounds):], start=len(rounds)):
         count = keep_count(fraction, num_samples)
         if selection == "score":
             kept = keep_highest(scores, count)
