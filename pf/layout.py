@@ -16,9 +16,9 @@ weight of a network. Every batch that enters a network goes through ``exact``
 
 Why NCHW for those networks and not channels_last with oneDNN turned off for them (the
 other safe choice): on a 2-core AMD EPYC with oneDNN's AVX2 code path, one thread, an SGD
-step of ResNet-20 pruned at p = 0.6/0.7/0.8 took 1.3-1.7x longer without oneDNN on
-digits and 1.7-2.2x longer on CIFAR-sized images (``benchmarks/bench_layout.py``,
-``benchmarks/README.md``).
+step of ResNet-20 pruned at p = 0.6/0.7/0.8 took 1.4-1.7x longer without oneDNN on
+digits and 1.7-2.3x longer on CIFAR-sized images, and more with two threads
+(``benchmarks/bench_layout.py``, ``benchmarks/README.md``).
 
     layout = memory_format_for(model, device)
     place(model, device, layout)
