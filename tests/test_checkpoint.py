@@ -20,7 +20,7 @@ from pf.experiments.run import run_experiment
 PF = str(Path(sys.executable).with_name("pf"))
 # Four rounds whose networks carry over: a warm selector, a sync at round 2 (pruned from
 # round 1's trained target) and fusion into that target.
-CARRYING = ["method=prunefuse", "budgets=[64,128,192,256]", "lr_schedule=[[3,0.05]]",
+CARRYING = ["method=prunefuse", "budgets=[64,128,192,256]", "lr_schedule=[[2,0.05]]",
             "sync_every=2", "selector_start=warm", "fuse_into=source"]
 
 

@@ -155,7 +155,7 @@ grid:
 # One run whose networks carry over from round to round (a warm selector, a sync at round
 # 2, fusion into the synced selector's source), in enough rounds to stop it midway.
 CARRYING_RUN = """
-parameters: {method: prunefuse, budgets: [64, 128, 192, 256, 320, 384], lr_schedule: [[3, 0.05]],
+parameters: {method: prunefuse, budgets: [64, 128, 192, 256], lr_schedule: [[2, 0.05]],
              sync_every: 2, selector_start: warm, fuse_into: source}
 """
 
