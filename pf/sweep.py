@@ -18,8 +18,9 @@ A sweep file names a notebook, a preset, fixed parameters, a grid and seeds::
 
 Each run gets an id made of its grid values and seed plus a digest of its resolved
 configuration's values (``RunConfig.digest``: editing the sweep's fixed parameters or the
-preset it starts from makes new runs rather than reusing stale ones), and a folder ``<results>/<sweep>/<id>/`` holding ``params.json``, the executed
-``notebook.ipynb`` and the notebook's ``metrics.json``. The notebook receives the run's
+preset it starts from makes new runs rather than reusing stale ones), and a folder
+``<results>/<sweep>/<id>/`` holding ``params.json``, the executed ``notebook.ipynb`` and
+the notebook's ``metrics.json``. The notebook receives the run's
 fully resolved config (JSON types only: papermill turns a tuple into a string and cannot
 pass a Path) and writes into its own folder (papermill's ``cwd``). Data pruning runs that
 compare with a full reference run share it through ``<results>/<sweep>/reference-cache/``
