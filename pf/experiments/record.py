@@ -42,8 +42,8 @@ from pf.flops import UNIT
 __all__ = ["SCHEMA_VERSION", "METRICS_FILE", "SELECTED_FILE", "SCORES_FILE", "PARAMS_FILE",
            "ERROR_FILE", "CHECKPOINT_FILE", "NOTEBOOK_FILE", "ACCURACY", "SCHEMA1_RECIPE",
            "RANDOM_LABEL", "SCORE_TITLES", "RecordError", "NetworkRecord", "SelectorRecord",
-           "TargetRecord", "RoundRecord", "ScoresRecord", "DatasetRecord", "RunRecord", "channel_map_file",
-           "scoring_label", "read_record", "environment"]
+           "TargetRecord", "RoundRecord", "ScoresRecord", "DatasetRecord", "RunRecord",
+           "channel_map_file", "scoring_label", "read_record", "environment"]
 
 SCHEMA_VERSION = 2  # 2: typed record, labels stored per round; 1: before (upgraded on reading)
 METRICS_FILE = "metrics.json"
