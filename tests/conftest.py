@@ -4,6 +4,7 @@ with a private data directory unless stated."""
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from matplotlib.text import Text
 
 from pf.analysis.plotting import theme
 from pf.data import cifar10_jpeg_path, load_dataset
+from pf.experiments.record import SELECTED_FILE, read_record
 
 SHARED_CIFAR10 = cifar10_jpeg_path()  # the real CIFAR-10 (JPEG) beside the project, if any
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -53,3 +55,29 @@ def text_sizes(figure) -> tuple[set, set]:
     titles = {ax.title for ax in figure.axes}
     return ({text.get_fontsize() for text in shown if text in titles},
             {text.get_fontsize() for text in shown if text not in titles})
+
+
+def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
+    """The run folder ``resumed`` holds what ``uninterrupted`` holds: every round but its
+    wall-clock (the only thing that differs between two runs of one config on one
+    machine), the networks, the config and the selections."""
+    first, second = read_record(resumed), read_record(uninterrupted)
+    rounds = [[{**round_, "seconds": None} for round_ in record.to_json()["rounds"]]
+              for record in (first, second)]
+    assert rounds[0] == rounds[1]
+    assert first.networks == second.networks and first.config == second.config
+    assert ((resumed / SELECTED_FILE).read_text()
+            == (uninterrupted / SELECTED_FILE).read_text())
+
+
+def wait_for_rounds(checkpoint: Path, rounds: int, running) -> int:
+    """Poll a run's ``checkpoint`` until it says ``rounds`` rounds are done, or
+    ``running()`` turns false, or 4 minutes pass; return how many it says are done."""
+    deadline, done = time.monotonic() + 240, 0
+    while done < rounds and running() and time.monotonic() < deadline:
+        time.sleep(0.02)
+        try:
+            done = torch.load(checkpoint, weights_only=False)["rounds_done"]
+        except (OSError, EOFError, RuntimeError):  # not written yet
+            pass
+    return done

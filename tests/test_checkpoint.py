@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,9 @@ import torch
 
 from pf.experiments.checkpoint import Checkpoint
 from pf.experiments.config import make_config
-from pf.experiments.record import CHECKPOINT_FILE, SELECTED_FILE, read_record
+from pf.experiments.record import CHECKPOINT_FILE, read_record
 from pf.experiments.run import run_experiment
+from conftest import assert_same_run, wait_for_rounds
 
 PF = str(Path(sys.executable).with_name("pf"))
 # Four rounds whose networks carry over: a warm selector, a sync at round 2 (pruned from
@@ -24,43 +24,16 @@ CARRYING = ["method=prunefuse", "budgets=[64,128,192,256]", "lr_schedule=[[2,0.0
             "sync_every=2", "selector_start=warm", "fuse_into=source"]
 
 
-def _without_seconds(record) -> list[dict]:
-    """Every round of ``record`` as JSON, its wall-clock left out (the only thing that differs
-    between two runs of one config on one machine)."""
-    rounds = [record.to_json()["rounds"][i] for i in range(len(record.rounds))]
-    for round_ in rounds:
-        del round_["seconds"]
-    return rounds
-
-
-def _same_run(resumed: Path, uninterrupted: Path) -> None:
-    first, second = read_record(resumed), read_record(uninterrupted)
-    assert _without_seconds(first) == _without_seconds(second)
-    assert first.networks == second.networks and first.config == second.config
-    assert ((resumed / SELECTED_FILE).read_text()
-            == (uninterrupted / SELECTED_FILE).read_text())
-
-
-def _rounds_done(checkpoint: Path) -> int:
-    try:
-        return torch.load(checkpoint, weights_only=False)["rounds_done"]
-    except (OSError, EOFError, RuntimeError):  # not written yet
-        return 0
-
-
 def _kill_after_round(command: list[str], checkpoint: Path, rounds: int) -> int:
     """Start ``command`` in a session of its own and SIGKILL all of it once ``checkpoint``
     says ``rounds`` rounds are done; return how many were done then."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
-    deadline = time.monotonic() + 240
-    while (_rounds_done(checkpoint) < rounds and process.poll() is None
-           and time.monotonic() < deadline):
-        time.sleep(0.02)
+    done = wait_for_rounds(checkpoint, rounds, lambda: process.poll() is None)
     assert process.poll() is None, f"finished before the kill: {process.stderr.read()[-500:]}"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    return _rounds_done(checkpoint)
+    return done
 
 
 def _settings(items: list[str]) -> list[str]:
@@ -81,7 +54,7 @@ def test_a_run_killed_after_its_second_round_resumes_and_ends_as_if_never_stoppe
     resumed = subprocess.run([*run, "--out", str(killed), "--keep-checkpoint"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    _same_run(killed, whole)
+    assert_same_run(killed, whole)
     assert read_record(killed).resumed_at_rounds == [rounds_done]
     assert read_record(whole).resumed_at_rounds == []
     assert (killed / CHECKPOINT_FILE).exists()  # --keep-checkpoint
@@ -125,7 +98,7 @@ def test_an_active_learning_run_stopped_in_round_two_ends_with_the_uninterrupted
     assert torch.load(tmp_path / "stopped" / CHECKPOINT_FILE,
                       weights_only=False)["rounds_done"] == 1
     run_experiment(config, tmp_path / "stopped", progress=False)
-    _same_run(tmp_path / "stopped", tmp_path / "whole")
+    assert_same_run(tmp_path / "stopped", tmp_path / "whole")
     assert read_record(tmp_path / "stopped").resumed_at_rounds == [1]
     assert not (tmp_path / "stopped" / CHECKPOINT_FILE).exists()
 
@@ -140,7 +113,7 @@ def test_a_data_pruning_run_stopped_after_its_scoring_ends_with_the_uninterrupte
         with pytest.raises(_Stop):
             run_experiment(config, tmp_path / "stopped", progress=False)
     run_experiment(config, tmp_path / "stopped", progress=False)
-    _same_run(tmp_path / "stopped", tmp_path / "whole")
+    assert_same_run(tmp_path / "stopped", tmp_path / "whole")
     assert read_record(tmp_path / "stopped").resumed_at_rounds == [1]
     scores = [json.loads((tmp_path / run / "scores.json").read_text())
               for run in ("stopped", "whole")]

@@ -15,10 +15,10 @@ import nbformat
 import psutil
 import pytest
 import submitit
-import torch
 from submitit.core.utils import UncompletedJobError
 from submitit.local.local import LocalJobEnvironment
 
+from conftest import assert_same_run, wait_for_rounds
 from pf.experiments.config import ConfigError, from_parameters
 from pf.experiments.cost import planned_cost
 from pf.executors import available_cpus
@@ -175,27 +175,6 @@ def _uninterrupted(path, tmp_path, threads: int | None = None) -> Path:
     return out
 
 
-def _same_run(resumed: Path, uninterrupted: Path) -> None:
-    first, second = read_record(resumed), read_record(uninterrupted)
-    for record in (first, second):
-        for round_ in record.rounds:
-            round_.seconds = None
-    assert first.rounds == second.rounds and first.config == second.config
-    assert (resumed / "selected.json").read_text() == (uninterrupted / "selected.json").read_text()
-
-
-def _wait_for_rounds(checkpoint: Path, rounds: int, running) -> int:
-    deadline = time.monotonic() + 240
-    done = 0
-    while done < rounds and running() and time.monotonic() < deadline:
-        time.sleep(0.02)
-        try:
-            done = torch.load(checkpoint, weights_only=False)["rounds_done"]
-        except (OSError, EOFError, RuntimeError):
-            pass
-    return done
-
-
 def test_a_sweep_killed_in_a_run_resumes_it_after_its_last_round(tmp_path):
     path = _sweep_file(tmp_path, CARRYING_RUN)
     results = tmp_path / "results"
@@ -204,7 +183,7 @@ def test_a_sweep_killed_in_a_run_resumes_it_after_its_last_round(tmp_path):
     sweep = subprocess.Popen([PF, "sweep", str(path), "--results", str(results)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
-    done = _wait_for_rounds(run_dir / CHECKPOINT_FILE, 2, lambda: sweep.poll() is None)
+    done = wait_for_rounds(run_dir / CHECKPOINT_FILE, 2, lambda: sweep.poll() is None)
     os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and the run's kernel
     sweep.wait()
     assert done >= 2 and run_status(run) == "pending"
@@ -214,7 +193,7 @@ def test_a_sweep_killed_in_a_run_resumes_it_after_its_last_round(tmp_path):
     assert finished.returncode == 0, finished.stderr
     record = read_record(run_dir)
     assert len(record.resumed_at_rounds) == 1 and record.resumed_at_rounds[0] >= 2
-    _same_run(run_dir, _uninterrupted(path, tmp_path))
+    assert_same_run(run_dir, _uninterrupted(path, tmp_path))
     assert not (run_dir / CHECKPOINT_FILE).exists()
 
 
@@ -230,7 +209,7 @@ def test_a_preempted_slurm_task_is_requeued_and_its_run_resumes(tmp_path):
         path, results, executor="slurm", cluster="local", slurm={"timeout_min": 10},
         echo=lambda *_: None)))
     sweep.start()
-    done = _wait_for_rounds(Path(run.run_dir) / CHECKPOINT_FILE, 2, sweep.is_alive)
+    done = wait_for_rounds(Path(run.run_dir) / CHECKPOINT_FILE, 2, sweep.is_alive)
     [task] = [process for process in psutil.Process().children(recursive=True)
               if "submitit.core._submit" in " ".join(process.cmdline())]
     task.send_signal(LocalJobEnvironment._usr_sig())
@@ -240,7 +219,7 @@ def test_a_preempted_slurm_task_is_requeued_and_its_run_resumes(tmp_path):
     assert len(record.resumed_at_rounds) == 1 and record.resumed_at_rounds[0] >= 2
     # A lone run of a Slurm task runs with all of the task's CPUs as threads.
     assert record.environment["cpu_threads"] == available_cpus()
-    _same_run(Path(run.run_dir), _uninterrupted(path, tmp_path, available_cpus()))
+    assert_same_run(Path(run.run_dir), _uninterrupted(path, tmp_path, available_cpus()))
     assert "Caught signal SIGUSR2" in "".join(p.read_text() for p in
                                               (results / "smoke" / "submitit").glob("*_log.err"))
 
