@@ -25,6 +25,34 @@ def test_paper_schedule_is_svps():
         PAPER_SCHEDULE.lr_at(181)
 
 
+def test_linear_shape_ramps_between_the_pieces_rates_step_by_step():
+    one_cycle = Schedule(((2, 0.1), (4, 0.02)), shape="linear")
+    # from 0 to 0.1 over 2 epochs, then to 0.02 over 4; the rate after half of epoch 0 is
+    # a quarter of the way up, the last step of a piece reaches its rate
+    assert one_cycle.lr_at(0, 0.5) == pytest.approx(0.025)
+    assert one_cycle.lr_at(1, 1.0) == pytest.approx(0.1)
+    assert one_cycle.lr_at(2, 0.5) == pytest.approx(0.1 - 0.08 * 0.5 / 4)
+    assert one_cycle.lr_at(5, 1.0) == pytest.approx(0.02)
+    # a step schedule ignores where in the epoch the step is
+    assert Schedule(((2, 0.1), (4, 0.02))).lr_at(2, 0.5) == 0.02
+    with pytest.raises(ValueError, match="shape"):
+        Schedule(((1, 0.1),), shape="cosine")
+
+
+def test_fit_sets_the_linear_rate_at_every_step(synthetic, monkeypatch):
+    rates = []
+    step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    schedule = Schedule(((1, 0.08), (1, 0.04)), batch_size=64, shape="linear")
+    _fit(synthetic, schedule=schedule, record_curve=False)  # 256 images: 4 steps an epoch
+    assert rates == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.07, 0.06, 0.05, 0.04])
+
+
 def test_loss_falls_and_accuracy_beats_chance(synthetic):
     model, result = _fit(synthetic)
     assert len(result.curve) == len(result.train_loss) == 4
