@@ -14,7 +14,11 @@ A sweep file names a notebook, a preset, fixed parameters, a grid and seeds::
     grid:                              # a list of sub-grids; the runs are their union
       - {method: [baseline, svp]}      # each key maps to the list of its values ...
       - {method: [prunefuse], prune_ratio: [0.5, 0.6, 0.7, 0.8]}   # ... crossed with the rest
+      - {method: [prunefuse], sync_every: [1], seed: [0, 1]}  # its own seeds, not the sweep's
     seeds: [0, 1, 2]                   # crossed with every sub-grid
+
+Runs go seed by seed (every run of the first seed, then the next), so that a sweep cut
+short holds whole seeds for paired comparisons.
 
 Each run gets an id made of its grid values and seed plus a digest of its resolved
 configuration's values (``RunConfig.digest``: editing the sweep's fixed parameters or the
@@ -147,12 +151,25 @@ def load_sweep(path: str | Path, results_dir: str | Path = "results") -> tuple[s
         _fail(path, "parameters must be a mapping and grid a list of mappings")
     if not isinstance(seeds, list) or not seeds:
         _fail(path, f"seeds must be a non-empty list, got {seeds!r}")
-    combos = [combo for subgrid in grid for combo in (_expand(subgrid, path) if subgrid else [{}])]
+    combos = []  # (grid values, the seeds they run with)
+    for subgrid in grid:
+        own_seeds = seeds
+        if isinstance(subgrid, dict) and "seed" in subgrid:
+            subgrid = dict(subgrid)
+            own_seeds = subgrid.pop("seed")
+            if not isinstance(own_seeds, list) or not own_seeds:
+                _fail(path, f"grid key 'seed' needs a non-empty list of seeds, got {own_seeds!r}")
+        combos += [(combo, own_seeds) for combo in (_expand(subgrid, path) if subgrid else [{}])]
+    # Seed by seed: a sweep stopped part-way holds every method of its first seeds, so
+    # paired comparisons (same seed, same initial set) grow one seed at a time.
+    ordered = list(dict.fromkeys([*seeds, *(seed for _, own in combos for seed in own)]))
 
     preset = sweep.get("preset", "paper")
     sweep_dir = Path(results_dir).resolve() / name
     runs, seen = [], set()
-    for combo, seed in itertools.product(combos, seeds):
+    for seed, (combo, own_seeds) in itertools.product(ordered, combos):
+        if seed not in own_seeds:
+            continue  # a sub-grid with seeds of its own
         varying = {**combo, "seed": seed}
         explicit = {"preset": preset, **fixed, **varying}
         try:

@@ -71,6 +71,23 @@ def test_grid_expands_to_the_union_of_subgrids_with_stable_ids(tmp_path):
     assert not set(ids) & {run.run_id for run in load_sweep(changed, tmp_path)[1]}
 
 
+def test_runs_go_seed_by_seed_and_a_subgrid_may_name_its_own_seeds(tmp_path):
+    path = _sweep_file(tmp_path, """
+grid:
+  - {method: [baseline, svp]}
+  - {method: [prunefuse], seed: [1, 5]}
+seeds: [0, 1]
+""")
+    runs = load_sweep(path, tmp_path / "results")[1]
+    assert [run.run_id.split("-")[0] for run in runs] == [
+        "method=baseline,seed=0", "method=svp,seed=0",
+        "method=baseline,seed=1", "method=svp,seed=1", "method=prunefuse,seed=1",
+        "method=prunefuse,seed=5"]
+    bad = _sweep_file(tmp_path, "grid:\n  - {method: [svp], seed: 3}\n")
+    with pytest.raises(ConfigError, match="smoke.yaml: grid key 'seed' needs a non-empty list"):
+        load_sweep(bad, tmp_path / "results")
+
+
 @pytest.mark.parametrize("body, message", [
     ("grid:\n  - {method: [lasso]}\n",
      "smoke.yaml: run method=lasso,seed=0: method: 'lasso' is not"),
