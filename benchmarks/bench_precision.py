@@ -34,17 +34,22 @@ from pf.train import fit
 PRECISIONS = ("fp32", "bf16")
 
 
-def train_once(config, dataset, labels: int, seed: int, precision: str) -> dict:
-    """Train the preset's target on ``labels`` seeded-random images in ``precision``;
-    its final test accuracy (fraction) and the fit's seconds (training and one test pass)."""
+def train_once(config, dataset, labels: int, seed: int, precision: str, schedule=None,
+               curve_every: int = 0) -> dict:
+    """Train the preset's target on ``labels`` seeded-random images in ``precision`` with
+    ``schedule`` (default the preset's); its final test accuracy (fraction), the fit's
+    seconds (training and test passes) and, with ``curve_every``, the test accuracy every
+    that many epochs."""
     indices = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(seed))
-    torch.manual_seed(seed)  # the same initial weights in both precisions
+    torch.manual_seed(seed)  # the same initial weights in every variant
     model = build_model(config.arch, dataset.num_classes, dataset.in_channels)
-    result = fit(model, dataset, indices[:labels], config.schedule(), device="cpu", seed=seed,
-                 precision=precision, eval_batch_size=config.eval_batch_size,
-                 record_curve=False, progress=False)
+    result = fit(model, dataset, indices[:labels], schedule or config.schedule(), device="cpu",
+                 seed=seed, precision=precision, eval_batch_size=config.eval_batch_size,
+                 record_curve=curve_every > 0, eval_every=max(curve_every, 1), progress=False)
     return {"seed": seed, "precision": precision, "test_accuracy": result.test_accuracy,
-            "seconds": result.seconds, "images_per_second": result.images_seen / result.seconds}
+            "curve": dict(zip(result.curve_epochs, result.curve)),
+            "seconds": result.seconds, "training_seconds": result.training_seconds,
+            "images_per_second": result.images_seen / result.training_seconds}
 
 
 def summary(runs: list[dict]) -> list[dict]:
