@@ -21,7 +21,9 @@ from pf.analysis.prunefuse_figures import (fig3_selection_flops, fig4_fused_vs_s
 from pf.analysis.results import collect, mean_std
 
 FIGURES = ("accuracy_vs_budget", "fig3_selection_flops", "fig4_fused_vs_scratch",
-           "fig5_prunefuse_vs_svp", "tsync_accuracy_and_cost")
+           "fig5_prunefuse_vs_svp", "tsync_accuracy_and_cost", "paired_differences",
+           "win_tie_loss")
+TABLES = ("main_table", "paired_table")
 COMPANION = ("selection_metrics_vs_budget", "score_correlation", "score_correlation_table",
              "accuracy_vs_prune_rate", "pruning_table")  # tests/test_companion_figures.py
 BASELINE_FINAL = (0.90, 0.91, 0.93)  # the baseline's accuracy at 50 %, seeds 0..2
@@ -58,13 +60,14 @@ def _written(out: Path) -> set[str]:
 def test_every_figure_is_written_as_png_and_pdf(tmp_path):
     out = tmp_path / "figures"
     made = make_figures(_paper_tree(tmp_path / "results"), out)
-    assert set(made) == {*FIGURES, "main_table", *COMPANION}
+    assert set(made) == {*FIGURES, *TABLES, *COMPANION}
     assert all(isinstance(made[name], str) for name in COMPANION)  # no such runs here
     for name in FIGURES:
         assert [p.name for p in made[name]] == [f"{name}.png", f"{name}.pdf"], made[name]
         assert all(p.stat().st_size > 1000 for p in made[name])
-    assert [p.name for p in made["main_table"]] == ["main_table.csv", "main_table.md"]
-    assert _written(out) == {p.name for name in (*FIGURES, "main_table") for p in made[name]}
+    for name in TABLES:
+        assert [p.name for p in made[name]] == [f"{name}.csv", f"{name}.md"]
+    assert _written(out) == {p.name for name in (*FIGURES, *TABLES) for p in made[name]}
 
 
 def test_an_empty_results_folder_draws_nothing_and_says_so(tmp_path):
@@ -156,7 +159,8 @@ def test_only_the_named_figures_are_made_each_sweep_apart(tmp_path):
 def test_main_table_cells_are_mean_std_over_seeds(tmp_path):
     csv, markdown = main_table(collect(_paper_tree(tmp_path / "results")), tmp_path / "figures")
     table = pd.read_csv(csv, index_col=["dataset", "arch", "metric", "method"], dtype=str)
-    assert list(table.columns) == ["5000 (10.0 %)", "15000 (30.0 %)", "25000 (50.0 %)"]
+    assert list(table.columns) == ["5000 (10.0 %)", "15000 (30.0 %)", "25000 (50.0 %)",
+                                   "area (mean over budgets)"]
     assert table.index.get_level_values("method").tolist() == [
         "AL baseline", "PruneFuse p=0.5", "PruneFuse p=0.5 (T_sync=1)",
         "PruneFuse p=0.5 (no fusion)", "PruneFuse p=0.6", "PruneFuse p=0.6 (T_sync=1)",
@@ -164,6 +168,10 @@ def test_main_table_cells_are_mean_std_over_seeds(tmp_path):
     row = ("cifar10", "resnet56", "least_confidence")
     assert table.loc[(*row, "AL baseline"), "25000 (50.0 %)"] == "91.33 ± 1.53 (n=3)"
     assert table.loc[(*row, "AL baseline"), "5000 (10.0 %)"] == "78.00 ± 0.00 (n=3)"
+    # budgets 10, 30, 50 %: trapezoids (78 + 86) / 2 and (86 + final) / 2 over equal widths
+    areas = [(78 + 86) / 4 + (86 + 100 * final) / 4 for final in BASELINE_FINAL]
+    assert table.loc[(*row, "AL baseline"), "area (mean over budgets)"] == mean_std(
+        np.mean(areas) / 100, np.std(areas, ddof=1) / 100, 3)
     assert table.loc[(*row, "PruneFuse p=0.7"), "25000 (50.0 %)"] == mean_std(
         sum(BASELINE_FINAL) / 3 + 0.01, pd.Series(BASELINE_FINAL).std(), 3)
     text = markdown.read_text()

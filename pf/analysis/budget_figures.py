@@ -9,7 +9,8 @@ main table, drawn from a table of runs (``pf.analysis.results.collect``);
   with random selection drawn dotted in every panel of its target as the floor; one
   legend for all panels.
 - ``main_table.csv`` and ``main_table.md``: a row per (dataset, arch, metric, method), a
-  column per budget, cells "mean ± std (n=seeds)" in %.
+  column per budget and one for the area under the accuracy-budget curve
+  (``pf.analysis.paired.area_under_curve``), cells "mean ± std (n=seeds)" in %.
 
 Both return the files written or, without runs, a one-line reason (see
 ``pf.analysis.plotting``); results with several datasets give one figure per dataset.
@@ -23,6 +24,7 @@ import pandas as pd
 
 from pf.analysis.plotting import (ACCURACY, BUDGET, Drawing, cell_table, footer, mean_sd_lines,
                                   panel_grid, per_dataset, ratio_color, write_table)
+from pf.analysis.paired import AREA, area_under_curve
 from pf.analysis.results import summarize
 from pf.experiments.methods import METHODS, PRUNEFUSE
 from pf.select import STRATEGIES
@@ -35,6 +37,7 @@ VARIANT_STYLES = (("", "o"), ((4, 1.5), "s"), ((1, 1.5), "^"), ((6, 1.5, 1, 1.5)
                   ((5, 1), "D"), ((3, 1, 1, 1, 1, 1), "P"))
 FLOOR_STYLE = ((1, 1.5), "X")
 FLOOR_ALPHA = 0.8
+AREA_COLUMN = "area (mean over budgets)"  # main_table's last column
 
 
 def _reads_nothing(metric: str) -> bool:
@@ -112,14 +115,20 @@ def accuracy_vs_budget(table: pd.DataFrame, out_dir: str | Path) -> list[Path] |
 def main_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     """``main_table.csv`` and ``main_table.md``: a row per (dataset, arch, metric, method),
     a column per budget ("25000 (50.0 %)": TOTAL labeled count and its share of the
-    training set), cells "mean ± std (n=seeds)" of the final target accuracy in %."""
+    training set) and one for the area under the accuracy-budget curve, cells "mean ±
+    std (n=seeds)" of the final target accuracy in %."""
     if table.empty:
         return "main_table not written: no runs found"
     stats = summarize(table, ["dataset", "arch", "metric", "label", "labeled", "budget_fraction"])
     stats["budget"] = [f"{count} ({100 * fraction:.1f} %)"
                        for count, fraction in zip(stats.labeled, stats.budget_fraction)]
-    order = stats.sort_values(["budget_fraction", "labeled"]).budget.unique()
+    order = [*stats.sort_values(["budget_fraction", "labeled"]).budget.unique(), AREA_COLUMN]
+    areas = area_under_curve(table).assign(target_accuracy=lambda runs: runs[AREA] / 100)
+    stats = pd.concat([stats, summarize(areas, ["dataset", "arch", "metric", "label"]).assign(
+        budget=AREA_COLUMN)], ignore_index=True)
     wide = cell_table(stats, ["dataset", "arch", "metric", "label"], "budget", order, "method")
     caption = ("Target test accuracy (%, test split, final epoch), mean ± std over seeds "
-               "(n = seeds); columns: TOTAL labeled count (% of the training set).")
+               "(n = seeds); columns: TOTAL labeled count (% of the training set), and the "
+               "area under the accuracy-budget curve divided by the budgets' range (the "
+               "curve's mean accuracy).")
     return write_table(wide, Path(out_dir) / "main_table", caption)

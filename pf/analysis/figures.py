@@ -5,6 +5,8 @@
 reads every run under the results folder (``pf.analysis.results.collect`` and
 ``collect_scores``) and writes the paper's figures and main table
 (``pf.analysis.budget_figures``: accuracy against budget and the main table;
+``pf.analysis.paired_figures``: paired differences to the AL baseline and to random
+selection, their table and the pairwise win/tie/loss matrix;
 ``pf.analysis.prunefuse_figures``: Figs. 3 to 5, the T_sync figure) and the companion
 methods' (``pf.analysis.companion_figures``: accuracy per
 selection metric, score-extrapolation correlations, accuracy against the data-pruning
@@ -25,6 +27,7 @@ from pf.analysis.companion_figures import (accuracy_vs_prune_rate, correlation_t
                                            score_correlation, selection_metrics_vs_budget)
 from pf.analysis.prunefuse_figures import (fig3_selection_flops, fig4_fused_vs_scratch,
                                            fig5_prunefuse_vs_svp, tsync_accuracy_and_cost)
+from pf.analysis.paired_figures import paired_differences_figure, paired_table, win_tie_loss
 from pf.analysis.results import collect, collect_scores
 
 __all__ = ["make_figures"]
@@ -67,6 +70,9 @@ def _experiment_figures(table: pd.DataFrame, scores: pd.DataFrame, out_dir: Path
     drawers = {
         "accuracy_vs_budget": lambda: accuracy_vs_budget(learning, out_dir),
         "main_table": lambda: main_table(learning, out_dir),
+        "paired_differences": lambda: paired_differences_figure(learning, out_dir),
+        "paired_table": lambda: paired_table(learning, out_dir),
+        "win_tie_loss": lambda: win_tie_loss(learning, out_dir),
         "fig3_selection_flops": lambda: fig3_selection_flops(learning, out_dir),
         "fig4_fused_vs_scratch": lambda: fig4_fused_vs_scratch(learning, out_dir, fig4_budget),
         "fig5_prunefuse_vs_svp": lambda: fig5_prunefuse_vs_svp(learning, out_dir),

@@ -1,0 +1,166 @@
+"""Paired comparisons: what a study of a few seeds can tell apart.
+
+Methods of one seed start from the same random initial set and the same initial target
+weights (``pf.experiments.active_learning``), so the difference of two methods' accuracies
+at the same seed and budget cancels what that seed's draw did to both. Published
+active-learning margins on CIFAR-10 are 1 to 3 points, about the spread between seeds
+(PAPERS.md section 8); an unpaired mean ± std hides them, a paired interval can show them.
+
+- ``arm_names``: one name per run row, the arm it belongs to: the round's label, with the
+  selection metric appended where it is not the group's main one (random selection with
+  the AL baseline's target is "AL baseline · random").
+- ``area_under_curve``: per run, the area under its accuracy-budget curve divided by the
+  budget range it spans (trapezoids over the labeled fraction): its mean accuracy over
+  the budgets, a single number per seed (Lüth et al., NeurIPS 2023; Ji et al., WACV 2023).
+- ``paired_differences``: per arm, reference arm (the AL baseline and random selection),
+  budget (and the area) and seed, the arm's accuracy minus the reference's.
+- ``paired_summary``: those differences' mean over the seeds and its two-sided
+  ``CONFIDENCE`` interval (Student's t over the n seeds both arms have: mean ± t(n-1) ·
+  sd / sqrt(n)), with a verdict: "better" or "worse" when the interval excludes 0, "not
+  decided" otherwise (always with one seed).
+- ``win_tie_loss``: for every ordered pair of arms, over the budgets they share, how
+  many times the first is better (interval above 0), tied (interval holding 0) or worse.
+
+Differences and intervals are in percentage points of test accuracy (final epoch, test
+split). Runs of one sweep only: different sweeps are different experiments
+(``pf.analysis.figures`` calls these per sweep).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pf.experiments.methods import BASELINE
+from pf.select import STRATEGIES
+
+__all__ = ["CONFIDENCE", "AREA", "UNDECIDED", "arm_names", "area_under_curve", "interval",
+           "paired_differences", "paired_summary", "win_tie_loss"]
+
+CONFIDENCE = 0.95  # two-sided, of every paired interval
+AREA = "area"  # the ``budget`` of a paired_summary row about the area under the curve
+GROUP = ["dataset", "arch"]  # what must match for two runs to be comparable at all
+RUN_KEYS = (*GROUP, "method", "metric", "label", "arm", "seed")  # area_under_curve's
+BETTER, WORSE, UNDECIDED = "better", "worse", "not decided"
+
+
+def arm_names(table: pd.DataFrame) -> pd.Series:
+    """The arm of each row of a ``collect`` table: its label, with " · <metric>" appended
+    where the metric is not the most frequent one of its (dataset, arch) rows."""
+    main = table.groupby(GROUP)["metric"].agg(lambda metrics: metrics.mode().iloc[0])
+    main_metric = pd.Series([main.get(key) for key in zip(*(table[c] for c in GROUP))],
+                            index=table.index)
+    suffix = table.metric.map(lambda metric: f" · {STRATEGIES[metric].label}")
+    return table.label.where(table.metric == main_metric, table.label + suffix)
+
+
+def _references(table: pd.DataFrame) -> dict[str, str]:
+    """The reference arms a study is read against, by role: the AL baseline (the dense
+    target selecting with the main metric) and random selection (with the baseline's
+    target: no selector, plain training); absent roles are left out."""
+    baseline = table[table.method == BASELINE]
+    floor = baseline.metric.map(lambda metric: STRATEGIES[metric].inputs == "none")
+    roles = {"AL baseline": baseline[~floor & (baseline.arm == baseline.label)],
+             "random": baseline[floor]}
+    return {role: rows.arm.iloc[0] for role, rows in roles.items() if not rows.empty}
+
+
+def area_under_curve(table: pd.DataFrame) -> pd.DataFrame:
+    """Per run (``run_dir``), the area under its accuracy-budget curve over the budget
+    range it spans, in percent: trapezoids over ``budget_fraction`` divided by that range,
+    i.e. the curve's mean accuracy. Columns: the run's dataset, arch, method, metric,
+    label, arm and seed, its run_dir, and area."""
+    table = table.assign(arm=arm_names(table)) if "arm" not in table else table
+    rows = []
+    for run_dir, run in table.sort_values("budget_fraction").groupby("run_dir", sort=False):
+        x, y = run.budget_fraction.to_numpy(), 100 * run.target_accuracy.to_numpy()
+        span = x[-1] - x[0]
+        area = float(np.trapezoid(y, x) / span) if span > 0 else float(y[0])
+        first = run.iloc[0]
+        rows.append({**{key: first[key] for key in RUN_KEYS}, "run_dir": run_dir, AREA: area})
+    return pd.DataFrame(rows, columns=[*RUN_KEYS, "run_dir", AREA])
+
+
+def interval(differences) -> dict:
+    """Mean of paired ``differences`` and its two-sided ``CONFIDENCE`` t-interval, with n
+    and the verdict; one difference gives no interval (NaN bounds, not decided)."""
+    values = np.asarray(list(differences), dtype=float)
+    n = len(values)
+    mean = float(values.mean()) if n else math.nan
+    if n < 2:
+        return {"n": n, "mean": mean, "low": math.nan, "high": math.nan, "verdict": UNDECIDED}
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    low, high = mean - half, mean + half
+    verdict = BETTER if low > 0 else WORSE if high < 0 else UNDECIDED
+    return {"n": n, "mean": mean, "low": low, "high": high, "verdict": verdict}
+
+
+def _per_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy in % per (dataset, arch, arm, budget, seed), the area as one more budget."""
+    table = table.assign(arm=arm_names(table))
+    budgets = table.assign(budget=table.labeled.astype(object),
+                           value=100 * table.target_accuracy)
+    areas = area_under_curve(table).assign(budget=AREA).rename(columns={AREA: "value"})
+    columns = [*GROUP, "arm", "budget", "seed", "value"]
+    return pd.concat([budgets[columns], areas[columns]], ignore_index=True)
+
+
+def _differences(values: pd.DataFrame, arm: str, other: str) -> pd.DataFrame:
+    """Per (dataset, arch, budget, seed) both arms have: ``arm`` minus ``other``."""
+    keys = [*GROUP, "budget", "seed"]
+    pairs = values[values.arm == arm][[*keys, "value"]].merge(
+        values[values.arm == other][[*keys, "value"]], on=keys, suffixes=("", "_other"))
+    return pairs.assign(difference=pairs.value - pairs.value_other)[[*keys, "difference"]]
+
+
+def paired_differences(table: pd.DataFrame) -> pd.DataFrame:
+    """Every arm minus each reference arm (``_references``) at the same seed, per budget
+    and for the area under the curve: columns dataset, arch, arm, reference (the role:
+    "AL baseline" or "random"), budget (a labeled count, or ``AREA``), seed, difference
+    (percentage points). An arm is not compared with itself, and the references with each
+    other only once (the AL baseline minus random)."""
+    table = table.assign(arm=arm_names(table))
+    values, frames = _per_seed(table), []
+    references = _references(table)
+    for position, (role, reference) in enumerate(references.items()):
+        # each pair of references once: the AL baseline minus random, not the reverse too
+        later = list(references.values())[position:]
+        for arm in table.arm.unique():
+            if arm not in later:
+                frames.append(_differences(values, arm, reference).assign(arm=arm,
+                                                                          reference=role))
+    columns = [*GROUP, "arm", "reference", "budget", "seed", "difference"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(
+        columns=columns)
+
+
+def paired_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """``paired_differences`` per (dataset, arch, arm, reference, budget): n, mean, low,
+    high (the ``interval``, percentage points) and verdict."""
+    keys = [*GROUP, "arm", "reference", "budget"]
+    rows = [{**dict(zip(keys, key)), **interval(group.difference)} for key, group in
+            paired_differences(table).groupby(keys, sort=False)]
+    return pd.DataFrame(rows, columns=[*keys, "n", "mean", "low", "high", "verdict"])
+
+
+def win_tie_loss(table: pd.DataFrame) -> pd.DataFrame:
+    """For each ordered pair of arms (row arm, column arm) of one (dataset, arch): over the
+    budgets both have, the count of budgets where the row arm is better, tied and worse by
+    its paired interval. Columns: dataset, arch, arm, other, wins, ties, losses."""
+    values, rows = _per_seed(table), []
+    values = values[values.budget != AREA]
+    for key, group in values.groupby(GROUP):
+        arms = list(dict.fromkeys(group.arm))
+        for arm in arms:
+            for other in arms:
+                if arm == other:
+                    continue
+                verdicts = [interval(budget.difference)["verdict"] for _, budget in
+                            _differences(group, arm, other).groupby("budget")]
+                rows.append({**dict(zip(GROUP, key)), "arm": arm, "other": other,
+                             "wins": verdicts.count(BETTER), "ties": verdicts.count(UNDECIDED),
+                             "losses": verdicts.count(WORSE)})
+    return pd.DataFrame(rows, columns=[*GROUP, "arm", "other", "wins", "ties", "losses"])
