@@ -17,6 +17,7 @@ Each returns the files it wrote or a one-line reason (see ``pf.analysis.plotting
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ REFERENCE_STYLES = {"AL baseline": ("0.35", "o", -0.25), "random": ("tab:red", "
 DIFFERENCE = "accuracy difference (points)"
 CELL_SIZE = 0.75  # inches per arm in the win/tie/loss matrix
 LABEL_SPACE = 2.6  # inches the matrix's row labels take
+LABEL_WIDTH = 40  # characters per line of an arm's name (matrix axes, panel titles)
 
 
 def _paired_differences(table: pd.DataFrame) -> Drawing:
@@ -64,7 +66,8 @@ def _paired_differences(table: pd.DataFrame) -> Drawing:
             high = (rows.high - rows["mean"]).fillna(0).to_numpy()
             ax.errorbar(x, rows["mean"], yerr=[low, high], color=color, marker=marker,
                         markersize=4, capsize=3, linestyle="none", label=f"minus {role}")
-        ax.set(title=f"{arch} · {arm}", xlabel=BUDGET, ylabel=DIFFERENCE)
+        ax.set(title=f"{arch} · {textwrap.fill(arm, LABEL_WIDTH)}", xlabel=BUDGET,
+               ylabel=DIFFERENCE)
     footer(fig, table, summary.n, f"Paired by seed (same initial labels and weights): "
            f"dots single seeds, markers the mean, bars its {100 * CONFIDENCE:.0f} % t-interval "
            f"over the seeds (none with one seed). Test split, final epoch.")
@@ -102,6 +105,8 @@ def _win_tie_loss(table: pd.DataFrame) -> Drawing:
                     linecolor="white", ax=ax)
         ax.set(title=f"{arch}: row arm against column arm over {budgets} budgets",
                xlabel="", ylabel="")
+        ax.set_yticklabels([textwrap.fill(arm, LABEL_WIDTH) for arm in order])
+        ax.set_xticklabels([textwrap.fill(arm, LABEL_WIDTH) for arm in order])
         ax.tick_params(axis="x", labelrotation=90)
         ax.grid(False)
     named = table.assign(arm=arm_names(table))
