@@ -5,8 +5,8 @@ import math
 import pytest
 
 from fakes import write_run
-from pf.analysis.paired import (AREA, arm_names, area_under_curve, interval, paired_summary,
-                                win_tie_loss)
+from pf.analysis.paired import (AREA, arm_names, area_under_curve, compare, interval,
+                                paired_summary, win_tie_loss)
 from pf.analysis.results import collect
 
 FINAL = (0.90, 0.91, 0.93)  # the AL baseline's accuracy at the last budget, seeds 0..2
@@ -84,3 +84,11 @@ def test_win_tie_loss_counts_the_budgets_each_interval_decides(tmp_path):
     # random is 2 points lower at 30 % and 3 at 50 % for every seed: two losses
     assert tuple(counts.loc[("AL baseline · random", "AL baseline"),
                             ["wins", "ties", "losses"]]) == (0, 1, 2)
+
+
+def test_compare_pairs_any_two_arms(tmp_path):
+    compared = compare(_tree(tmp_path), "AL baseline · random", "PruneFuse p=0.5")
+    last = compared.set_index("budget").loc[25000]
+    # random is 3 points under the baseline, PruneFuse LAST over it: -4.0, -4.2, -4.4
+    assert (last.n, last["mean"], last.verdict) == (3, pytest.approx(-4.2), "worse")
+    assert list(compared.budget) == [5000, 15000, 25000, AREA]

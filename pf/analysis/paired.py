@@ -18,6 +18,7 @@ active-learning margins on CIFAR-10 are 1 to 3 points, about the spread between 
   ``CONFIDENCE`` interval (Student's t over the n seeds both arms have: mean ± t(n-1) ·
   sd / sqrt(n)), with a verdict: "better" or "worse" when the interval excludes 0, "not
   decided" otherwise (always with one seed).
+- ``compare``: any two arms, paired the same way (e.g. PruneFuse against SVP).
 - ``win_tie_loss``: for every ordered pair of arms, over the budgets they share, how
   many times the first is better (interval above 0), tied (interval holding 0) or worse.
 
@@ -38,7 +39,7 @@ from pf.experiments.methods import BASELINE
 from pf.select import STRATEGIES
 
 __all__ = ["CONFIDENCE", "AREA", "UNDECIDED", "arm_names", "area_under_curve", "interval",
-           "paired_differences", "paired_summary", "win_tie_loss"]
+           "paired_differences", "paired_summary", "compare", "win_tie_loss"]
 
 CONFIDENCE = 0.95  # two-sided, of every paired interval
 AREA = "area"  # the ``budget`` of a paired_summary row about the area under the curve
@@ -146,20 +147,32 @@ def paired_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "n", "mean", "low", "high", "verdict"])
 
 
+def compare(table: pd.DataFrame, arm: str, other: str) -> pd.DataFrame:
+    """Any two arms, paired by seed: ``arm`` minus ``other`` per (dataset, arch, budget),
+    the area under the curve included, with ``interval``'s n, mean, low, high and
+    verdict (e.g. PruneFuse against SVP, or fused against not fused)."""
+    keys = [*GROUP, "budget"]
+    rows = [{**dict(zip(keys, key)), "arm": arm, "other": other, **interval(group.difference)}
+            for key, group in _differences(_per_seed(table), arm, other).groupby(keys,
+                                                                                 sort=False)]
+    return pd.DataFrame(rows, columns=[*keys, "arm", "other", "n", "mean", "low", "high",
+                                       "verdict"])
+
+
 def win_tie_loss(table: pd.DataFrame) -> pd.DataFrame:
     """For each ordered pair of arms (row arm, column arm) of one (dataset, arch): over the
     budgets both have, the count of budgets where the row arm is better, tied and worse by
-    its paired interval. Columns: dataset, arch, arm, other, wins, ties, losses."""
-    values, rows = _per_seed(table), []
-    values = values[values.budget != AREA]
-    for key, group in values.groupby(GROUP):
-        arms = list(dict.fromkeys(group.arm))
+    its paired interval (``compare``). Columns: dataset, arch, arm, other, wins, ties,
+    losses."""
+    rows = []
+    for key, group in table.groupby(GROUP):
+        arms = list(dict.fromkeys(arm_names(group)))
         for arm in arms:
             for other in arms:
                 if arm == other:
                     continue
-                verdicts = [interval(budget.difference)["verdict"] for _, budget in
-                            _differences(group, arm, other).groupby("budget")]
+                compared = compare(group, arm, other)
+                verdicts = list(compared[compared.budget != AREA].verdict)
                 rows.append({**dict(zip(GROUP, key)), "arm": arm, "other": other,
                              "wins": verdicts.count(BETTER), "ties": verdicts.count(UNDECIDED),
                              "losses": verdicts.count(WORSE)})
