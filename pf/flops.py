@@ -29,7 +29,7 @@ with warnings.catch_warnings():
     from fvcore.nn.jit_handles import addmm_flop_jit, conv_flop_jit, linear_flop_jit
 
 __all__ = ["UNIT", "forward_macs", "fvcore_default_macs", "flop_counter_macs",
-           "parameter_count", "training_macs"]
+           "classifier_macs", "parameter_count", "training_macs"]
 
 UNIT = "MACs (1 multiply-add = 1; FLOPs = 2 x MACs)"
 
@@ -75,6 +75,12 @@ def flop_counter_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         _counting_copy(model)(torch.zeros(1, *input_shape))
     return counter.get_total_flops() // 2
+
+
+def classifier_macs(model: nn.Module) -> int:
+    """MACs per image of ``model.fc``, its final linear layer (in x out, as fvcore counts
+    a linear layer): what a Monte-Carlo dropout pass over fixed features costs."""
+    return model.fc.in_features * model.fc.out_features
 
 
 def parameter_count(model: nn.Module) -> int:

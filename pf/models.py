@@ -18,8 +18,9 @@ would raise if one did): on the 2-core development CPU a ResNet-20 training step
 206 ms instead of 241 ms (channels_last, batch 128), since fewer activations are allocated.
 
 Each model exposes ``features(x)`` (the penultimate, pooled activations: the input of
-the final linear layer, used by k-centers) and ``fc`` (that layer); ``forward(x)`` is
-``fc(features(x))``.
+the final linear layer, used by k-centers), ``dropout`` (before that layer; rate 0 unless
+built with one, for BALD's Monte-Carlo dropout) and ``fc`` (that layer); ``forward(x)`` is
+``fc(dropout(features(x)))``.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class CifarResNet(nn.Module):
         in_channels: int = 3,
         widths: tuple[int, ...] = STAGE_WIDTHS,
         strides: tuple[int, ...] = STAGE_STRIDES,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.preact = block is not BasicBlock
@@ -161,6 +163,9 @@ class CifarResNet(nn.Module):
             self.add_module(f"layer{number}", nn.Sequential(*blocks))
             self.stages.append(f"layer{number}")
         self.bn_final = nn.BatchNorm2d(width_in) if self.preact else nn.Identity()
+        # Before the classifier only (0: none, an identity that draws no random numbers);
+        # Monte-Carlo dropout (BALD, pf.select) samples it over fixed features.
+        self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(width_in, num_classes)
         self.apply(init_weights)
 
@@ -176,7 +181,7 @@ class CifarResNet(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
+        return self.fc(self.dropout(self.features(x)))
 
 
 def init_weights(module: nn.Module) -> None:
@@ -201,8 +206,8 @@ def _factory(block: type[nn.Module], depth: int) -> Callable[..., CifarResNet]:
     layers_per_block = 3 if block is PreActBottleneck else 2
     blocks_per_stage, remainder = divmod(depth - 2, 3 * layers_per_block)
     assert remainder == 0, f"depth {depth} does not fit {block.__name__}"
-    return lambda num_classes=10, in_channels=3: CifarResNet(
-        block, blocks_per_stage, num_classes, in_channels
+    return lambda num_classes=10, in_channels=3, dropout=0.0: CifarResNet(
+        block, blocks_per_stage, num_classes, in_channels, dropout=dropout
     )
 
 
@@ -210,13 +215,15 @@ MODELS: dict[str, Callable[..., CifarResNet]] = {
     **{f"resnet{d}": _factory(BasicBlock, d) for d in (8, 14, 20, 32, 56, 110)},
     **{f"preact{d}": _factory(PreActBlock, d) for d in (8, 14, 20, 32, 56, 110)},
     "preact164": _factory(PreActBottleneck, 164),
-    "resnet18": lambda num_classes=10, in_channels=3: CifarResNet(
-        BasicBlock, 2, num_classes, in_channels, RESNET18_WIDTHS, RESNET18_STRIDES),
+    "resnet18": lambda num_classes=10, in_channels=3, dropout=0.0: CifarResNet(
+        BasicBlock, 2, num_classes, in_channels, RESNET18_WIDTHS, RESNET18_STRIDES, dropout),
 }
 
 
-def build_model(name: str, num_classes: int = 10, in_channels: int = 3) -> CifarResNet:
-    """Build a freshly initialised network from its registry name (see ``MODELS``)."""
+def build_model(name: str, num_classes: int = 10, in_channels: int = 3,
+                dropout: float = 0.0) -> CifarResNet:
+    """Build a freshly initialised network from its registry name (see ``MODELS``), with
+    dropout at rate ``dropout`` before its classifier (0: none)."""
     if name not in MODELS:
         raise ValueError(f"arch: unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels)
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels, dropout=dropout)

@@ -18,7 +18,8 @@ position wins, so a run is reproducible on any device.
     picked = pool[select("norm_gs", 1000, pool_features=f_pool, generator=g)]
 
 The uncertainty scores (least confidence, entropy, margin) take softmax outputs, one row
-per pool sample, each summing to 1; they are computed in at least float32.
+per pool sample, each summing to 1; they are computed in at least float32. BALD and the
+entropy of the Monte-Carlo mean take the softmax outputs of T dropout passes.
 
 The norm-based strategies (Bar & Giryes, arXiv 2406.01086) read the L2 norm of a
 sample's UN-normalized features as its informativeness, as magnitude pruning reads a
@@ -45,6 +46,9 @@ __all__ = [
     "least_confidence",
     "entropy",
     "margin",
+    "MC_PROBS",
+    "bald",
+    "mc_entropy",
     "random_selection",
     "pick",
     "k_centers",
@@ -102,6 +106,33 @@ def margin(probs: torch.Tensor, count: int) -> torch.Tensor:
         raise ValueError(f"margin: needs at least 2 classes, got {probs.shape[1]}")
     top2 = _at_least_float32(probs).topk(2, dim=1).values
     return pick(top2[:, 0] - top2[:, 1], count, largest=False)
+
+
+def _mean_probs(mc_probs: torch.Tensor) -> torch.Tensor:
+    """The Monte-Carlo mean of (passes, pool, classes) softmax rows, in at least float32."""
+    if mc_probs.dim() != 3:
+        raise ValueError(f"mc_probs: expected (passes, pool, classes), got "
+                         f"{tuple(mc_probs.shape)}")
+    return _at_least_float32(mc_probs).mean(0)
+
+
+def bald(mc_probs: torch.Tensor, count: int) -> torch.Tensor:
+    """BALD (Houlsby et al. 2011; Gal, Islam, Ghahramani 2017): the ``count`` samples whose
+    mutual information between prediction and weights is LARGEST,
+    I = H[mean_t p_t] - mean_t H[p_t],
+    over T Monte-Carlo dropout passes: ``mc_probs`` is (T, pool, classes), rows summing to
+    1. High when the passes agree on being unsure of nothing but disagree with each other;
+    0 when every pass gives the same distribution. Entropies in nats, 0 log 0 = 0.
+    """
+    mean = _mean_probs(mc_probs)
+    expected = torch.special.entr(_at_least_float32(mc_probs)).sum(2).mean(0)
+    return pick(torch.special.entr(mean).sum(1) - expected, count, largest=True)
+
+
+def mc_entropy(mc_probs: torch.Tensor, count: int) -> torch.Tensor:
+    """Max entropy over Monte-Carlo dropout (Gal et al. 2017): the ``count`` samples whose
+    entropy of the mean prediction H[mean_t p_t] is LARGEST; ``mc_probs`` as for ``bald``."""
+    return pick(torch.special.entr(_mean_probs(mc_probs)).sum(1), count, largest=True)
 
 
 def random_selection(pool_size: int, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -316,7 +347,8 @@ class Strategy:
     the pool is measured against, so a round embeds every training image) and
     ``generator=`` when ``needs_generator`` (a ``torch.Generator`` on the input's device).
     ``label`` is the short name figure titles and legends show (tables keep ``name``),
-    ``color`` the colour figures draw it in.
+    ``color`` the colour figures draw it in. "mc_probs" strategies read the softmax rows of
+    T Monte-Carlo dropout passes, (T, pool, classes) (``pf.train.mc_dropout_probs``).
     """
 
     name: str
@@ -332,8 +364,19 @@ class Strategy:
         """Whether picking reads a network's outputs (so that a selector is needed)."""
         return self.inputs != "none"
 
+    def scoring_macs(self, forward_macs: int, classifier_macs: int, mc_passes: int) -> int:
+        """MACs of scoring one pool image: one forward pass of the selector, and for a
+        Monte-Carlo strategy ``mc_passes`` classifier passes over its features instead of
+        the one (dropout sits before the classifier, so the features are computed once)."""
+        if self.inputs == MC_PROBS:
+            return forward_macs + (mc_passes - 1) * classifier_macs
+        return forward_macs
+
 
 RANDOM, LEAST_CONFIDENCE = "random", "least_confidence"  # the floor; the paper's default
+MC_PROBS = "mc_probs"  # the input of the Monte-Carlo dropout strategies
+# select()'s argument that carries each kind of input
+INPUT_ARGUMENTS = {"probs": "probs", MC_PROBS: MC_PROBS, "features": "pool_features"}
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     # name, function, inputs, labeled_aware, needs_generator, label, color
     Strategy(RANDOM, random_selection, "none", False, True, "random", "0.45"),
@@ -341,6 +384,9 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              "tab:blue"),
     Strategy("entropy", entropy, "probs", False, False, "entropy", "tab:cyan"),
     Strategy("margin", margin, "probs", False, False, "margin", "tab:olive"),
+    Strategy("bald", bald, MC_PROBS, False, False, "BALD", "tab:pink"),
+    Strategy("mc_entropy", mc_entropy, MC_PROBS, False, False, "entropy (MC dropout)",
+             "tab:orange"),
     Strategy("kcenters", k_centers, "features", True, False, "k-centers", "tab:green"),
     Strategy("norm_gs", norm_gs, "features", True, True, "norm + Gram-Schmidt", "tab:red"),
     Strategy("norm_top", norm_top, "features", False, False, "top norm", "tab:purple"),
@@ -363,13 +409,14 @@ def _pool_size(metric: str, pool_size: int | None, *tensors: torch.Tensor | None
 
 
 def select(metric: str, count: int, *, probs: torch.Tensor | None = None,
-           pool_features: torch.Tensor | None = None,
+           mc_probs: torch.Tensor | None = None, pool_features: torch.Tensor | None = None,
            labeled_features: torch.Tensor | None = None,
            generator: torch.Generator | None = None, pool_size: int | None = None) -> torch.Tensor:
     """``count`` pool positions chosen by ``metric``, a name in ``STRATEGIES``.
 
-    What the entry declares is required: ``probs`` (softmax outputs) or
-    ``pool_features`` (un-normalized) by its ``inputs``, and ``generator`` (on their
+    What the entry declares is required: ``probs`` (softmax outputs), ``mc_probs``
+    (those of T Monte-Carlo dropout passes, (T, pool, classes)) or ``pool_features``
+    (un-normalized) by its ``inputs``, and ``generator`` (on their
     device) when it ``needs_generator``. A strategy of ``inputs="none"`` takes the pool
     size from ``pool_size``, ``probs`` or ``pool_features``. ``labeled_features`` is
     passed only to a ``labeled_aware`` strategy, and may be None (no labeled set yet);
@@ -380,17 +427,19 @@ def select(metric: str, count: int, *, probs: torch.Tensor | None = None,
     if metric not in STRATEGIES:
         raise ValueError(f"metric: unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     strategy = STRATEGIES[metric]
-    given = {"probs": probs, "pool_features": pool_features, "generator": generator}
-    required = {"none": [], "probs": ["probs"], "features": ["pool_features"]}[strategy.inputs]
+    given = {"probs": probs, MC_PROBS: mc_probs, "pool_features": pool_features,
+             "generator": generator}
+    argument = INPUT_ARGUMENTS.get(strategy.inputs)  # None: it reads no samples
+    required = [argument] if argument else []
     if strategy.needs_generator:
         required.append("generator")
     for name in required:
         if given[name] is None:
             raise ValueError(f"metric: {metric} needs {name}")
-    if strategy.inputs == "none":
+    if argument is None:
         first = _pool_size(metric, pool_size, probs, pool_features)
     else:
-        first = probs if strategy.inputs == "probs" else pool_features
+        first = given[argument]
     extra = {}
     if strategy.labeled_aware:
         extra["labeled_features"] = labeled_features

@@ -42,6 +42,7 @@ __all__ = [
     "fit",
     "evaluate",
     "predict",
+    "mc_dropout_probs",
     "resolve_device",
     "inference_batch_size",
     "set_determinism",
@@ -325,6 +326,31 @@ def predict(model: nn.Module, split: Split, dataset: Dataset, indices: torch.Ten
     outputs = [[t.to(torch.float32, copy=True) for t in forward(x)] for x, _ in batches]
     logits = torch.cat([batch[0] for batch in outputs])
     return (logits, torch.cat([batch[1] for batch in outputs])) if features else logits
+
+
+@torch.no_grad()
+def mc_dropout_probs(model: nn.Module, features: torch.Tensor, passes: int,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Softmax outputs (passes, N, classes), fp32, of ``passes`` Monte-Carlo dropout passes
+    of ``model``'s classifier over its penultimate ``features`` (N, d) from ``predict``.
+
+    Each pass draws a keep-mask with probability 1 - p per feature from ``generator`` (on
+    the features' device), scales the kept features by 1 / (1 - p) as ``nn.Dropout``
+    does in training, and applies ``model.fc``. The model's only dropout sits before its
+    classifier (``pf.models``), so the features of one eval-mode pass are those of every
+    pass (BatchNorm stays in eval mode, as in Gal et al.'s MC dropout).
+    """
+    rate = model.dropout.p
+    if not 0 < rate < 1:
+        raise ValueError(f"dropout: Monte-Carlo dropout needs a rate in (0, 1), got {rate}")
+    features = features.to(torch.float32)
+    keep = torch.full_like(features, 1 - rate)
+    samples = []
+    for _ in range(passes):
+        mask = torch.bernoulli(keep, generator=generator)
+        logits = model.fc(features * mask / (1 - rate))
+        samples.append(torch.softmax(logits.float(), dim=1))
+    return torch.stack(samples)
 
 
 def evaluate(model: nn.Module, split: Split, dataset: Dataset, batch_size: int = 0,

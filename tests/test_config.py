@@ -56,6 +56,11 @@ def test_parse_assignment(text, expected):
     ({"batch_size": 0}, "batch_size: must be a positive integer"),
     ({"momentum": 1.5}, "momentum: must lie in [0, 1]"),
     ({"kd_temperature": 0}, "kd_temperature: must be > 0"),
+    ({"lr_shape": "cosine"}, "lr_shape: 'cosine' is not one of step, linear"),
+    ({"dropout": 1.0}, "dropout: must lie in [0, 1)"),
+    ({"metric": "bald"}, "metric: bald samples Monte-Carlo dropout before the classifier and "
+                         "needs dropout > 0"),
+    ({"metric": "mc_entropy", "mc_passes": 0}, "mc_passes: must be a positive integer"),
     ({"experiment": "data_pruning", "removed_fractions": [0.3, 1.0]},
      "removed_fractions: expected a list of fractions"),
     ({"experiment": "data_pruning", "score_lr_schedule": [[9, 0.1]]},

@@ -30,6 +30,8 @@ def _recorded(metrics: dict, phase: str) -> int:
      "selector_start": "warm"},
     {"method": "baseline", "metric": "least_confidence", "lr_schedule": [[3, 0.05]],
      "eval_every": 2},
+    {"method": "prunefuse", "metric": "bald", "dropout": 0.3, "mc_passes": 7},
+    {"method": "svp", "metric": "mc_entropy", "dropout": 0.5, "proxy_arch": "resnet8"},
 ])
 @pytest.mark.slow  # runs the experiment it plans
 def test_active_learning_plan_matches_the_recorded_macs(overrides):

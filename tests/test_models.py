@@ -54,3 +54,26 @@ def test_kaiming_init_and_seeded_construction():
 def test_unknown_name_is_a_clear_error():
     with pytest.raises(ValueError, match="arch: unknown model 'resnet7'"):
         build_model("resnet7")
+
+
+def test_dropout_before_the_classifier_is_an_identity_at_rate_0():
+    torch.manual_seed(0)
+    plain = build_model("resnet8")
+    torch.manual_seed(0)
+    with_rate = build_model("resnet8", dropout=0.5)
+    x = torch.randn(4, 3, 32, 32)
+    plain.train(), with_rate.train()
+    state = torch.get_rng_state()
+    out = plain(x)
+    assert torch.equal(torch.get_rng_state(), state)  # rate 0 draws no random numbers
+    with torch.no_grad():
+        features = with_rate.features(x)
+        torch.manual_seed(1)
+        dropped = with_rate(x)
+        torch.manual_seed(1)
+        mask = torch.nn.functional.dropout(torch.ones_like(features), 0.5)  # 0 or 2
+    assert set(mask.unique().tolist()) <= {0.0, 2.0}
+    assert torch.allclose(dropped, with_rate.fc(features * mask), atol=1e-6)
+    with_rate.eval()
+    assert torch.allclose(with_rate(x), with_rate.fc(with_rate.features(x)))
+    assert out.shape == dropped.shape

@@ -4,13 +4,15 @@ tie-breaking, k-centers against a brute-force reference, norm-based sampling: it
 distribution, diversity, restarts and labeled span."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from pf.experiments.config import ActiveLearningConfig
-from pf.select import (METRICS, STRATEGIES, entropy, k_centers, least_confidence, margin, norm_gs,
-                       norm_sample, norm_top, random_selection, select)
+from pf.select import (MC_PROBS, METRICS, STRATEGIES, bald, entropy, k_centers,
+                       least_confidence, margin, norm_gs, norm_sample, norm_top,
+                       random_selection, select)
 
 UNIFORM = [1 / 3, 1 / 3, 1 / 3]
 CONFIDENT = [0.98, 0.01, 0.01]
@@ -34,6 +36,8 @@ def _inputs(strategy, device, seed=0):
     given = {}
     if strategy.inputs == "probs":
         given["probs"] = torch.randn(POOL, 10, generator=g).softmax(1).to(device)
+    elif strategy.inputs == MC_PROBS:
+        given[MC_PROBS] = torch.randn(5, POOL, 10, generator=g).softmax(2).to(device)
     elif strategy.inputs == "features":
         given["pool_features"] = torch.randn(POOL, 16, generator=g).to(device)
     else:
@@ -49,7 +53,7 @@ def test_the_registry_is_what_config_accepts():
     fields = {f.name: f for f in dataclasses.fields(ActiveLearningConfig)}
     assert METRICS == tuple(STRATEGIES) == fields["metric"].metadata["choices"]
     assert all(name == strategy.name for name, strategy in STRATEGIES.items())
-    assert {s.inputs for s in STRATEGIES.values()} == {"none", "probs", "features"}
+    assert {s.inputs for s in STRATEGIES.values()} == {"none", "probs", MC_PROBS, "features"}
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -208,11 +212,32 @@ def test_k_centers_ignores_a_common_offset():
     assert k_centers(pool + 100, labeled + 100, 20).tolist() == expected
 
 
+def test_bald_is_the_mutual_information_of_the_passes():
+    half = [0.5, 0.5]
+    # sample 0: both passes say 50/50 (unsure, but they agree): I = ln 2 - ln 2 = 0;
+    # sample 1: the passes are sure of opposite classes: I = ln 2 - 0 = ln 2;
+    # sample 2: one sure pass, one 50/50: H[mean (0.75, 0.25)] - (0 + ln 2) / 2
+    mc = torch.tensor([[half, [1.0, 0.0], [1.0, 0.0]],
+                       [half, [0.0, 1.0], half]])
+    mixed = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) - math.log(2) / 2
+    assert 0 < mixed < math.log(2)
+    assert bald(mc, 3).tolist() == [1, 2, 0]
+    assert select("bald", 1, mc_probs=mc).tolist() == [1]
+    # the entropy of the mean ranks the agreeing 50/50 passes as high as the disagreeing
+    # ones (ln 2 each), ahead of the mixed sample; the tie goes to the lower position
+    assert select("mc_entropy", 3, mc_probs=mc).tolist() == [0, 1, 2]
+
+
+def test_a_monte_carlo_strategy_costs_its_extra_classifier_passes():
+    assert STRATEGIES["bald"].scoring_macs(1000, 64, mc_passes=20) == 1000 + 19 * 64
+    assert STRATEGIES["least_confidence"].scoring_macs(1000, 64, mc_passes=20) == 1000
+
+
 def test_select_dispatches_by_name():
     probs = torch.tensor([CONFIDENT, [0.4, 0.35, 0.25], [0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
     points = torch.tensor([[0.0], [1.0], [7.0], [3.0]])
-    assert METRICS == ("random", "least_confidence", "entropy", "margin", "kcenters",
-                       "norm_gs", "norm_top", "norm_sample")
+    assert METRICS == ("random", "least_confidence", "entropy", "margin", "bald", "mc_entropy",
+                       "kcenters", "norm_gs", "norm_top", "norm_sample")
     assert select("least_confidence", 1, probs=probs).tolist() == [1]
     assert select("entropy", 1, probs=probs).tolist() == [1]
     assert select("margin", 1, probs=probs).tolist() == [2]
@@ -235,7 +260,8 @@ def test_select_dispatches_by_name():
 
 @pytest.mark.parametrize("metric, kwargs, message", [
     ("badge", {}, "metric: unknown metric 'badge'; choose one of random, least_confidence, "
-                  "entropy, margin, kcenters, norm_gs, norm_top, norm_sample"),
+                  "entropy, margin, bald, mc_entropy, kcenters, norm_gs, norm_top, norm_sample"),
+    ("bald", {}, "metric: bald needs mc_probs"),
     ("entropy", {"count": 5}, "count: cannot select 5 samples from a pool of 4"),
     ("margin", {"count": -1}, "count: cannot select -1 samples from a pool of 4"),
     ("kcenters", {"count": 5, "pool_features": torch.zeros(4, 2)}, "count: cannot select 5"),

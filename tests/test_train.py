@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from pf.models import build_model
-from pf.train import (PAPER_SCHEDULE, Schedule, evaluate, evaluated_epochs, fit, kd_loss, predict)
+from pf.train import (PAPER_SCHEDULE, Schedule, evaluate, evaluated_epochs, fit, kd_loss,
+                      mc_dropout_probs, predict)
 
 SHORT = Schedule(((4, 0.05),), batch_size=32)
 
@@ -173,3 +174,28 @@ def test_same_seed_selects_the_same_samples_on_cuda(tmp_path):
     assert selected[0] == selected[1]
     assert [r.target.curve for r in runs[0].rounds] == \
         [r.target.curve for r in runs[1].rounds]
+
+
+def test_monte_carlo_dropout_passes_drop_features_before_the_classifier():
+    model = build_model("resnet8", dropout=0.5)
+    with torch.no_grad():
+        model.fc.weight.copy_(torch.eye(10, 64)[:, :64])  # logit c reads feature c
+        model.fc.bias.zero_()
+    features = torch.zeros(3, 64)
+    features[:, :2] = torch.tensor([[1.0, 1.0], [2.0, 0.0], [0.0, 3.0]])
+
+    def passes(seed):
+        return mc_dropout_probs(model, features, 6, torch.Generator().manual_seed(seed))
+
+    probs = passes(0)
+    assert probs.shape == (6, 3, 10) and torch.allclose(probs.sum(2), torch.ones(6, 3))
+    assert torch.equal(probs, passes(0)) and not torch.equal(probs, passes(1))
+    # every pass keeps each feature (scaled by 2) or drops it: its logits are one of those
+    for sample in range(3):
+        outcomes = [torch.softmax(torch.cat([features[sample, :2] * torch.tensor(kept),
+                                             torch.zeros(8)]), 0)
+                    for kept in ((0.0, 0.0), (2.0, 0.0), (0.0, 2.0), (2.0, 2.0))]
+        for row in probs[:, sample]:
+            assert any(torch.allclose(row, outcome, atol=1e-6) for outcome in outcomes)
+    with pytest.raises(ValueError, match="dropout: Monte-Carlo dropout needs a rate"):
+        mc_dropout_probs(build_model("resnet8"), features, 2, torch.Generator())

@@ -49,12 +49,12 @@ from pf.experiments.methods import METHODS, plan_rounds
 from pf.experiments.record import (NetworkRecord, RoundRecord, SelectorRecord, TargetRecord,
                                    channel_map_file)
 from pf.data import Dataset
-from pf.flops import forward_macs, parameter_count, training_macs
+from pf.flops import classifier_macs, forward_macs, parameter_count, training_macs
 from pf.fuse import fuse
 from pf.models import build_model
 from pf.prune import prune_at_init
-from pf.select import STRATEGIES, select
-from pf.train import FitResult, fit, predict
+from pf.select import MC_PROBS, STRATEGIES, select
+from pf.train import FitResult, fit, mc_dropout_probs, predict
 
 __all__ = ["SELECTION_PHASES", "CHARGED_TARGET", "role_seed", "initial_networks",
            "run_active_learning"]
@@ -85,7 +85,7 @@ def initial_networks(config: ActiveLearningConfig, dataset: Dataset) -> tuple:
     ``role_seed(seed, "proxy")``, leaving the global generator as theta left it.
     """
     torch.manual_seed(config.seed)
-    target = build_model(config.arch, dataset.num_classes, dataset.in_channels)
+    target = build_model(config.arch, dataset.num_classes, dataset.in_channels, config.dropout)
     method = METHODS[config.method]
     if method.target_selects:
         return target, target, None
@@ -95,7 +95,7 @@ def initial_networks(config: ActiveLearningConfig, dataset: Dataset) -> tuple:
         return target, pruned, channel_map
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(role_seed(config.seed, "proxy"))
-        proxy = build_model(arch, dataset.num_classes, dataset.in_channels)
+        proxy = build_model(arch, dataset.num_classes, dataset.in_channels, config.dropout)
     return target, proxy, None
 
 
@@ -116,7 +116,9 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
 
     Feature metrics (k-centers, the norm-based ones) use the selector's penultimate
     features; k-centers and ``norm_gs`` also score the labeled set, which they measure
-    the pool against. The sampling metrics draw from a generator seeded per round.
+    the pool against. The Monte-Carlo dropout metrics (BALD) sample ``mc_passes``
+    classifier passes over the pool's features. The sampling metrics and the dropout
+    masks draw from a generator seeded per round.
     """
     pool = (~labeled_mask).nonzero().squeeze(1)
     seed = config.seed * 1000 + round_index
@@ -136,6 +138,12 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
         positions = select(config.metric, count, pool_features=pool_features,
                            labeled_features=labeled_features, generator=generator)
         return pool[positions], len(features)
+    if strategy.inputs == MC_PROBS:
+        _, features = predict(selector, dataset.train, dataset, pool, features=True,
+                              **config.predict_options())
+        generator = torch.Generator(device=features.device).manual_seed(seed)
+        mc_probs = mc_dropout_probs(selector, features, config.mc_passes, generator)
+        return pool[select(config.metric, count, mc_probs=mc_probs)], len(pool)
     logits = predict(selector, dataset.train, dataset, pool, **config.predict_options())
     positions = select(config.metric, count, probs=torch.softmax(logits, dim=1))
     return pool[positions], len(pool)
@@ -172,6 +180,10 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
                                   forward_macs(selector_init, image_shape)),
     }
     target_macs, selector_macs = networks["target"].forward_macs, networks["selector"].forward_macs
+    # per scored pool image: a forward pass, and a Monte-Carlo strategy's extra classifier
+    # passes (every selector of a run has the initial one's widths)
+    scoring_macs = STRATEGIES[config.metric].scoring_macs(
+        selector_macs, classifier_macs(selector_init), config.mc_passes)
     test_size = len(dataset.test)
 
     # What one round hands the next; a checkpoint holds exactly this.
@@ -250,7 +262,7 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
             added, scored = _choose(config, selector, dataset, labeled_mask, step.picks,
                                     step.index + 1)
             seconds["pool_scoring"] = time.perf_counter() - start
-            macs["pool_scoring"] = selector_macs * scored
+            macs["pool_scoring"] = scored * scoring_macs
         rounds.append(RoundRecord(
             round=step.index, labeled=budget, added=len(selected[-1]), label=label,
             selector=None if selector_result is None else SelectorRecord(

@@ -44,7 +44,7 @@ from pf.models import MODELS
 from pf.prune import IMPORTANCES
 from pf.scores import (DU_WINDOW, SCORE_RECORDS, TDDS_SPAN, TDDS_SPAN_EPOCHS, TDDS_SPANS,
                        TDDS_WINDOW)
-from pf.select import LEAST_CONFIDENCE, METRICS
+from pf.select import LEAST_CONFIDENCE, MC_PROBS, METRICS, STRATEGIES
 from pf.train import LR_SHAPES, Schedule
 
 __all__ = ["SCORES", "ConfigError", "RunConfig", "ActiveLearningConfig", "DataPruningConfig",
@@ -76,6 +76,8 @@ class RunConfig:
     data_dir: str = setting("")  # dataset root and cache; "" means $PF_DATA or ~/.cache/pf/data
     # --- model ------------------------------------------------------------------------
     arch: str = setting("resnet56", choices=MODELS, noun="model")  # the target network
+    # dropout rate before every network's classifier (0: none); bald needs it (pf.models)
+    dropout: float = setting(0.0, at_least=0, below=1)
     # --- training (SVP's protocol) ----------------------------------------------------
     lr_schedule: list = setting(SVP_SCHEDULE, check=schedule_rule(False))  # [epochs, lr] pieces
     # step: each piece holds its rate (SVP) | linear: the rate moves linearly to each
@@ -151,8 +153,10 @@ class ActiveLearningConfig(RunConfig):
 
     # baseline (the target selects) | svp (a proxy selects) | prunefuse (the pruned target)
     method: str = setting(PRUNEFUSE, choices=tuple(METHODS))
-    # pf.select.METRICS: uncertainty, kcenters, random, norm_*
+    # pf.select.METRICS: uncertainty, bald, kcenters, random, norm_*
     metric: str = setting(LEAST_CONFIDENCE, choices=METRICS)
+    # bald, mc_entropy: Monte-Carlo dropout passes over the pool's features (pf.select)
+    mc_passes: int = setting(20, at_least=1)
     # TOTAL labeled counts, increasing
     budgets: list = setting(SVP_BUDGETS, check=budgets_rule)
     # prunefuse: fraction of channels removed per layer
@@ -383,6 +387,9 @@ def _joint_problem(config: RunConfig) -> str | None:
             return ("rest: zero with fusion_variant=leading_conv zeroes every BatchNorm scale "
                     "and the classifier (the logits are 0 for every input); choose keep, "
                     "reinit or xavier")
+        if STRATEGIES[config.metric].inputs == MC_PROBS and config.dropout == 0:
+            return (f"metric: {config.metric} samples Monte-Carlo dropout before the "
+                    f"classifier and needs dropout > 0, e.g. --set dropout=0.3")
         return METHODS[config.method].problem(config)
     tdds = config.score == "tdds"
     needed = config.tdds_span_epochs if tdds else SCORE_WINDOWS.get(config.score)

@@ -31,7 +31,7 @@ from pf.experiments.config import (ActiveLearningConfig, ConfigError, DataPrunin
                                    RunConfig)
 from pf.experiments.data_pruning import SELECTIONS, keep_count
 from pf.experiments.methods import BASELINE, METHODS, PRUNEFUSE, plan_rounds
-from pf.flops import forward_macs, parameter_count, training_macs
+from pf.flops import classifier_macs, forward_macs, parameter_count, training_macs
 from pf.models import build_model
 from pf.prune import prune_at_init
 from pf.select import STRATEGIES
@@ -45,13 +45,15 @@ PHASES = ("selector_training", "selector_sync", "pool_scoring", "target_training
 
 
 @functools.lru_cache(maxsize=None)
-def _forward(arch: str, num_classes: int, image_shape: tuple, prune_ratio: float | None) -> int:
-    """Forward MACs of ``arch`` (pruned at init at ``prune_ratio`` when given), cached: a
-    sweep plans many runs of few networks, and pruning a ResNet-56 takes seconds."""
+def _forward(arch: str, num_classes: int, image_shape: tuple,
+             prune_ratio: float | None) -> tuple[int, int]:
+    """Forward MACs of ``arch`` (pruned at init at ``prune_ratio`` when given) and of its
+    classifier alone, cached: a sweep plans many runs of few networks, and pruning a
+    ResNet-56 takes seconds."""
     network = build_model(arch, num_classes, image_shape[0])
     if prune_ratio is not None:  # the widths are the ratio's, whatever the importance or steps
         network = prune_at_init(network, prune_ratio, input_shape=image_shape)[0]
-    return forward_macs(network, image_shape)
+    return forward_macs(network, image_shape), classifier_macs(network)
 
 
 def _scored_in_pool(metric: str, train_size: int, labeled: int) -> int:
@@ -64,9 +66,10 @@ def _scored_in_pool(metric: str, train_size: int, labeled: int) -> int:
 
 
 def _active_learning(config: ActiveLearningConfig, train: int, test: int, target: int,
-                     selector: int) -> dict:
+                     selector: int, scoring: int) -> dict:
     """Images and MACs per phase of ``pf.experiments.active_learning.run_active_learning``:
-    its rounds' plan (``pf.experiments.methods.plan_rounds``), summed."""
+    its rounds' plan (``pf.experiments.methods.plan_rounds``), summed. ``scoring``: the
+    selector's MACs per scored pool image (``pf.select.Strategy.scoring_macs``)."""
     images = dict.fromkeys(PHASES, 0)
     macs = dict.fromkeys(PHASES, 0)
 
@@ -85,7 +88,7 @@ def _active_learning(config: ActiveLearningConfig, train: int, test: int, target
         if step.kd:
             add("distillation", step.labeled * target_epochs, selector)
         if step.picks:
-            add("pool_scoring", _scored_in_pool(config.metric, train, step.labeled), selector)
+            add("pool_scoring", _scored_in_pool(config.metric, train, step.labeled), scoring)
     return {"images": images, "macs": macs}
 
 
@@ -133,14 +136,15 @@ def planned_cost(config: RunConfig, train_size: int | None = None, test_size: in
                                    in zip((train_size, test_size, num_classes, image_shape),
                                           known or (None,) * 4))
     shape = tuple(shape)
-    target = _forward(config.arch, classes, shape, None)
+    target = _forward(config.arch, classes, shape, None)[0]
     if config.experiment == DATA_PRUNING:
         selector = target
         plan = _data_pruning(config, train, test, target, reference_reused)
     else:
         arch, ratio = METHODS[config.method].selector_network(config)
-        selector = _forward(arch, classes, shape, ratio)
-        plan = _active_learning(config, train, test, target, selector)
+        selector, classifier = _forward(arch, classes, shape, ratio)
+        scoring = STRATEGIES[config.metric].scoring_macs(selector, classifier, config.mc_passes)
+        plan = _active_learning(config, train, test, target, selector, scoring)
     images = plan["images"]
     trained = images["selector_training"] + images["target_training"] + images["reference_scoring"]
     return {**plan, "total_macs": sum(plan["macs"].values()), "training_images": trained,

@@ -330,7 +330,7 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
     image_shape = tuple(dataset.train.images.shape[1:])
     device = dataset.train.images.device
     torch.manual_seed(config.seed)
-    init = build_model(config.arch, dataset.num_classes, dataset.in_channels)
+    init = build_model(config.arch, dataset.num_classes, dataset.in_channels, config.dropout)
     target_forward = forward_macs(init, image_shape)
     network = NetworkRecord(config.arch, parameter_count(init), target_forward)
     # The scoring network is the target's architecture; collect() reads it as the selector.
