@@ -52,6 +52,8 @@ __all__ = [
     "random_selection",
     "pick",
     "k_centers",
+    "PROBS_FEATURES",
+    "badge",
     "norm_gs",
     "norm_sample",
     "norm_top",
@@ -191,6 +193,54 @@ def k_centers(pool_features: torch.Tensor, labeled_features: torch.Tensor | None
         center = pool.index_select(0, index)[0]
         dist = torch.addmv(pool_sq + pool_sq.index_select(0, index), pool, center, alpha=-2)
         torch.minimum(nearest, dist.clamp_(min=0), out=nearest)
+    return chosen
+
+
+# --- BADGE (Ash et al.) -----------------------------------------------------------------
+
+
+def badge(probs: torch.Tensor, features: torch.Tensor, count: int, generator: torch.Generator,
+          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """BADGE (Ash et al., ICLR 2020): k-means++ seeding over gradient embeddings.
+
+    A sample's embedding is the gradient of the cross-entropy at its predicted label
+    with respect to the classifier's weights, g = (p - onehot(argmax p)) outer h
+    (``probs`` (pool, classes) softmax rows, ``features`` (pool, d) the classifier's
+    input): large where the network is unsure, pointing where its features do. The first
+    pick is the largest embedding (lowest position on ties), as in the authors' code;
+    each next one is drawn with probability proportional to its squared distance to the
+    nearest pick so far (k-means++), from ``generator`` on the inputs' device, so a pick
+    is never drawn twice. Should every unpicked sample sit on a pick (distance 0), the
+    rest are taken in a uniformly random order.
+
+    The embeddings (pool x classes x d) are never built: distances factor,
+    |g_i - g_j|^2 = |a_i|^2 |h_i|^2 + |a_j|^2 |h_j|^2 - 2 (a_i . a_j)(h_i . h_j) with
+    a = p - onehot, so memory is O(pool x (classes + d)) (a 50,000-image pool of 10
+    classes and 64 features: 15 MB) and each pick one pass over the pool. Computed in
+    ``dtype``; one host sync per pick (the restart test).
+    """
+    _check_count(count, len(probs))
+    if len(features) != len(probs):
+        raise ValueError(f"badge: {len(probs)} probability rows but {len(features)} feature rows")
+    probs, features = probs.to(dtype), features.to(dtype)
+    residual = probs - torch.nn.functional.one_hot(probs.argmax(1), probs.shape[1]).to(dtype)
+    squared = residual.square().sum(1) * features.square().sum(1)  # |g|^2 per sample
+    nearest = torch.full_like(squared, float("inf"))
+    taken = torch.zeros(len(probs), dtype=torch.bool, device=probs.device)
+    chosen = torch.empty(count, dtype=torch.long, device=probs.device)
+    index = squared.argmax().view(1) if count else None
+    for step in range(count):
+        if step:
+            weights = nearest.masked_fill(taken, 0)
+            if not weights.any():  # every unpicked sample equals a pick
+                chosen[step:] = _random_order((~taken).nonzero().squeeze(1), count - step,
+                                              generator)
+                break
+            index = torch.multinomial(weights, 1, generator=generator)
+        chosen[step] = index[0]
+        taken[index] = True
+        cross = (residual @ residual[index[0]]) * (features @ features[index[0]])
+        torch.minimum(nearest, (squared + squared[index] - 2 * cross).clamp_(min=0), out=nearest)
     return chosen
 
 
@@ -348,7 +398,8 @@ class Strategy:
     ``generator=`` when ``needs_generator`` (a ``torch.Generator`` on the input's device).
     ``label`` is the short name figure titles and legends show (tables keep ``name``),
     ``color`` the colour figures draw it in. "mc_probs" strategies read the softmax rows of
-    T Monte-Carlo dropout passes, (T, pool, classes) (``pf.train.mc_dropout_probs``).
+    T Monte-Carlo dropout passes, (T, pool, classes) (``pf.train.mc_dropout_probs``);
+    "probs+features" ones the softmax rows first and the features as ``features=``.
     """
 
     name: str
@@ -375,8 +426,10 @@ class Strategy:
 
 RANDOM, LEAST_CONFIDENCE = "random", "least_confidence"  # the floor; the paper's default
 MC_PROBS = "mc_probs"  # the input of the Monte-Carlo dropout strategies
-# select()'s argument that carries each kind of input
-INPUT_ARGUMENTS = {"probs": "probs", MC_PROBS: MC_PROBS, "features": "pool_features"}
+PROBS_FEATURES = "probs+features"  # the input of BADGE: softmax rows and their features
+# select()'s arguments that carry each kind of input
+INPUT_ARGUMENTS = {"probs": ("probs",), MC_PROBS: (MC_PROBS,), "features": ("pool_features",),
+                   PROBS_FEATURES: ("probs", "pool_features")}
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     # name, function, inputs, labeled_aware, needs_generator, label, color
     Strategy(RANDOM, random_selection, "none", False, True, "random", "0.45"),
@@ -388,6 +441,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("mc_entropy", mc_entropy, MC_PROBS, False, False, "entropy (MC dropout)",
              "tab:orange"),
     Strategy("kcenters", k_centers, "features", True, False, "k-centers", "tab:green"),
+    Strategy("badge", badge, PROBS_FEATURES, False, True, "BADGE", "tab:gray"),
     Strategy("norm_gs", norm_gs, "features", True, True, "norm + Gram-Schmidt", "tab:red"),
     Strategy("norm_top", norm_top, "features", False, False, "top norm", "tab:purple"),
     Strategy("norm_sample", norm_sample, "features", False, True, "norm sampling", "tab:brown"),
@@ -415,8 +469,9 @@ def select(metric: str, count: int, *, probs: torch.Tensor | None = None,
     """``count`` pool positions chosen by ``metric``, a name in ``STRATEGIES``.
 
     What the entry declares is required: ``probs`` (softmax outputs), ``mc_probs``
-    (those of T Monte-Carlo dropout passes, (T, pool, classes)) or ``pool_features``
-    (un-normalized) by its ``inputs``, and ``generator`` (on their
+    (those of T Monte-Carlo dropout passes, (T, pool, classes)), ``pool_features``
+    (un-normalized), or both ``probs`` and ``pool_features`` (BADGE) by its ``inputs``,
+    and ``generator`` (on their
     device) when it ``needs_generator``. A strategy of ``inputs="none"`` takes the pool
     size from ``pool_size``, ``probs`` or ``pool_features``. ``labeled_features`` is
     passed only to a ``labeled_aware`` strategy, and may be None (no labeled set yet);
@@ -429,18 +484,16 @@ def select(metric: str, count: int, *, probs: torch.Tensor | None = None,
     strategy = STRATEGIES[metric]
     given = {"probs": probs, MC_PROBS: mc_probs, "pool_features": pool_features,
              "generator": generator}
-    argument = INPUT_ARGUMENTS.get(strategy.inputs)  # None: it reads no samples
-    required = [argument] if argument else []
-    if strategy.needs_generator:
-        required.append("generator")
+    arguments = INPUT_ARGUMENTS.get(strategy.inputs, ())  # none: it reads no samples
+    required = [*arguments, *(["generator"] if strategy.needs_generator else [])]
     for name in required:
         if given[name] is None:
             raise ValueError(f"metric: {metric} needs {name}")
-    if argument is None:
+    if not arguments:
         first = _pool_size(metric, pool_size, probs, pool_features)
     else:
-        first = given[argument]
-    extra = {}
+        first = given[arguments[0]]
+    extra = {"features": pool_features} if strategy.inputs == PROBS_FEATURES else {}
     if strategy.labeled_aware:
         extra["labeled_features"] = labeled_features
     if strategy.needs_generator:

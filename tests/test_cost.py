@@ -32,6 +32,7 @@ def _recorded(metrics: dict, phase: str) -> int:
      "eval_every": 2},
     {"method": "prunefuse", "metric": "bald", "dropout": 0.3, "mc_passes": 7},
     {"method": "svp", "metric": "mc_entropy", "dropout": 0.5, "proxy_arch": "resnet8"},
+    {"method": "baseline", "metric": "badge"},
 ])
 @pytest.mark.slow  # runs the experiment it plans
 def test_active_learning_plan_matches_the_recorded_macs(overrides):

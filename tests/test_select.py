@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pf.experiments.config import ActiveLearningConfig
-from pf.select import (MC_PROBS, METRICS, STRATEGIES, bald, entropy, k_centers,
+from pf.select import (MC_PROBS, METRICS, PROBS_FEATURES, STRATEGIES, badge, bald, entropy,
+                       k_centers,
                        least_confidence, margin, norm_gs, norm_sample, norm_top,
                        random_selection, select)
 
@@ -38,6 +39,9 @@ def _inputs(strategy, device, seed=0):
         given["probs"] = torch.randn(POOL, 10, generator=g).softmax(1).to(device)
     elif strategy.inputs == MC_PROBS:
         given[MC_PROBS] = torch.randn(5, POOL, 10, generator=g).softmax(2).to(device)
+    elif strategy.inputs == PROBS_FEATURES:
+        given["probs"] = torch.randn(POOL, 10, generator=g).softmax(1).to(device)
+        given["pool_features"] = torch.randn(POOL, 16, generator=g).relu().to(device)
     elif strategy.inputs == "features":
         given["pool_features"] = torch.randn(POOL, 16, generator=g).to(device)
     else:
@@ -53,7 +57,8 @@ def test_the_registry_is_what_config_accepts():
     fields = {f.name: f for f in dataclasses.fields(ActiveLearningConfig)}
     assert METRICS == tuple(STRATEGIES) == fields["metric"].metadata["choices"]
     assert all(name == strategy.name for name, strategy in STRATEGIES.items())
-    assert {s.inputs for s in STRATEGIES.values()} == {"none", "probs", MC_PROBS, "features"}
+    assert {s.inputs for s in STRATEGIES.values()} == {"none", "probs", MC_PROBS, "features",
+                                                       PROBS_FEATURES}
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -233,11 +238,45 @@ def test_a_monte_carlo_strategy_costs_its_extra_classifier_passes():
     assert STRATEGIES["least_confidence"].scoring_macs(1000, 64, mc_passes=20) == 1000
 
 
+def _badge_reference(probs, features, count, generator):
+    """BADGE as its paper writes it: explicit gradient embeddings, k-means++ seeding."""
+    residual = probs - torch.nn.functional.one_hot(probs.argmax(1), probs.shape[1])
+    embeddings = (residual[:, :, None] * features[:, None, :]).flatten(1)
+    chosen = [int(embeddings.norm(dim=1).argmax())]
+    for _ in range(count - 1):
+        distances = torch.cdist(embeddings, embeddings[chosen]).amin(1).square()
+        chosen.append(int(torch.multinomial(distances, 1, generator=generator)))
+    return chosen
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_badge_is_k_means_plus_plus_over_gradient_embeddings(seed):
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.randn(60, 4, generator=g, dtype=torch.float64).mul(2).softmax(1)
+    features = torch.randn(60, 5, generator=g, dtype=torch.float64).relu()
+    expected = _badge_reference(probs, features, 12, torch.Generator().manual_seed(7))
+    picked = badge(probs, features, 12, torch.Generator().manual_seed(7), dtype=torch.float64)
+    assert picked.tolist() == expected
+    assert select("badge", 12, probs=probs, pool_features=features,
+                  generator=torch.Generator().manual_seed(7)).tolist()[0] == expected[0]
+
+
+def test_badge_starts_at_the_largest_gradient_and_never_repeats_a_point():
+    # sample 1 is the least sure (largest |p - onehot|) with the largest features; samples
+    # 2 and 3 are copies of samples 0 and 1: at distance 0 from a pick, drawn last
+    probs = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.9, 0.1], [0.5, 0.5], [0.7, 0.3]])
+    features = torch.tensor([[1.0, 0.0], [3.0, 1.0], [1.0, 0.0], [3.0, 1.0], [0.0, 2.0]])
+    for seed in range(5):
+        picked = badge(probs, features, 5, torch.Generator().manual_seed(seed)).tolist()
+        assert picked[0] == 1 and sorted(picked) == [0, 1, 2, 3, 4]
+        assert picked.index(3) >= 2  # a copy of the first pick never comes second
+
+
 def test_select_dispatches_by_name():
     probs = torch.tensor([CONFIDENT, [0.4, 0.35, 0.25], [0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
     points = torch.tensor([[0.0], [1.0], [7.0], [3.0]])
     assert METRICS == ("random", "least_confidence", "entropy", "margin", "bald", "mc_entropy",
-                       "kcenters", "norm_gs", "norm_top", "norm_sample")
+                       "kcenters", "badge", "norm_gs", "norm_top", "norm_sample")
     assert select("least_confidence", 1, probs=probs).tolist() == [1]
     assert select("entropy", 1, probs=probs).tolist() == [1]
     assert select("margin", 1, probs=probs).tolist() == [2]
@@ -259,8 +298,10 @@ def test_select_dispatches_by_name():
 
 
 @pytest.mark.parametrize("metric, kwargs, message", [
-    ("badge", {}, "metric: unknown metric 'badge'; choose one of random, least_confidence, "
-                  "entropy, margin, bald, mc_entropy, kcenters, norm_gs, norm_top, norm_sample"),
+    ("coreset", {}, "metric: unknown metric 'coreset'; choose one of random, least_confidence, "
+                    "entropy, margin, bald, mc_entropy, kcenters, badge, norm_gs, norm_top, "
+                    "norm_sample"),
+    ("badge", {"generator": torch.Generator()}, "metric: badge needs pool_features"),
     ("bald", {}, "metric: bald needs mc_probs"),
     ("entropy", {"count": 5}, "count: cannot select 5 samples from a pool of 4"),
     ("margin", {"count": -1}, "count: cannot select -1 samples from a pool of 4"),

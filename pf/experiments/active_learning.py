@@ -53,7 +53,7 @@ from pf.flops import classifier_macs, forward_macs, parameter_count, training_ma
 from pf.fuse import fuse
 from pf.models import build_model
 from pf.prune import prune_at_init
-from pf.select import MC_PROBS, STRATEGIES, select
+from pf.select import MC_PROBS, PROBS_FEATURES, STRATEGIES, select
 from pf.train import FitResult, fit, mc_dropout_probs, predict
 
 __all__ = ["SELECTION_PHASES", "CHARGED_TARGET", "role_seed", "initial_networks",
@@ -117,8 +117,9 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
     Feature metrics (k-centers, the norm-based ones) use the selector's penultimate
     features; k-centers and ``norm_gs`` also score the labeled set, which they measure
     the pool against. The Monte-Carlo dropout metrics (BALD) sample ``mc_passes``
-    classifier passes over the pool's features. The sampling metrics and the dropout
-    masks draw from a generator seeded per round.
+    classifier passes over the pool's features; BADGE reads its softmax rows and
+    features. The sampling metrics, BADGE and the dropout masks draw from a generator
+    seeded per round.
     """
     pool = (~labeled_mask).nonzero().squeeze(1)
     seed = config.seed * 1000 + round_index
@@ -138,12 +139,16 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
         positions = select(config.metric, count, pool_features=pool_features,
                            labeled_features=labeled_features, generator=generator)
         return pool[positions], len(features)
-    if strategy.inputs == MC_PROBS:
-        _, features = predict(selector, dataset.train, dataset, pool, features=True,
-                              **config.predict_options())
+    if strategy.inputs in (MC_PROBS, PROBS_FEATURES):
+        logits, features = predict(selector, dataset.train, dataset, pool, features=True,
+                                   **config.predict_options())
         generator = torch.Generator(device=features.device).manual_seed(seed)
-        mc_probs = mc_dropout_probs(selector, features, config.mc_passes, generator)
-        return pool[select(config.metric, count, mc_probs=mc_probs)], len(pool)
+        if strategy.inputs == MC_PROBS:
+            mc_probs = mc_dropout_probs(selector, features, config.mc_passes, generator)
+            return pool[select(config.metric, count, mc_probs=mc_probs)], len(pool)
+        positions = select(config.metric, count, probs=torch.softmax(logits, dim=1),
+                           pool_features=features, generator=generator)
+        return pool[positions], len(pool)
     logits = predict(selector, dataset.train, dataset, pool, **config.predict_options())
     positions = select(config.metric, count, probs=torch.softmax(logits, dim=1))
     return pool[positions], len(pool)
