@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from pf.experiments.active_learning import initial_networks, run_active_learning
+from pf.data import load_dataset
+from pf.experiments.active_learning import _pool_subset, initial_networks, run_active_learning
 from pf.experiments.config import METHODS, make_config
 from pf.experiments.cost import selection_macs
 from pf.flops import forward_macs
@@ -173,3 +174,30 @@ def test_prunefuse_selects_with_the_seeded_target_pruned_at_init(synthetic):
     assert run["channel_maps"]["channel_map.json"]["tensors"] == channel_map["tensors"]
     assert run["networks"]["selector"].forward_macs == forward_macs(pruned, (3, 16, 16))
     assert run["networks"]["selector"].arch == "resnet8@p=0.5"
+
+
+def test_a_pool_subset_is_a_seeded_sorted_draw_from_the_pool_each_round():
+    config = make_config("smoke", {"pool_subset": 100})
+    pool = torch.arange(3, 503, 2)  # 250 unlabeled indices
+    drawn = _pool_subset(config, pool, 1)
+    assert len(drawn) == 100 and set(drawn.tolist()) <= set(pool.tolist())
+    assert torch.equal(drawn, drawn.sort().values)
+    assert torch.equal(drawn, _pool_subset(config, pool, 1))
+    assert not torch.equal(drawn, _pool_subset(config, pool, 2))  # a fresh draw each round
+    assert torch.equal(_pool_subset(make_config("smoke"), pool, 1), pool)  # 0: the whole pool
+
+
+@pytest.mark.slow  # two short runs
+def test_with_a_pool_subset_every_round_picks_from_its_subset():
+    config = make_config("smoke", {"method": "baseline", "pool_subset": 100,
+                                   "lr_schedule": [[1, 0.05]]})
+    dataset = load_dataset("synthetic")
+    result = run_active_learning(config, dataset, progress=False)
+    labeled = torch.zeros(len(dataset.train), dtype=torch.bool)
+    labeled[result["selected"][0]] = True
+    subset = _pool_subset(config, (~labeled).nonzero().squeeze(1), 1)
+    assert set(result["selected"][1]) <= set(subset.tolist())
+    whole = run_active_learning(make_config("smoke", {"method": "baseline",
+                                                      "lr_schedule": [[1, 0.05]]}),
+                                dataset, progress=False)
+    assert result["selected"][1] != whole["selected"][1]

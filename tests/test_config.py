@@ -61,6 +61,8 @@ def test_parse_assignment(text, expected):
     ({"metric": "bald"}, "metric: bald samples Monte-Carlo dropout before the classifier and "
                          "needs dropout > 0"),
     ({"metric": "mc_entropy", "mc_passes": 0}, "mc_passes: must be a positive integer"),
+    ({"pool_subset": 100}, "pool_subset: 100 scored images cannot give the 200 labels a round "
+                           "adds; choose 0 (the whole pool) or at least 200"),
     ({"experiment": "data_pruning", "removed_fractions": [0.3, 1.0]},
      "removed_fractions: expected a list of fractions"),
     ({"experiment": "data_pruning", "score_lr_schedule": [[9, 0.1]]},

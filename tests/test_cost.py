@@ -33,6 +33,8 @@ def _recorded(metrics: dict, phase: str) -> int:
     {"method": "prunefuse", "metric": "bald", "dropout": 0.3, "mc_passes": 7},
     {"method": "svp", "metric": "mc_entropy", "dropout": 0.5, "proxy_arch": "resnet8"},
     {"method": "baseline", "metric": "badge"},
+    {"method": "baseline", "metric": "least_confidence", "pool_subset": 100},
+    {"method": "prunefuse", "metric": "kcenters", "pool_subset": 100},
 ])
 @pytest.mark.slow  # runs the experiment it plans
 def test_active_learning_plan_matches_the_recorded_macs(overrides):

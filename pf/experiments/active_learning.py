@@ -110,6 +110,17 @@ def _train(model, dataset, labeled, schedule, config, seed, desc, progress, **op
                progress=progress, desc=desc, **config.fit_options(), **options)
 
 
+def _pool_subset(config: ActiveLearningConfig, pool: torch.Tensor,
+                 round_index: int) -> torch.Tensor:
+    """``pool``, or with ``pool_subset`` a seeded random subset of that many of its
+    indices (kept in index order), drawn afresh every round from the run's own stream."""
+    if not config.pool_subset or config.pool_subset >= len(pool):
+        return pool
+    generator = torch.Generator().manual_seed(role_seed(config.seed, f"pool/{round_index}"))
+    drawn = torch.randperm(len(pool), generator=generator)[:config.pool_subset]
+    return pool[drawn.sort().values.to(pool.device)]
+
+
 def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
             labeled_mask: torch.Tensor, count: int, round_index: int) -> tuple[torch.Tensor, int]:
     """Indices of the next ``count`` samples to label, and how many images were scored.
@@ -119,7 +130,8 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
     the pool against. The Monte-Carlo dropout metrics (BALD) sample ``mc_passes``
     classifier passes over the pool's features; BADGE reads its softmax rows and
     features. The sampling metrics, BADGE and the dropout masks draw from a generator
-    seeded per round.
+    seeded per round. With ``pool_subset`` every metric that reads the selector scores a
+    seeded random subset of the pool (``_pool_subset``) and picks from it.
     """
     pool = (~labeled_mask).nonzero().squeeze(1)
     seed = config.seed * 1000 + round_index
@@ -128,12 +140,17 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
         generator = torch.Generator().manual_seed(seed)
         positions = select(config.metric, count, pool_size=len(pool), generator=generator)
         return pool[positions.to(pool.device)], 0
+    pool = _pool_subset(config, pool, round_index)
     if strategy.inputs == "features":
-        with_labeled = strategy.labeled_aware
-        _, features = predict(selector, dataset.train, dataset, None if with_labeled else pool,
-                              features=True, **config.predict_options())
-        pool_features, labeled_features = ((features[pool], features[labeled_mask])
-                                           if with_labeled else (features, None))
+        scored = pool
+        if strategy.labeled_aware:  # the pool and the labeled set, in index order
+            scored = (labeled_mask.clone().index_fill_(0, pool, True)).nonzero().squeeze(1)
+        _, features = predict(selector, dataset.train, dataset, scored, features=True,
+                              **config.predict_options())
+        row = torch.empty(len(labeled_mask), dtype=torch.long, device=scored.device)
+        row[scored] = torch.arange(len(scored), device=scored.device)
+        pool_features = features[row[pool]]
+        labeled_features = features[row[labeled_mask]] if strategy.labeled_aware else None
         # On the features' device: torch.multinomial draws there.
         generator = torch.Generator(device=features.device).manual_seed(seed)
         positions = select(config.metric, count, pool_features=pool_features,

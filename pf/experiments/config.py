@@ -157,6 +157,9 @@ class ActiveLearningConfig(RunConfig):
     metric: str = setting(LEAST_CONFIDENCE, choices=METRICS)
     # bald, mc_entropy: Monte-Carlo dropout passes over the pool's features (pf.select)
     mc_passes: int = setting(20, at_least=1)
+    # score a seeded random subset of this many unlabeled images per round (0: the whole
+    # pool; Learning Loss for AL and dal-toolbox score 10,000)
+    pool_subset: int = setting(0, at_least=0)
     # TOTAL labeled counts, increasing
     budgets: list = setting(SVP_BUDGETS, check=budgets_rule)
     # prunefuse: fraction of channels removed per layer
@@ -387,6 +390,11 @@ def _joint_problem(config: RunConfig) -> str | None:
             return ("rest: zero with fusion_variant=leading_conv zeroes every BatchNorm scale "
                     "and the classifier (the logits are 0 for every input); choose keep, "
                     "reinit or xavier")
+        picks = [b - a for a, b in zip(config.budgets, config.budgets[1:])]  # per round
+        if config.pool_subset and picks and config.pool_subset < max(picks):
+            return (f"pool_subset: {config.pool_subset} scored images cannot give the "
+                    f"{max(picks)} labels a round adds; choose 0 (the whole pool) or "
+                    f"at least {max(picks)}")
         if STRATEGIES[config.metric].inputs == MC_PROBS and config.dropout == 0:
             return (f"metric: {config.metric} samples Monte-Carlo dropout before the "
                     f"classifier and needs dropout > 0, e.g. --set dropout=0.3")

@@ -56,13 +56,17 @@ def _forward(arch: str, num_classes: int, image_shape: tuple,
     return forward_macs(network, image_shape), classifier_macs(network)
 
 
-def _scored_in_pool(metric: str, train_size: int, labeled: int) -> int:
+def _scored_in_pool(config: ActiveLearningConfig, train_size: int, labeled: int) -> int:
     """Images a selection round scores (as ``pf.experiments.active_learning`` does): none
-    for a random pick, every training image for metrics that measure the pool against the
-    labeled set."""
-    if not STRATEGIES[metric].reads_network:
+    for a random pick, else the pool or its ``pool_subset``, and the labeled set too for
+    metrics that measure the pool against it."""
+    strategy = STRATEGIES[config.metric]
+    if not strategy.reads_network:
         return 0
-    return train_size if STRATEGIES[metric].labeled_aware else train_size - labeled
+    pool = train_size - labeled
+    if config.pool_subset:
+        pool = min(pool, config.pool_subset)
+    return pool + labeled if strategy.labeled_aware else pool
 
 
 def _active_learning(config: ActiveLearningConfig, train: int, test: int, target: int,
@@ -88,7 +92,7 @@ def _active_learning(config: ActiveLearningConfig, train: int, test: int, target
         if step.kd:
             add("distillation", step.labeled * target_epochs, selector)
         if step.picks:
-            add("pool_scoring", _scored_in_pool(config.metric, train, step.labeled), scoring)
+            add("pool_scoring", _scored_in_pool(config, train, step.labeled), scoring)
     return {"images": images, "macs": macs}
 
 
