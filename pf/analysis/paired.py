@@ -7,8 +7,8 @@ active-learning margins on CIFAR-10 are 1 to 3 points, about the spread between 
 (PAPERS.md section 8); an unpaired mean ± std hides them, a paired interval can show them.
 
 - ``arm_names``: one name per run row, the arm it belongs to: the round's label, with the
-  selection metric appended where it is not the group's main one (random selection with
-  the AL baseline's target is "AL baseline · random").
+  selection metric appended where it is not the group's main one (least confidence where
+  it ran; random selection with the AL baseline's target is "AL baseline · random").
 - ``area_under_curve``: per run, the area under its accuracy-budget curve divided by the
   budget range it spans (trapezoids over the labeled fraction): its mean accuracy over
   the budgets, a single number per seed (Lüth et al., NeurIPS 2023; Ji et al., WACV 2023).
@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from pf.experiments.methods import BASELINE
-from pf.select import STRATEGIES
+from pf.select import LEAST_CONFIDENCE, STRATEGIES
 
 __all__ = ["CONFIDENCE", "AREA", "UNDECIDED", "arm_names", "area_under_curve", "interval",
            "paired_differences", "paired_summary", "compare", "win_tie_loss"]
@@ -48,10 +48,16 @@ RUN_KEYS = (*GROUP, "method", "metric", "label", "arm", "seed")  # area_under_cu
 BETTER, WORSE, UNDECIDED = "better", "worse", "not decided"
 
 
+def _main_metric(metrics: pd.Series) -> str:
+    """The metric a group of runs is about: the paper's least confidence where it ran,
+    else the most frequent one."""
+    return LEAST_CONFIDENCE if (metrics == LEAST_CONFIDENCE).any() else metrics.mode().iloc[0]
+
+
 def arm_names(table: pd.DataFrame) -> pd.Series:
     """The arm of each row of a ``collect`` table: its label, with " · <metric>" appended
-    where the metric is not the most frequent one of its (dataset, arch) rows."""
-    main = table.groupby(GROUP)["metric"].agg(lambda metrics: metrics.mode().iloc[0])
+    where the metric is not its (dataset, arch) rows' main one (``_main_metric``)."""
+    main = table.groupby(GROUP)["metric"].agg(_main_metric)
     main_metric = pd.Series([main.get(key) for key in zip(*(table[c] for c in GROUP))],
                             index=table.index)
     suffix = table.metric.map(lambda metric: f" · {STRATEGIES[metric].label}")
