@@ -88,7 +88,7 @@ def test_flops_prints_params_and_macs_with_the_unit():
     (["--bogus"], "pf: error: unrecognized arguments: --bogus"),
     (["--set", "method=al"], "pf: error: method: 'al' is not one of baseline, svp, prunefuse"),
     (["--set", "prune_ratio=1.0"], "pf: error: prune_ratio: must lie in [0, 1)"),
-    (["--set", "metric=badge"], "pf: error: metric: 'badge' is not one of random"),
+    (["--set", "metric=coreset"], "pf: error: metric: 'coreset' is not one of random"),
     (["--set", "selector_lr_schedule=[[0,1]]"], "pf: error: selector_lr_schedule: expected"),
     (["--set", "experiment=data_pruning"],
      "pf: error: score_lr_schedule: du needs a scoring run of at least 10 epochs"),
