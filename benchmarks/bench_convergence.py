@@ -26,10 +26,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_precision import train_once  # noqa: E402  (a sibling script, not a package)
+from bench_precision import preset_data, torch_threads, train_once  # noqa: E402  (a sibling)
 
-from pf.data import load_dataset  # noqa: E402
-from pf.experiments.config import make_config  # noqa: E402
 from pf.experiments.record import environment  # noqa: E402
 
 
@@ -52,12 +50,10 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--json", type=Path, help="append one JSON line per factor here")
     args = parser.parse_args(argv)
 
-    config = make_config(args.preset, {"dataset": args.dataset} if args.dataset else None)
-    dataset = load_dataset(config.dataset)
+    config, dataset = preset_data(args.preset, args.dataset)
     env = environment(torch.device("cpu"))
-    threads, rows = torch.get_num_threads(), []
-    torch.set_num_threads(args.threads)
-    try:
+    rows = []
+    with torch_threads(args.threads):
         for factor in (int(f) for f in args.factors.split(",")):
             schedule = stretched(config.schedule(), factor)
             run = train_once(config, dataset, args.labels, args.seed, config.precision,
@@ -74,8 +70,6 @@ def main(argv=None) -> list[dict]:
             if args.json:
                 with args.json.open("a") as out:
                     out.write(json.dumps(row) + "\n")
-    finally:
-        torch.set_num_threads(threads)
     return rows
 
 

@@ -18,6 +18,7 @@ on a shared machine slows both alike. Results: benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -52,6 +53,23 @@ def train_once(config, dataset, labels: int, seed: int, precision: str, schedule
             "images_per_second": result.images_seen / result.training_seconds}
 
 
+def preset_data(preset: str, dataset: str | None):
+    """The preset's config (with ``dataset`` instead of its own, when given) and its data."""
+    config = make_config(preset, {"dataset": dataset} if dataset else None)
+    return config, load_dataset(config.dataset)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's CPU threads set to ``count`` inside, the caller's (a test process's) after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def summary(runs: list[dict]) -> list[dict]:
     """Per precision: accuracy mean ± std (n), the median images/s and its ratio to fp32."""
     rows = []
@@ -78,17 +96,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
-    config = make_config(args.preset, {"dataset": args.dataset} if args.dataset else None)
-    dataset = load_dataset(config.dataset)
-    threads, runs = torch.get_num_threads(), []
-    torch.set_num_threads(args.threads)
-    try:
+    config, dataset = preset_data(args.preset, args.dataset)
+    runs = []
+    with torch_threads(args.threads):
         for seed in (int(s) for s in args.seeds.split(",")):
             order = PRECISIONS if seed % 2 == 0 else PRECISIONS[::-1]
             runs += [train_once(config, dataset, args.labels, seed, precision)
                      for precision in order]
-    finally:
-        torch.set_num_threads(threads)  # the caller's (a test process) own setting
     rows = summary(runs)
 
     env = environment(torch.device("cpu"))

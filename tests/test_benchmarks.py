@@ -41,3 +41,14 @@ def test_bench_precision_trains_each_seed_in_both_precisions(tmp_path):
     fp32 = result["summary"][0]
     assert (fp32["precision"], fp32["n"], fp32["speed_ratio"]) == ("fp32", 2, 1)
     assert (tmp_path / "p.json").exists()
+
+
+def test_bench_convergence_trains_the_schedule_and_its_stretched_copy(tmp_path):
+    out = tmp_path / "conv.jsonl"
+    rows = load_benchmark("bench_convergence").main(["--dataset", "digits", "--labels", "64",
+                                                     "--factors", "1,2", "--curve-every", "30",
+                                                     "--json", str(out)])
+    assert [(r["factor"], r["epochs"]) for r in rows] == [(1, 60), (2, 120)]
+    assert rows[1]["lr_schedule"] == [[24, 0.1], [96, 0.001]]  # every piece's epochs doubled
+    assert all(0 <= r["test_accuracy"] <= 1 and r["lr_shape"] == "linear" for r in rows)
+    assert len(out.read_text().splitlines()) == 2

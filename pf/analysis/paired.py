@@ -144,12 +144,14 @@ def paired_differences(table: pd.DataFrame) -> pd.DataFrame:
         columns=columns)
 
 
-def paired_summary(table: pd.DataFrame) -> pd.DataFrame:
+def paired_summary(table: pd.DataFrame, differences: pd.DataFrame | None = None) -> pd.DataFrame:
     """``paired_differences`` per (dataset, arch, arm, reference, budget): n, mean, low,
-    high (the ``interval``, percentage points) and verdict."""
+    high (the ``interval``, percentage points) and verdict; ``differences``: those of
+    ``table`` when the caller has them already."""
     keys = [*GROUP, "arm", "reference", "budget"]
+    differences = paired_differences(table) if differences is None else differences
     rows = [{**dict(zip(keys, key)), **interval(group.difference)} for key, group in
-            paired_differences(table).groupby(keys, sort=False)]
+            differences.groupby(keys, sort=False)]
     return pd.DataFrame(rows, columns=[*keys, "n", "mean", "low", "high", "verdict"])
 
 
@@ -157,10 +159,14 @@ def compare(table: pd.DataFrame, arm: str, other: str) -> pd.DataFrame:
     """Any two arms, paired by seed: ``arm`` minus ``other`` per (dataset, arch, budget),
     the area under the curve included, with ``interval``'s n, mean, low, high and
     verdict (e.g. PruneFuse against SVP, or fused against not fused)."""
+    return _compare(_per_seed(table), arm, other)
+
+
+def _compare(values: pd.DataFrame, arm: str, other: str) -> pd.DataFrame:
+    """``compare`` on per-seed values (``_per_seed``), computed once for many pairs."""
     keys = [*GROUP, "budget"]
     rows = [{**dict(zip(keys, key)), "arm": arm, "other": other, **interval(group.difference)}
-            for key, group in _differences(_per_seed(table), arm, other).groupby(keys,
-                                                                                 sort=False)]
+            for key, group in _differences(values, arm, other).groupby(keys, sort=False)]
     return pd.DataFrame(rows, columns=[*keys, "arm", "other", "n", "mean", "low", "high",
                                        "verdict"])
 
@@ -172,12 +178,13 @@ def win_tie_loss(table: pd.DataFrame) -> pd.DataFrame:
     losses."""
     rows = []
     for key, group in table.groupby(GROUP):
-        arms = list(dict.fromkeys(arm_names(group)))
+        values = _per_seed(group)
+        arms = list(dict.fromkeys(values.arm))
         for arm in arms:
             for other in arms:
                 if arm == other:
                     continue
-                compared = compare(group, arm, other)
+                compared = _compare(values, arm, other)
                 verdicts = list(compared[compared.budget != AREA].verdict)
                 rows.append({**dict(zip(GROUP, key)), "arm": arm, "other": other,
                              "wins": verdicts.count(BETTER), "ties": verdicts.count(UNDECIDED),

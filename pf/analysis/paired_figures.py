@@ -41,13 +41,12 @@ LABEL_WIDTH = 40  # characters per line of an arm's name (matrix axes, panel tit
 
 
 def _paired_differences(table: pd.DataFrame) -> Drawing:
-    summary = paired_summary(table)
-    summary = summary[summary.budget != AREA]
+    seeds = paired_differences(table)
+    seeds = seeds[seeds.budget != AREA]
+    summary = paired_summary(table, seeds)
     if summary.empty:
         return "no arm to compare with an AL baseline or random selection"
     fractions = dict(zip(table.labeled, 100 * table.budget_fraction))
-    seeds = paired_differences(table)
-    seeds = seeds[seeds.budget != AREA]
     panels = list(dict.fromkeys(zip(summary.arch, summary.arm)))
     fig, axes = panel_grid(len(panels))
     step = min(np.diff(sorted(set(fractions.values()))), default=10) / 2
