@@ -126,10 +126,10 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
       (each method's ``reads`` say which); ``metric`` (NaN for data pruning);
       ``fusion``/``kd``: whether the target was fused/distilled;
     - ``seed``, ``round``, ``labeled`` (TOTAL labeled count), ``removed_fraction``,
-      ``selection`` (score | random) and ``score`` (du | tdds | el2n | forgetting):
-      data-pruning runs only, else NaN; ``train_size``, ``test_size`` (the images each
-      accuracy is measured on), ``budget_fraction`` (= labeled / train_size); a
-      data-pruning round's ``label`` says how it scored, or "random";
+      ``selection`` (score | moderate | ccs | random) and ``score`` (du | tdds | el2n |
+      forgetting): data-pruning runs only, else NaN; ``train_size``, ``test_size`` (the
+      images each accuracy is measured on), ``budget_fraction`` (= labeled / train_size);
+      a data-pruning round's ``label`` says how it kept its set, or "random";
     - ``target_accuracy``, ``selector_accuracy`` (NaN in rounds without a selector),
       test split, final epoch, fraction in [0, 1]; ``epochs`` (the target's training
       epochs), ``curve`` (its test accuracy after the epochs ``curve_epochs`` lists,

@@ -36,8 +36,9 @@ import yaml
 
 from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING, EXPERIMENTS
 from pf.experiments.methods import FUSION_BASES, METHODS, PRUNEFUSE, SELECTOR_STARTS
-from pf.experiments.settings import (budgets_rule, dataset_rule, fractions_rule, refusal,
-                                     schedule_rule, setting)
+from pf.experiments.settings import (budgets_rule, dataset_rule, fractions_rule, names_rule,
+                                     refusal, schedule_rule, setting)
+from pf.coresets import CORESETS
 from pf.extrapolate import GNN_MIN_SCORED, WEIGHTINGS
 from pf.fuse import FUSION_VARIANTS, REST_MODES
 from pf.models import MODELS
@@ -229,6 +230,12 @@ class DataPruningConfig(RunConfig):
     # fractions of the training set removed, each in [0, 1); [] = score only
     removed_fractions: list = setting([0.3, 0.5, 0.7], check=fractions_rule)
     random_baseline: bool = setting(True)  # also remove the same fractions at random
+    # coreset rules that also keep each fraction's count: moderate (Xia et al. 2023, on
+    # the scoring network's features) | ccs (Zheng et al. 2023, on the score); pf.coresets
+    coresets: list = setting([], check=names_rule(tuple(CORESETS)))
+    # ccs: fraction of hardest (highest-scored) samples dropped first (one for every rate)
+    ccs_hard_cutoff: float = setting(0.1, at_least=0, below=1)
+    ccs_strata: int = setting(50, at_least=1)  # ccs: equal-width score bins (CCS paper: 50)
     # subset: also score with a full run, report the correlations (costs a full run)
     score_reference: bool = setting(False)
     # folder where full reference runs are kept and reused;
@@ -245,6 +252,17 @@ class DataPruningConfig(RunConfig):
         tdds = self.score == "tdds"
         return {"tdds_span": self.tdds_span if tdds else None,
                 "tdds_span_epochs": self.tdds_span_epochs if tdds else None}
+
+    def selections(self) -> tuple[str, ...]:
+        """How each fraction's kept set is chosen, in the order the run retrains them:
+        ``score`` (the highest-scored), then each of ``coresets``, then ``random``."""
+        return ("score", *self.coresets) + (("random",) if self.random_baseline else ())
+
+    def needs_features(self) -> bool:
+        """Whether the run embeds every training sample with the scoring network: to
+        extrapolate subset scores, or for a coreset rule that reads features."""
+        return (self.score_source == "subset"
+                or any(CORESETS[name].features for name in self.coresets))
 
     def needs_reference(self) -> bool:
         """Subset scoring with ``score_reference``: a full run scores everything too."""

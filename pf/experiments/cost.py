@@ -29,7 +29,7 @@ from pf.data import DATASET_SIZES
 from pf.experiments import DATA_PRUNING
 from pf.experiments.config import (ActiveLearningConfig, ConfigError, DataPruningConfig,
                                    RunConfig)
-from pf.experiments.data_pruning import SELECTIONS, keep_count
+from pf.experiments.data_pruning import keep_count
 from pf.experiments.methods import BASELINE, METHODS, PRUNEFUSE, plan_rounds
 from pf.flops import classifier_macs, forward_macs, parameter_count, training_macs
 from pf.models import build_model
@@ -104,10 +104,11 @@ def _data_pruning(config: DataPruningConfig, train: int, test: int, forward: int
     scoring_epochs = config.score_schedule().epochs
     scored = config.subset_size(train) if subset else train
     images["selector_training"] = scored * scoring_epochs
-    images["pool_scoring"] = train if subset else 0  # embedding every sample to extrapolate
+    # embedding every sample, to extrapolate or for a coreset rule that reads features
+    images["pool_scoring"] = train if config.needs_features() else 0
     if config.needs_reference() and not reference_reused:
         images["reference_scoring"] = train * scoring_epochs
-    selections = len(SELECTIONS) if config.random_baseline else 1
+    selections = len(config.selections())
     kept = sum(keep_count(rate, train) for rate in config.removed_fractions) * selections
     images["target_training"] = kept * config.schedule().epochs
     retrainings = len(config.removed_fractions) * selections

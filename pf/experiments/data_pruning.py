@@ -19,9 +19,10 @@ a labeled set, shrink a fully labeled training set and see what accuracy survive
      needs it keeps it there and later ones reuse it (``"reference_cached": true``;
      ``pf.experiments.reference_cache``).
 2. For every fraction in ``removed_fractions`` keep the ``keep_count`` highest-scored
-   samples (and, with ``random_baseline``, as many drawn at random), and train the target
-   from scratch on them with the config's schedule; report the final epoch's test
-   accuracy and curve.
+   samples (and as many by each rule in ``coresets``: ``pf.coresets``' Moderate coreset
+   on the scoring network's features, CCS on the scores; and, with ``random_baseline``,
+   as many drawn at random), and train the target from scratch on them with the
+   config's schedule; report the final epoch's test accuracy and curve.
 
     run = run_data_pruning(make_config("demo", {"experiment": "data_pruning"}), dataset)
     run["rounds"][0].target.test_accuracy, run["scores"].pearson
@@ -49,7 +50,9 @@ Costs follow ``pf.experiments.active_learning``'s phases. A score-based round ch
 ``selector_training`` with the scoring run's training MACs and ``pool_scoring`` with the
 embedding's forward passes (0 for ``score_source="full"``; its seconds include computing and
 extrapolating the scores; the kNN search and the GCN are not counted in MACs);
-``data_selection`` is their sum, i.e. everything that chose the kept set. The scoring run is
+``data_selection`` is their sum, i.e. everything that chose the kept set. A Moderate round
+charges the scoring run and the embedding it reads (also for ``score_source="full"``, where
+only Moderate embeds), a CCS round what a score round charges. The scoring run is
 shared by the fractions and charged to each of their rounds in full; the ``scores`` block holds
 it once. A random round's selection costs 0. The reference run is ground truth, not
 selection: its cost appears only in the ``scores`` block.
@@ -64,6 +67,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from pf.coresets import CORESETS, ccs_keep, moderate_keep
 from pf.data import Dataset
 from pf.experiments import DATA_PRUNING
 from pf.experiments.checkpoint import Checkpoint
@@ -79,12 +83,12 @@ from pf.scores import (SCORE_RECORDS, DynamicsRecorder, dynamic_uncertainty, for
                        tdds_epochs, tdds_from_shifts)
 from pf.train import FitResult, fit, predict
 
-__all__ = ["SELECTIONS", "keep_count", "keep_highest", "keep_random", "scored_epochs",
+__all__ = ["keep_count", "keep_highest", "keep_random", "scored_epochs",
            "score_from_dynamics", "score_training_set", "run_data_pruning"]
 
-SELECTIONS = ("score", "random")  # keep the highest-scored, or a seeded random draw
 # Offsets of config.seed * 1000 per random draw, so that no two draws share a stream.
-SUBSET_SEED, RANDOM_KEEP_SEED, SCORING_SEED, REFERENCE_SEED, RETRAIN_SEED, GNN_SEED = range(1, 7)
+(SUBSET_SEED, RANDOM_KEEP_SEED, SCORING_SEED, REFERENCE_SEED, RETRAIN_SEED, GNN_SEED,
+ CCS_SEED) = range(1, 8)
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,6 +196,14 @@ def _reference_run(config: DataPruningConfig, dataset: Dataset, init: torch.nn.M
     return scores, run, False
 
 
+def _synchronized_seconds(start: float, device: torch.device) -> float:
+    """Seconds since ``start``, once the device's queued kernels have finished (CUDA runs
+    them asynchronously: time them whole)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def _correlations(estimate: torch.Tensor, truth: torch.Tensor) -> dict:
     """Pearson and Spearman of two (n,) score vectors; None where undefined (n < 2, constant)."""
     if len(estimate) < 2:
@@ -231,9 +243,12 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
     start = time.perf_counter()
     raw = score_from_dynamics(config.score, recorder)
     del recorder  # (epochs, N[, C]): free it before the reference run allocates its own
-    if subset:
+    embeddings, embedding_seconds = None, 0.0
+    if config.needs_features():
         _, embeddings = predict(model, dataset.train, dataset, features=True,
                                 **config.predict_options())
+        embedding_seconds = _synchronized_seconds(start, device)
+    if subset:
         if config.extrapolation == "knn":
             scores = knn_extrapolate(embeddings, scored, raw[scored], k=config.knn_k,
                                      weighting=config.knn_weighting)
@@ -244,9 +259,7 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
         scores = scores.float()
     else:
         scores = raw
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # the kernels above run asynchronously: time them whole
-    scoring_seconds = time.perf_counter() - start
+    scoring_seconds = _synchronized_seconds(start, device)
 
     reference, reference_run, reused = None, None, False
     correlations = {"pearson": None, "spearman": None,
@@ -259,9 +272,16 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
         scored_part = _correlations(scores[scored], reference[scored])
         correlations.update({f"{key}_scored": value for key, value in scored_part.items()})
 
+    embedding_macs = forward * num_samples if embeddings is not None else 0
     macs = {"selector_training": training_macs(forward, run.images_seen),
-            "pool_scoring": forward * num_samples if subset else 0}
+            "pool_scoring": embedding_macs}
     seconds = {"selector_training": run.training_seconds, "pool_scoring": scoring_seconds}
+    # What each keep rule spent: the scoring run, and the embedding where it read it.
+    score_costs = ({**macs, "pool_scoring": embedding_macs if subset else 0},
+                   {**seconds, "pool_scoring": scoring_seconds if subset else
+                    scoring_seconds - embedding_seconds})
+    feature_costs = ({**macs, "pool_scoring": embedding_macs},
+                     {**seconds, "pool_scoring": embedding_seconds})
     summary = ScoresRecord(
         score=config.score, source=config.score_source, scored=len(scored),
         train_size=num_samples, scoring_test_accuracy=run.test_accuracy, macs=macs,
@@ -282,7 +302,8 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
         **correlations)
     summary.label = scoring_label(summary)  # how the run scored, as tables name it
     return {"scores": scores, "scored_indices": scored, "reference": reference,
-            "summary": summary, "macs": macs, "seconds": seconds}
+            "summary": summary, "features": embeddings, "score_costs": score_costs,
+            "feature_costs": feature_costs}
 
 
 # ---------------------------------------------------------------------------------------
@@ -307,6 +328,28 @@ def _round_record(index: int, fraction: float, selection: str, kept: int, label:
                             test_accuracy=result.test_accuracy, curve=result.curve,
                             curve_epochs=result.curve_epochs, train_loss=result.train_loss),
         macs=macs, seconds=seconds)
+
+
+def _kept_set(config: DataPruningConfig, dataset: Dataset, scoring: dict, selection: str,
+              count: int) -> tuple[torch.Tensor, str, tuple[dict, dict]]:
+    """The ``count`` samples ``selection`` keeps (ascending), its label, and the MACs and
+    seconds per selection phase that chose them (nothing for a random draw)."""
+    seed = config.seed * 1000
+    if selection == "random":
+        no_cost = ({"selector_training": 0, "pool_scoring": 0},
+                   {"selector_training": 0.0, "pool_scoring": 0.0})
+        kept = keep_random(len(dataset.train), count, seed + RANDOM_KEEP_SEED)
+        return kept, RANDOM_LABEL, no_cost
+    score_label = scoring["summary"].label
+    if selection == "score":
+        return keep_highest(scoring["scores"], count), score_label, scoring["score_costs"]
+    if selection == "moderate":
+        kept = moderate_keep(scoring["features"], dataset.train.labels, count, dataset.num_classes)
+        return kept.cpu(), CORESETS["moderate"].label, scoring["feature_costs"]
+    generator = torch.Generator().manual_seed(seed + CCS_SEED)
+    kept = ccs_keep(scoring["scores"], count, config.ccs_hard_cutoff, config.ccs_strata, generator)
+    label = f"{CORESETS['ccs'].label} ({score_label}, cutoff {config.ccs_hard_cutoff:g})"
+    return kept, label, scoring["score_costs"]
 
 
 def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
@@ -344,24 +387,14 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
         checkpoint.save(0, carried)
     scoring, rounds, kept_sets = carried["scoring"], carried["rounds"], carried["kept_sets"]
     scores = scoring["scores"]
-    selections = SELECTIONS if config.random_baseline else SELECTIONS[:1]
-    no_cost = ({"selector_training": 0, "pool_scoring": 0},
-               {"selector_training": 0.0, "pool_scoring": 0.0})
     plans = [(float(fraction), selection) for fraction in config.removed_fractions
-             for selection in selections]
+             for selection in config.selections()]
     bar = tqdm(plans, desc=DATA_PRUNING, disable=None if progress is None else not progress,
                initial=len(rounds))
     # The rounds after the last one a checkpoint holds.
     for index, (fraction, selection) in enumerate(plans[len(rounds):], start=len(rounds)):
         count = keep_count(fraction, num_samples)
-        if selection == "score":
-            kept = keep_highest(scores, count)
-            costs = (scoring["macs"], scoring["seconds"])
-            label = scoring["summary"].label
-        else:
-            kept = keep_random(num_samples, count, config.seed * 1000 + RANDOM_KEEP_SEED)
-            costs = no_cost
-            label = RANDOM_LABEL
+        kept, label, costs = _kept_set(config, dataset, scoring, selection, count)
         target = copy.deepcopy(init)
         result = fit(target, dataset, kept.to(device), config.schedule(), device=device,
                      seed=config.seed * 1000 + RETRAIN_SEED, progress=progress,

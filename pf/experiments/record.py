@@ -118,7 +118,7 @@ class RoundRecord:
     ``label`` (the name it goes by in legends and tables), the selector (None when the
     round had none) and target, MACs and seconds per phase (``data_selection``: all that
     chose this labeled set). A data-pruning round also has ``removed_fraction`` (of the
-    training set) and ``selection`` (score | random)."""
+    training set) and ``selection`` (score | moderate | ccs | random)."""
 
     round: int
     labeled: int

@@ -12,10 +12,10 @@ the map it used) and, last, metrics.json.
 
 A data-pruning run writes the same record. Its rounds are one per (removed fraction,
 selection), with ``labeled`` = ``added`` = the kept count, ``removed_fraction`` and
-``selection`` (score | random); the record gains a ``scores`` block (score, source,
-subset size, extrapolation, correlations with a full run or null); ``selected.json``
-holds each round's kept indices (the whole training set of that round, not an increment)
-and ``scores.json`` the N scores (and the full run's, when computed).
+``selection`` (score | moderate | ccs | random); the record gains a ``scores`` block
+(score, source, subset size, extrapolation, correlations with a full run or null);
+``selected.json`` holds each round's kept indices (the whole training set of that round,
+not an increment) and ``scores.json`` the N scores (and the full run's, when computed).
 
     record = run_experiment(make_config("demo"), out_dir="runs/demo")
 """

@@ -64,6 +64,16 @@ def fractions_rule(fractions: list) -> str | None:
     return None
 
 
+def names_rule(choices):
+    """The rule of a list of distinct names from ``choices`` (a registry)."""
+    def check(names: list) -> str | None:
+        known = all(isinstance(n, str) and n in choices for n in names)
+        if known and len(set(names)) == len(names):
+            return None
+        return f"expected distinct names from {', '.join(choices)}, got {json.dumps(names)}"
+    return check
+
+
 def dataset_rule(name: str) -> str | None:
     """A dataset of ``pf.data`` by name, or ``imagefolder:<path>``."""
     folder = name.startswith("imagefolder:") and len(name) > len("imagefolder:")
