@@ -175,7 +175,7 @@ def _accuracy_vs_rate(table: pd.DataFrame) -> Drawing:
         mean_sd_lines(ax, rows, "rate", "accuracy", "label", style="label", palette=colors,
                       dashes=dashes, markers=dict.fromkeys(labels, "o"),
                       hue_order=[label for label in labels if label in set(rows.label)])
-        ax.set(title=f"{arch} · keep the highest {SCORE_TITLES[score]}",
+        ax.set(title=f"{arch} · {SCORE_TITLES[score]} scores",
                xlabel="pruning rate (% of training set removed)", ylabel=ACCURACY)
     footer(fig, rounds, summarize(rounds, ["arch", "score", "label", "removed_fraction"]).n,
            "Retrained from scratch on the kept samples; test split, final epoch; error bars: "
@@ -185,8 +185,9 @@ def _accuracy_vs_rate(table: pd.DataFrame) -> Drawing:
 
 def accuracy_vs_prune_rate(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     """Final test accuracy of the target retrained on the kept samples against the pruning
-    rate, a line per way of scoring and one for random pruning, one panel per (arch,
-    score). ``table``: ``pf.analysis.results.collect`` rows (only data-pruning rounds are used)."""
+    rate, a line per way of keeping (the highest scores, however scored; each coreset rule;
+    random), one panel per (arch, score). ``table``: ``pf.analysis.results.collect`` rows
+    (only data-pruning rounds are used)."""
     return per_dataset(table, "accuracy_vs_prune_rate", out_dir, _accuracy_vs_rate)
 
 
