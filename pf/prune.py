@@ -9,10 +9,11 @@ has widths 8/16/32 and 0.215 M parameters, whatever the number of steps.
 
 The **channel map** says, for every parameter and buffer of the pruned network, which
 indices along each dimension it occupies in the dense one. Torch-Pruning's history names
-only the root layer of each coupled group, so the map is read off a replay: a float64
-copy of the dense network whose every entry encodes its own (dim 0, dim 1) position is
+only the root layer of each coupled group, so the map is read off replays: a float64
+copy of the dense network whose every entry holds its own index along one dimension is
 pruned with the same history (every step's, in order), and what survives names its
-origin. The map is plain JSON, versioned, and validated against both networks on use; it
+origin; one replay per dimension, so any tensor of any network Torch-Pruning can prune
+decodes. The map is plain JSON, versioned, and validated against both networks on use; it
 records the ratio, importance and steps it was made with (a map without ``steps`` was
 made in one step).
 
@@ -44,7 +45,6 @@ __all__ = [
 
 IMPORTANCES = ("l2", "group_l2", "random")
 MAP_FORMAT, MAP_VERSION = "pf-channel-map", 1
-_STRIDE = 1 << 20  # position code: dim0 * _STRIDE + dim1, exact in float64 for widths < 2**20
 
 
 class ChannelMapError(ValueError):
@@ -128,44 +128,37 @@ def _widths(model: nn.Module) -> dict[str, int]:
 
 
 def _replay(dense: nn.Module, history: list, example: torch.Tensor) -> dict:
-    """Prune a position-coded float64 copy with ``history``; decode what survived."""
-    coded = copy.deepcopy(dense).double()
-    with torch.no_grad():
-        for tensor in coded.state_dict().values():
-            if tensor.dim() and tensor.is_floating_point():
-                tensor.copy_(_position_code(tensor.shape))
-    graph = tp.DependencyGraph().build_dependency(coded, example_inputs=example.double())
-    graph.load_pruning_history(history)
-    entries = {}
+    """Decode, for every dimension of every tensor, which dense indices survive ``history``.
+
+    One replay per dimension d: a float64 copy whose every floating tensor holds, at each
+    entry, its own index along d (exact in float64) is pruned with the same history, and
+    what survives along d names its origin. Any dimension of any tensor decodes so (a
+    transformer's position embedding is pruned along its last), whatever the network.
+    """
     dense_state = dense.state_dict()
-    for name, tensor in coded.state_dict().items():
-        shape = list(dense_state[name].shape)
-        indices = [None] * len(shape)
-        if tensor.dim() and tensor.is_floating_point():
-            corner = tensor.reshape(*tensor.shape[:2], -1)[..., 0] if tensor.dim() > 1 else tensor
-            codes = corner.long()
-            for dim, kept in enumerate(_decode(codes)):
-                if kept is not None and len(kept) != shape[dim]:
-                    indices[dim] = kept
-        entries[name] = {"dense_shape": shape, "indices": indices}
+    entries = {name: {"dense_shape": list(tensor.shape), "indices": [None] * tensor.dim()}
+               for name, tensor in dense_state.items()}
+    coded_dims = max((t.dim() for t in dense_state.values() if t.is_floating_point()), default=0)
+    for dim in range(coded_dims):
+        coded = copy.deepcopy(dense).double()
+        with torch.no_grad():
+            for tensor in coded.state_dict().values():
+                if tensor.dim() > dim and tensor.is_floating_point():
+                    tensor.copy_(_position_code(tensor.shape, dim))
+        graph = tp.DependencyGraph().build_dependency(coded, example_inputs=example.double())
+        graph.load_pruning_history(history)
+        for name, tensor in coded.state_dict().items():
+            if tensor.dim() > dim and tensor.is_floating_point():
+                kept = tensor.movedim(dim, 0).reshape(tensor.shape[dim], -1)[:, 0].long().tolist()
+                if len(kept) != dense_state[name].shape[dim]:
+                    entries[name]["indices"][dim] = kept
     return entries
 
 
-def _position_code(shape: torch.Size) -> torch.Tensor:
-    """A float64 tensor whose entry at (i, j, ...) is i * _STRIDE + j (j = 0 for 1-D)."""
-    rows = torch.arange(shape[0], dtype=torch.float64) * _STRIDE
-    if len(shape) == 1:
-        return rows
-    cols = torch.arange(shape[1], dtype=torch.float64)
-    code = rows[:, None] + cols[None, :]
-    return code.reshape(*code.shape, *[1] * (len(shape) - 2)).expand(shape)
-
-
-def _decode(codes: torch.Tensor) -> list[list[int] | None]:
-    """Dense indices along dim 0 (and dim 1) of a pruned, position-coded tensor."""
-    if codes.dim() == 1:
-        return [(codes // _STRIDE).tolist()]
-    return [(codes[:, 0] // _STRIDE).tolist(), (codes[0, :] % _STRIDE).tolist()]
+def _position_code(shape: torch.Size, dim: int) -> torch.Tensor:
+    """A float64 tensor of ``shape`` whose every entry is its own index along ``dim``."""
+    index = torch.arange(shape[dim], dtype=torch.float64)
+    return index.reshape(-1, *[1] * (len(shape) - dim - 1)).expand(shape)
 
 
 def gather(dense_tensor: torch.Tensor, indices: list) -> torch.Tensor:
