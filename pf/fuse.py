@@ -23,7 +23,7 @@ What the pruned network did not cover ("the rest") is chosen by ``rest`` (``REST
 - ``"keep"``: dense_init's own initial values (PruneFuse's default: theta's
   initialisation with theta_p* written into it);
 - ``"reinit"``: a fresh draw from each layer's initial distribution
-  (``pf.models.init_weights``), seeded; the extended paper's ablation ranks it first;
+  (``pf.layers.init_weights``), seeded; the extended paper's ablation ranks it first;
 - ``"zero"``: zero weights and biases (BatchNorm statistics stay at dense_init's);
 - ``"xavier"``: the authors' fill: the same seeded draw as ``"reinit"``, then every
   convolution weight (shortcuts included) redrawn Xavier-uniform, bound
@@ -82,7 +82,7 @@ import copy
 import torch
 from torch import nn
 
-from pf.models import init_weights
+from pf.layers import init_weights
 from pf.prune import MAP_FORMAT, MAP_VERSION, check_channel_map
 
 __all__ = ["REST_MODES", "FUSION_VARIANTS", "fuse", "leading_channel_map"]

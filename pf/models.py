@@ -1,10 +1,12 @@
-"""CIFAR ResNets, built by registry name.
+"""The networks, built by registry name (``MODELS``): CIFAR ResNets, wide ResNets and
+MobileNetV2 (``pf.mobilenet``).
 
 Every network here follows He et al. (2016): a 3x3 stem, three stages of widths
 16/32/64 (x4 for bottlenecks) at strides 1/2/2, global average pooling and one linear
 classifier. ``resnet18`` is the exception: the ImageNet ResNet-18's four stages of two
 basic blocks, widths 64/128/256/512 at strides 1/2/2/2, behind the same 3x3 stem (the
-"ResNet-18 for CIFAR" that data-pruning papers train, 11.2M parameters). Where a block
+"ResNet-18 for CIFAR" that data-pruning papers train, 11.2M parameters). ``wrn16_4``
+and ``wrn28_10`` are wide ResNets (pre-activation, widths x4 / x10). Where a block
 changes the shape of the residual stream, the shortcut is a 1x1 convolution (+ BatchNorm
 in post-activation nets) rather than the zero-padding "option A" shortcut: Torch-Pruning
 can only couple the channels of the residual stream when both branches of every addition
@@ -30,22 +32,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "build_model", "init_weights", "CifarResNet"]
+from pf.layers import conv1x1, conv3x3, init_weights
+from pf.mobilenet import MobileNetV2
+
+__all__ = ["MODELS", "build_model", "CifarResNet"]
 
 STAGE_WIDTHS = (16, 32, 64)
 STAGE_STRIDES = (1, 2, 2)
 RESNET18_WIDTHS = (64, 128, 256, 512)
 RESNET18_STRIDES = (1, 2, 2, 2)
-
-
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    """A bias-free 3x3 convolution with 'same' padding (BatchNorm follows or precedes it)."""
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-
-
-def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    """A bias-free 1x1 convolution, used by bottlenecks and projection shortcuts."""
-    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,8 +131,9 @@ class PreActBottleneck(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """A CIFAR ResNet: a 3x3 stem, then one stage of ``blocks_per_stage`` blocks of one
-    kind per entry of ``widths`` (named layer1, layer2, ...), pooling and a classifier."""
+    """A CIFAR ResNet: a 3x3 stem (``stem_width`` channels, default ``widths[0]``), then
+    one stage of ``blocks_per_stage`` blocks of one kind per entry of ``widths`` (named
+    layer1, layer2, ...), pooling and a classifier."""
 
     def __init__(
         self,
@@ -148,13 +144,15 @@ class CifarResNet(nn.Module):
         widths: tuple[int, ...] = STAGE_WIDTHS,
         strides: tuple[int, ...] = STAGE_STRIDES,
         dropout: float = 0.0,
+        stem_width: int | None = None,
     ):
         super().__init__()
         self.preact = block is not BasicBlock
-        self.conv1 = conv3x3(in_channels, widths[0])
+        stem_width = stem_width or widths[0]
+        self.conv1 = conv3x3(in_channels, stem_width)
         # Post-activation nets normalise the stem; pre-activation nets normalise at the end.
-        self.bn1 = nn.Identity() if self.preact else nn.BatchNorm2d(widths[0])
-        self.stages, width_in = [], widths[0]
+        self.bn1 = nn.Identity() if self.preact else nn.BatchNorm2d(stem_width)
+        self.stages, width_in = [], stem_width
         for number, (width, stride) in enumerate(zip(widths, strides), start=1):
             blocks = []
             for i in range(blocks_per_stage):
@@ -184,24 +182,6 @@ class CifarResNet(nn.Module):
         return self.fc(self.dropout(self.features(x)))
 
 
-def init_weights(module: nn.Module) -> None:
-    """Draw a layer's initial weights: the one place that defines 'initialization'.
-
-    Convolutions: Kaiming-normal, fan-out, ReLU gain (He et al. 2015). BatchNorm: weight
-    1, bias 0, running statistics reset. Linear: PyTorch's default Kaiming-uniform
-    (a=sqrt(5)) for the weight and uniform bias, as the CIFAR ResNets of SVP and
-    torchvision keep. Fusion's ``rest="reinit"`` re-draws from this same function.
-    """
-    if isinstance(module, nn.Conv2d):
-        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
-        module.reset_parameters()
-    elif isinstance(module, nn.Linear):
-        module.reset_parameters()
-
-
 def _factory(block: type[nn.Module], depth: int) -> Callable[..., CifarResNet]:
     layers_per_block = 3 if block is PreActBottleneck else 2
     blocks_per_stage, remainder = divmod(depth - 2, 3 * layers_per_block)
@@ -211,17 +191,32 @@ def _factory(block: type[nn.Module], depth: int) -> Callable[..., CifarResNet]:
     )
 
 
-MODELS: dict[str, Callable[..., CifarResNet]] = {
+def _wide(depth: int, widen: int) -> Callable[..., CifarResNet]:
+    """WRN-depth-widen (Zagoruyko & Komodakis, BMVC 2016): pre-activation basic blocks,
+    (depth - 4) / 6 per stage, widths 16/32/64 times ``widen`` behind a 16-channel stem
+    (no dropout between a block's convolutions: the CIFAR-10 setting without it)."""
+    blocks_per_stage, remainder = divmod(depth - 4, 6)
+    assert remainder == 0, f"depth {depth} does not fit a wide ResNet"
+    widths = tuple(width * widen for width in STAGE_WIDTHS)
+    return lambda num_classes=10, in_channels=3, dropout=0.0: CifarResNet(
+        PreActBlock, blocks_per_stage, num_classes, in_channels, widths, dropout=dropout,
+        stem_width=STAGE_WIDTHS[0])
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
     **{f"resnet{d}": _factory(BasicBlock, d) for d in (8, 14, 20, 32, 56, 110)},
     **{f"preact{d}": _factory(PreActBlock, d) for d in (8, 14, 20, 32, 56, 110)},
     "preact164": _factory(PreActBottleneck, 164),
     "resnet18": lambda num_classes=10, in_channels=3, dropout=0.0: CifarResNet(
         BasicBlock, 2, num_classes, in_channels, RESNET18_WIDTHS, RESNET18_STRIDES, dropout),
+    "wrn16_4": _wide(16, 4),
+    "wrn28_10": _wide(28, 10),
+    "mobilenetv2": MobileNetV2,
 }
 
 
 def build_model(name: str, num_classes: int = 10, in_channels: int = 3,
-                dropout: float = 0.0) -> CifarResNet:
+                dropout: float = 0.0) -> nn.Module:
     """Build a freshly initialised network from its registry name (see ``MODELS``), with
     dropout at rate ``dropout`` before its classifier (0: none)."""
     if name not in MODELS:

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from pf.fuse import FUSION_VARIANTS, fuse, leading_channel_map
-from pf.models import build_model, init_weights
+from pf.layers import init_weights
+from pf.models import build_model
 from pf.prune import ChannelMapError, gather, prune_at_init
 from fakes import outside_mask, pretend_trained
 

@@ -104,7 +104,7 @@ def test_channel_map_json_round_trip_and_mismatch_errors(tmp_path):
         fuse(dense, pruned, broken)
 
 
-@pytest.mark.parametrize("arch", ["resnet20", "resnet56", "preact164"])
+@pytest.mark.parametrize("arch", ["resnet20", "resnet56", "preact164", "wrn16_4", "mobilenetv2"])
 def test_zero_rest_fusion_computes_exactly_the_trained_pruned_network(arch):
     dense = _dense(arch)
     pruned, channel_map = prune_at_init(dense, 0.5)
