@@ -1,5 +1,5 @@
-"""The networks, built by registry name (``MODELS``): CIFAR ResNets, wide ResNets and
-MobileNetV2 (``pf.mobilenet``).
+"""The networks, built by registry name (``MODELS``): CIFAR ResNets, wide ResNets,
+MobileNetV2 (``pf.mobilenet``) and torchvision's ResNet-50 (``pf.torchvision_models``).
 
 Every network here follows He et al. (2016): a 3x3 stem, three stages of widths
 16/32/64 (x4 for bottlenecks) at strides 1/2/2, global average pooling and one linear
@@ -34,6 +34,7 @@ from torch import nn
 
 from pf.layers import conv1x1, conv3x3, init_weights
 from pf.mobilenet import MobileNetV2
+from pf.torchvision_models import resnet50
 
 __all__ = ["MODELS", "build_model", "CifarResNet"]
 
@@ -212,6 +213,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "wrn16_4": _wide(16, 4),
     "wrn28_10": _wide(28, 10),
     "mobilenetv2": MobileNetV2,
+    "resnet50": resnet50,  # torchvision's, for ImageNet (pf.torchvision_models)
 }
 
 

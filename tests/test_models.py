@@ -23,7 +23,7 @@ def test_forward_shape_features_and_gradients(name):
     ("resnet8", 0.078), ("resnet20", 0.272), ("resnet56", 0.856), ("resnet110", 1.731),
     ("preact164", 1.703), ("resnet18", 11.174),  # resnet18: the 11.2M of the CIFAR ResNet-18
     ("wrn16_4", 2.749), ("wrn28_10", 36.479),  # the wide ResNets' 2.7M and 36.5M
-    ("mobilenetv2", 2.237),
+    ("mobilenetv2", 2.237), ("resnet50", 23.528),  # resnet50 at 10 classes (25.557 at 1,000)
 ])
 def test_parameter_counts(name, millions):
     count = sum(p.numel() for p in build_model(name).parameters())

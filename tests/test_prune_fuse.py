@@ -104,13 +104,14 @@ def test_channel_map_json_round_trip_and_mismatch_errors(tmp_path):
         fuse(dense, pruned, broken)
 
 
-@pytest.mark.parametrize("arch", ["resnet20", "resnet56", "preact164", "wrn16_4", "mobilenetv2"])
-def test_zero_rest_fusion_computes_exactly_the_trained_pruned_network(arch):
+@pytest.mark.parametrize("arch, size", [("resnet20", 32), ("resnet56", 32), ("preact164", 32),
+                                        ("wrn16_4", 32), ("mobilenetv2", 32), ("resnet50", 64)])
+def test_zero_rest_fusion_computes_exactly_the_trained_pruned_network(arch, size):
     dense = _dense(arch)
-    pruned, channel_map = prune_at_init(dense, 0.5)
+    pruned, channel_map = prune_at_init(dense, 0.5, input_shape=(3, size, size))
     pretend_trained(pruned)
     fused = fuse(dense, pruned, channel_map, rest="zero")
-    x = torch.randn(8, 3, 32, 32)
+    x = torch.randn(4, 3, size, size)
     pruned.eval(), fused.eval()
     with torch.no_grad():
         torch.testing.assert_close(fused(x), pruned(x), rtol=1e-4, atol=1e-4)
