@@ -17,7 +17,7 @@ active-learning margins on CIFAR-10 are 1 to 3 points, about the spread between 
 - ``paired_summary``: those differences' mean over the seeds and its two-sided
   ``CONFIDENCE`` interval (Student's t over the n seeds both arms have: mean ± t(n-1) ·
   sd / sqrt(n)), with a verdict: "better" or "worse" when the interval excludes 0, "not
-  decided" otherwise (always with one seed).
+  decided" otherwise (always with one seed, and when every seed's difference is the same).
 - ``compare``: any two arms, paired the same way (e.g. PruneFuse against SVP).
 - ``win_tie_loss``: for every ordered pair of arms, over the budgets they share, how
   many times the first is better (interval above 0), tied (interval holding 0) or worse.
@@ -42,6 +42,9 @@ __all__ = ["CONFIDENCE", "AREA", "UNDECIDED", "arm_names", "area_under_curve", "
            "paired_differences", "paired_summary", "compare", "win_tie_loss"]
 
 CONFIDENCE = 0.95  # two-sided, of every paired interval
+# Below this spread (points) paired differences count as all equal: float32 accuracies
+# differ by ~1e-5 points where the test images counted are the same.
+NO_SPREAD = 1e-4
 AREA = "area"  # the ``budget`` of a paired_summary row about the area under the curve
 GROUP = ["dataset", "arch"]  # what must match for two runs to be comparable at all
 RUN_KEYS = (*GROUP, "method", "metric", "label", "arm", "seed")  # area_under_curve's
@@ -93,15 +96,23 @@ def area_under_curve(table: pd.DataFrame) -> pd.DataFrame:
 
 def interval(differences) -> dict:
     """Mean of paired ``differences`` and its two-sided ``CONFIDENCE`` t-interval, with n
-    and the verdict; one difference gives no interval (NaN bounds, not decided)."""
+    and the verdict; one difference gives no interval (NaN bounds, not decided).
+
+    Differences that are all equal give a zero-width interval, but no estimate of the
+    spread: on a small test set accuracies move in steps (one digits test image is 0.28
+    points), so two seeds often differ by the same step by chance. Such an interval is
+    reported as it is and never decides.
+    """
     values = np.asarray(list(differences), dtype=float)
     n = len(values)
     mean = float(values.mean()) if n else math.nan
     if n < 2:
         return {"n": n, "mean": mean, "low": math.nan, "high": math.nan, "verdict": UNDECIDED}
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    spread = values.std(ddof=1)
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * spread / math.sqrt(n)
     low, high = mean - half, mean + half
-    verdict = BETTER if low > 0 else WORSE if high < 0 else UNDECIDED
+    verdict = (UNDECIDED if spread < NO_SPREAD else BETTER if low > 0 else WORSE if high < 0
+               else UNDECIDED)
     return {"n": n, "mean": mean, "low": low, "high": high, "verdict": verdict}
 
 
