@@ -1,8 +1,8 @@
 """Forward cost of a network in MACs, counted with fvcore.
 
 fvcore counts one multiply-add as one "flop", so its numbers are MACs; FLOPs are twice
-as many. We count convolutions and linear layers only (BatchNorm, ReLU, pooling and
-additions excluded), the convention of the PruneFuse and SVP papers: ResNet-56 with 1x1
+as many. We count convolutions, linear layers and attention's two matrix products only
+(BatchNorm, ReLU, pooling and additions excluded), the convention of the PruneFuse and SVP papers: ResNet-56 with 1x1
 shortcuts costs 125.75 M MACs per 32x32 image. fvcore's own default total (which adds
 BatchNorm) is available as ``fvcore_default_macs``, and PyTorch's own FlopCounterMode
 (which counts 2 per MAC) as the cross-check ``flop_counter_macs``. fvcore traces with
@@ -16,6 +16,7 @@ whole run or protocol will cost is planned in ``pf.experiments.cost``.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import torch
@@ -59,8 +60,18 @@ def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     ``FlopCountAnalysis`` does not drop BatchNorm).
     """
     handles = ("aten::_convolution", conv_flop_jit, "aten::addmm", addmm_flop_jit,
-               "aten::linear", linear_flop_jit)
+               "aten::linear", linear_flop_jit,
+               "aten::scaled_dot_product_attention", attention_flop_jit)
     return int(_traced(model, tuple(input_shape), JitModelAnalysis, handles))
+
+
+def attention_flop_jit(inputs: list, outputs: list) -> int:
+    """fvcore handle of ``scaled_dot_product_attention``: the two products q k^T and
+    (attention) v, (..., N, d) x (..., M, d) and (..., N, M) x (..., M, d_v) MACs
+    (fvcore has none; a transformer's attention is a matrix product, as a layer is)."""
+    query, key, value = (input_.type().sizes() for input_ in inputs[:3])
+    heads = math.prod(query[:-2])
+    return heads * query[-2] * key[-2] * (query[-1] + value[-1])
 
 
 def fvcore_default_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:

@@ -1,5 +1,6 @@
 """The networks, built by registry name (``MODELS``): CIFAR ResNets, wide ResNets,
-MobileNetV2 (``pf.mobilenet``) and torchvision's ResNet-50 (``pf.torchvision_models``).
+MobileNetV2 (``pf.mobilenet``), a small ViT (``pf.vit``) and torchvision's ResNet-50
+(``pf.torchvision_models``).
 
 Every network here follows He et al. (2016): a 3x3 stem, three stages of widths
 16/32/64 (x4 for bottlenecks) at strides 1/2/2, global average pooling and one linear
@@ -35,6 +36,7 @@ from torch import nn
 from pf.layers import conv1x1, conv3x3, init_weights
 from pf.mobilenet import MobileNetV2
 from pf.torchvision_models import resnet50
+from pf.vit import vit_tiny_p4
 
 __all__ = ["MODELS", "build_model", "CifarResNet"]
 
@@ -214,6 +216,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "wrn28_10": _wide(28, 10),
     "mobilenetv2": MobileNetV2,
     "resnet50": resnet50,  # torchvision's, for ImageNet (pf.torchvision_models)
+    "vit_tiny_p4": vit_tiny_p4,  # a ViT for 32x32 images, 4x4 patches (pf.vit)
 }
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -99,13 +100,24 @@ def prune_at_init(model: nn.Module, ratio: float, importance: str = "l2",
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"prune_steps: must be an integer >= 1, got {steps!r}")
     dense = copy.deepcopy(model).cpu().float()
+    with warnings.catch_warnings():
+        # A transformer's class token and position embedding are parameters outside any
+        # layer; Torch-Pruning prunes their last dimension, as the map then records.
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        return _prune(dense, ratio, importance, example_shape=input_shape, seed=seed,
+                      steps=steps)
+
+
+def _prune(dense: nn.Module, ratio: float, importance: str, example_shape: tuple[int, ...],
+           seed: int, steps: int) -> tuple[nn.Module, dict]:
+    """``prune_at_init`` on ``dense``, a float32 CPU copy it may keep."""
     pruned = copy.deepcopy(dense)
-    example = torch.zeros(1, *input_shape)
+    example = torch.zeros(1, *example_shape)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         pruner = tp.pruner.BasePruner(pruned, example, importance=_importance(importance),
                                       pruning_ratio=ratio, iterative_steps=steps,
-                                      ignored_layers=[pruned.fc])
+                                      ignored_layers=[pruned.fc], num_heads=_heads(pruned))
         for _ in range(steps):
             pruner.step()
     history = pruner.pruning_history()
@@ -120,6 +132,15 @@ def prune_at_init(model: nn.Module, ratio: float, importance: str = "l2",
     }
     check_channel_map(channel_map, dense, pruned)
     return pruned, channel_map
+
+
+def _heads(model: nn.Module) -> dict[nn.Module, int]:
+    """Every attention's ``qkv`` projection and its head count, for Torch-Pruning to prune
+    each head alike: read from modules with ``qkv`` and ``num_heads`` (timm's names, and
+    ``pf.vit``'s)."""
+    return {module.qkv: module.num_heads for module in model.modules()
+            if isinstance(getattr(module, "qkv", None), nn.Linear)
+            and isinstance(getattr(module, "num_heads", None), int)}
 
 
 def _widths(model: nn.Module) -> dict[str, int]:

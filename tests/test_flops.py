@@ -13,13 +13,27 @@ def test_resnet56_conv_and_linear_macs_match_the_published_count():
 
 
 @pytest.mark.parametrize("name, shape", [("resnet20", (3, 32, 32)), ("preact20", (1, 8, 8)),
-                                         ("preact164", (3, 8, 8))])
+                                         ("preact164", (3, 8, 8)), ("wrn16_4", (3, 16, 16)),
+                                         ("mobilenetv2", (3, 16, 16))])
 @pytest.mark.parametrize("ratio", [0.0, 0.5, 0.7])
 def test_fvcore_macs_are_half_of_pytorchs_flops_dense_and_pruned(name, shape, ratio):
     model = build_model(name, in_channels=shape[0])
     if ratio:
         model, _ = prune_at_init(model, ratio, input_shape=shape)
     assert forward_macs(model, shape) == flop_counter_macs(model, shape)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5])
+def test_attention_products_count_beside_the_layers(ratio):
+    """A ViT's q k^T and attention-times-v, per block and head 65 x 65 x (d + d) MACs (65
+    tokens; d = 64 dense, 32 at p = 0.5), beside its layers, which PyTorch's counter
+    counts (it leaves the CPU attention kernel out)."""
+    model = build_model("vit_tiny_p4")
+    if ratio:
+        model, _ = prune_at_init(model, ratio)
+    head_width = int(64 * (1 - ratio))
+    attention = 6 * 3 * 65 * 65 * 2 * head_width
+    assert forward_macs(model, (3, 32, 32)) == flop_counter_macs(model, (3, 32, 32)) + attention
 
 
 @pytest.mark.parametrize("ratio", [0.5, 0.8])

@@ -24,6 +24,7 @@ def test_forward_shape_features_and_gradients(name):
     ("preact164", 1.703), ("resnet18", 11.174),  # resnet18: the 11.2M of the CIFAR ResNet-18
     ("wrn16_4", 2.749), ("wrn28_10", 36.479),  # the wide ResNets' 2.7M and 36.5M
     ("mobilenetv2", 2.237), ("resnet50", 23.528),  # resnet50 at 10 classes (25.557 at 1,000)
+    ("vit_tiny_p4", 1.807),
 ])
 def test_parameter_counts(name, millions):
     count = sum(p.numel() for p in build_model(name).parameters())
