@@ -99,6 +99,9 @@ def prune_at_init(model: nn.Module, ratio: float, importance: str = "l2",
         raise ValueError(f"prune_ratio: must lie in [0, 1), got {ratio}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"prune_steps: must be an integer >= 1, got {steps!r}")
+    if not isinstance(getattr(model, "fc", None), nn.Linear):
+        raise ValueError(f"arch: {type(model).__name__} has no linear classifier named fc, "
+                         "which pruning leaves whole (pf.models' contract)")
     dense = copy.deepcopy(model).cpu().float()
     with warnings.catch_warnings():
         # A transformer's class token and position embedding are parameters outside any

@@ -175,6 +175,13 @@ def test_reinit_rest_redraws_the_rest_reproducibly():
     assert torch.equal(gather(a, kept), pruned.layer1[0].conv1.weight)
 
 
+def test_a_network_without_the_classifier_contract_is_a_one_line_error():
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(),
+                                  torch.nn.LazyLinear(10))
+    with pytest.raises(ValueError, match="^arch: Sequential has no linear classifier named fc"):
+        prune_at_init(network, 0.5)
+
+
 def test_bad_ratio_and_rest_are_clear_errors():
     with pytest.raises(ValueError, match=r"prune_ratio: must lie in \[0, 1\)"):
         prune_at_init(_dense(), 1.0)
