@@ -23,6 +23,24 @@ def test_fvcore_macs_are_half_of_pytorchs_flops_dense_and_pruned(name, shape, ra
     assert forward_macs(model, shape) == flop_counter_macs(model, shape)
 
 
+@pytest.mark.parametrize("name", ["resnet20", "wrn16_4", "mobilenetv2"])
+@pytest.mark.parametrize("ratio", [0.0, 0.5])
+def test_fvcore_macs_agree_with_torch_pruning_layer_by_layer(name, ratio):
+    """Torch-Pruning's own counter, summed over convolutions and linear layers, counts
+    the same MACs plus one per classifier output for its bias."""
+    import torch
+    import torch_pruning as tp
+
+    model = build_model(name)
+    if ratio:
+        model, _ = prune_at_init(model, ratio)
+    _, _, per_layer, _ = tp.utils.count_ops_and_params(model, torch.zeros(1, 3, 32, 32),
+                                                       layer_wise=True)
+    layers = sum(count for layer, count in per_layer.items()
+                 if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)) and count)
+    assert forward_macs(model, (3, 32, 32)) == layers - model.fc.out_features
+
+
 @pytest.mark.parametrize("ratio", [0.0, 0.5])
 def test_attention_products_count_beside_the_layers(ratio):
     """A ViT's q k^T and attention-times-v, per block and head 65 x 65 x (d + d) MACs (65
