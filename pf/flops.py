@@ -2,11 +2,12 @@
 
 fvcore counts one multiply-add as one "flop", so its numbers are MACs; FLOPs are twice
 as many. We count convolutions, linear layers and attention's two matrix products only
-(BatchNorm, ReLU, pooling and additions excluded), the convention of the PruneFuse and SVP papers: ResNet-56 with 1x1
-shortcuts costs 125.75 M MACs per 32x32 image. fvcore's own default total (which adds
-BatchNorm) is available as ``fvcore_default_macs``, and PyTorch's own FlopCounterMode
-(which counts 2 per MAC) as the cross-check ``flop_counter_macs``. fvcore traces with
-torch.jit, so counting happens on an uncompiled copy in eval mode, on the CPU.
+(BatchNorm, ReLU, pooling and additions excluded), the convention of the PruneFuse and
+SVP papers: ResNet-56 with 1x1 shortcuts costs 125.75 M MACs per 32x32 image. fvcore's
+own default total (which adds BatchNorm) is available as ``fvcore_default_macs``, and
+PyTorch's own FlopCounterMode (which counts 2 per MAC, but not CPU attention) as the
+cross-check ``flop_counter_macs``. fvcore traces with torch.jit, so counting happens on
+an uncompiled copy in eval mode, on the CPU.
 
 Costs of a run's phases follow from the per-image forward cost: training one image costs
 3 forwards (forward + backward's two products), scoring one pool image costs 1. What a

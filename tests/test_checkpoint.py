@@ -18,9 +18,10 @@ from pf.experiments.run import run_experiment
 from conftest import assert_same_run, wait_for_rounds
 
 PF = str(Path(sys.executable).with_name("pf"))
-# Four rounds whose networks carry over: a warm selector, a sync at round 2 (pruned from
-# round 1's trained target) and fusion into that target.
-CARRYING = ["method=prunefuse", "budgets=[64,128,192,256]", "lr_schedule=[[2,0.05]]",
+# Six rounds whose networks carry over: a warm selector, syncs at rounds 2 and 4 (pruned
+# from the previous round's trained target) and fusion into that target. The rounds after
+# the kill leave slack: on a loaded machine the poll that sees round 2 may come late.
+CARRYING = ["method=prunefuse", "budgets=[64,128,192,256,320,384]", "lr_schedule=[[2,0.05]]",
             "sync_every=2", "selector_start=warm", "fuse_into=source"]
 
 
@@ -50,7 +51,7 @@ def test_a_run_killed_after_its_second_round_resumes_and_ends_as_if_never_stoppe
     assert not (whole / CHECKPOINT_FILE).exists()  # deleted once the run finished
 
     rounds_done = _kill_after_round([*run, "--out", str(killed)], killed / CHECKPOINT_FILE, 2)
-    assert 2 <= rounds_done < 4 and not (killed / "metrics.json").exists()
+    assert 2 <= rounds_done < 6 and not (killed / "metrics.json").exists()
     resumed = subprocess.run([*run, "--out", str(killed), "--keep-checkpoint"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -14,8 +14,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pf"
 # Each stage may import from itself and from the stages before it.
 STAGES = (
     ("substrate", {"pf.paths", "pf.provenance", "pf.storage", "pf.data", "pf.batches",
-                   "pf.models", "pf.graphs", "pf.layout", "pf.train", "pf.flops"}),
-    ("algorithms", {"pf.prune", "pf.fuse", "pf.select", "pf.scores", "pf.extrapolate"}),
+                   "pf.layers", "pf.mobilenet", "pf.vit", "pf.torchvision_models", "pf.models",
+                   "pf.graphs", "pf.layout", "pf.train", "pf.flops"}),
+    ("algorithms", {"pf.prune", "pf.fuse", "pf.select", "pf.scores", "pf.extrapolate",
+                    "pf.coresets"}),
     ("experiments", "pf.experiments."),
     ("analysis", "pf.analysis."),
     ("operation", {"pf.executors", "pf.sweep", "pf.cli", "pf.__main__"}),

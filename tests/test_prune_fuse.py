@@ -104,9 +104,11 @@ def test_channel_map_json_round_trip_and_mismatch_errors(tmp_path):
         fuse(dense, pruned, broken)
 
 
-@pytest.mark.parametrize("arch, size", [("resnet20", 32), ("resnet56", 32), ("preact164", 32),
-                                        ("wrn16_4", 32), ("mobilenetv2", 32), ("resnet50", 64),
-                                        ("vit_tiny_p4", 32), ("vit_tiny_p4", 16)])
+EXACT_FUSION = [("resnet20", 32), ("resnet56", 32), ("preact164", 32), ("wrn16_4", 32),
+                ("mobilenetv2", 32), ("resnet50", 64), ("vit_tiny_p4", 32), ("vit_tiny_p4", 16)]
+
+
+@pytest.mark.parametrize("arch, size", EXACT_FUSION)
 def test_zero_rest_fusion_computes_exactly_the_trained_pruned_network(arch, size):
     dense = _dense(arch)
     pruned, channel_map = prune_at_init(dense, 0.5, input_shape=(3, size, size))

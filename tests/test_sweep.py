@@ -214,6 +214,15 @@ def test_a_sweep_killed_in_a_run_resumes_it_after_its_last_round(tmp_path):
     assert not (run_dir / CHECKPOINT_FILE).exists()
 
 
+def _command_line(process: psutil.Process) -> list[str]:
+    """A child's command line; none for one that has ended meanwhile (a zombie another
+    test of this worker left, or one gone before it was read)."""
+    try:
+        return process.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return []
+
+
 def test_a_preempted_slurm_task_is_requeued_and_its_run_resumes(tmp_path):
     # Slurm warns a job it pre-empts (or times out) with a signal; submitit then calls the
     # task's checkpoint and requeues it. Here the signal goes to the task of submitit's
@@ -228,7 +237,7 @@ def test_a_preempted_slurm_task_is_requeued_and_its_run_resumes(tmp_path):
     sweep.start()
     done = wait_for_rounds(Path(run.run_dir) / CHECKPOINT_FILE, 2, sweep.is_alive)
     [task] = [process for process in psutil.Process().children(recursive=True)
-              if "submitit.core._submit" in " ".join(process.cmdline())]
+              if "submitit.core._submit" in " ".join(_command_line(process))]
     task.send_signal(LocalJobEnvironment._usr_sig())
     sweep.join(timeout=300)
     assert done >= 2 and [r["status"] for r in records] == ["done"]
