@@ -27,14 +27,15 @@ CARRYING = ["method=prunefuse", "budgets=[64,128,192,256,320,384]", "lr_schedule
 
 def _kill_after_round(command: list[str], checkpoint: Path, rounds: int) -> int:
     """Start ``command`` in a session of its own and SIGKILL all of it once ``checkpoint``
-    says ``rounds`` rounds are done; return how many were done then."""
+    says ``rounds`` rounds are done; return how many the checkpoint holds after the kill
+    (on a loaded machine the run may have saved more before the kill lands)."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
-    done = wait_for_rounds(checkpoint, rounds, lambda: process.poll() is None)
+    wait_for_rounds(checkpoint, rounds, lambda: process.poll() is None)
     assert process.poll() is None, f"finished before the kill: {process.stderr.read()[-500:]}"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    return done
+    return torch.load(checkpoint, weights_only=False)["rounds_done"]  # saved atomically
 
 
 def _settings(items: list[str]) -> list[str]:
