@@ -103,27 +103,19 @@ def prune_at_init(model: nn.Module, ratio: float, importance: str = "l2",
         raise ValueError(f"arch: {type(model).__name__} has no linear classifier named fc, "
                          "which pruning leaves whole (pf.models' contract)")
     dense = copy.deepcopy(model).cpu().float()
-    with warnings.catch_warnings():
+    pruned = copy.deepcopy(dense)
+    example = torch.zeros(1, *input_shape)
+    with torch.random.fork_rng(), warnings.catch_warnings():
         # A transformer's class token and position embedding are parameters outside any
         # layer; Torch-Pruning prunes their last dimension, as the map then records.
         warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-        return _prune(dense, ratio, importance, example_shape=input_shape, seed=seed,
-                      steps=steps)
-
-
-def _prune(dense: nn.Module, ratio: float, importance: str, example_shape: tuple[int, ...],
-           seed: int, steps: int) -> tuple[nn.Module, dict]:
-    """``prune_at_init`` on ``dense``, a float32 CPU copy it may keep."""
-    pruned = copy.deepcopy(dense)
-    example = torch.zeros(1, *example_shape)
-    with torch.random.fork_rng():
         torch.manual_seed(seed)
         pruner = tp.pruner.BasePruner(pruned, example, importance=_importance(importance),
                                       pruning_ratio=ratio, iterative_steps=steps,
                                       ignored_layers=[pruned.fc], num_heads=_heads(pruned))
         for _ in range(steps):
             pruner.step()
-    history = pruner.pruning_history()
+        tensors = _replay(dense, pruner.pruning_history(), example)
     channel_map = {
         "format": MAP_FORMAT,
         "version": MAP_VERSION,
@@ -131,7 +123,7 @@ def _prune(dense: nn.Module, ratio: float, importance: str, example_shape: tuple
         "importance": importance,
         "steps": steps,
         "widths": _widths(pruned),
-        "tensors": _replay(dense, history, example),
+        "tensors": tensors,
     }
     check_channel_map(channel_map, dense, pruned)
     return pruned, channel_map

@@ -258,11 +258,14 @@ class DataPruningConfig(RunConfig):
         ``score`` (the highest-scored), then each of ``coresets``, then ``random``."""
         return ("score", *self.coresets) + (("random",) if self.random_baseline else ())
 
+    def coresets_read_features(self) -> bool:
+        """Whether a rule in ``coresets`` reads the scoring network's features."""
+        return any(CORESETS[name].features for name in self.coresets)
+
     def needs_features(self) -> bool:
         """Whether the run embeds every training sample with the scoring network: to
         extrapolate subset scores, or for a coreset rule that reads features."""
-        return (self.score_source == "subset"
-                or any(CORESETS[name].features for name in self.coresets))
+        return self.score_source == "subset" or self.coresets_read_features()
 
     def needs_reference(self) -> bool:
         """Subset scoring with ``score_reference``: a full run scores everything too."""

@@ -219,8 +219,11 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
     ``init`` is the network the scoring run (and the reference run) copy. Returns
     ``scores`` (N,) float32 on the data's device; ``scored_indices`` (the subset the run
     trained on; all samples for ``score_source="full"``); ``reference`` (full-run scores,
-    or None); ``summary``, the ``ScoresRecord`` the run record stores; and ``macs`` /
-    ``seconds`` of the two selection phases (``selector_training``, ``pool_scoring``).
+    or None); ``summary``, the ``ScoresRecord`` the run record stores; ``features`` (the
+    scoring network's embedding of every sample, for a coreset rule that reads it, else
+    None); and (MACs, seconds) of the two selection phases (``selector_training``,
+    ``pool_scoring``) as a score round spends them (``score_costs``) and as a rule reading
+    the features does (``feature_costs``).
     With ``config.reference_cache`` set, ``init`` must be ``config.arch`` initialised at
     ``config.seed`` (as ``run_data_pruning`` builds it): the cache is keyed on the config,
     not on the weights.
@@ -302,7 +305,9 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
         **correlations)
     summary.label = scoring_label(summary)  # how the run scored, as tables name it
     return {"scores": scores, "scored_indices": scored, "reference": reference,
-            "summary": summary, "features": embeddings, "score_costs": score_costs,
+            # kept (in the checkpoint too) only for a rule that reads them
+            "summary": summary, "score_costs": score_costs,
+            "features": embeddings if config.coresets_read_features() else None,
             "feature_costs": feature_costs}
 
 
@@ -345,7 +350,7 @@ def _kept_set(config: DataPruningConfig, dataset: Dataset, scoring: dict, select
         return keep_highest(scoring["scores"], count), score_label, scoring["score_costs"]
     if selection == "moderate":
         kept = moderate_keep(scoring["features"], dataset.train.labels, count, dataset.num_classes)
-        return kept.cpu(), CORESETS["moderate"].label, scoring["feature_costs"]
+        return kept, CORESETS["moderate"].label, scoring["feature_costs"]
     generator = torch.Generator().manual_seed(seed + CCS_SEED)
     kept = ccs_keep(scoring["scores"], count, config.ccs_hard_cutoff, config.ccs_strata, generator)
     label = f"{CORESETS['ccs'].label} ({score_label}, cutoff {config.ccs_hard_cutoff:g})"
