@@ -231,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetNotFound) as error:
         print(f"pf: error: {error}", file=sys.stderr)
         return 2
+    from pf.distributed import finish, is_main
+
+    reports = is_main()  # under torchrun, rank 0 reports the run
+    finish()
+    if not reports:
+        return 0
     print(_summary(record))
     print(f"wrote {out}/{METRICS_FILE} ({record.seconds_total:.0f} s on "
           f"{record.environment['device_name']})")

@@ -1,12 +1,14 @@
 """Datasets as uint8 tensors, decoded once and cached (``pf.batches`` iterates over them
 on the training device).
 
-Every dataset loads as a ``Dataset``: train and test ``Split``s of uint8 images
-(N, C, H, W) with int64 labels, the class names, and the per-channel mean/std used to
-normalise. Decoding happens once; the tensors are cached under the data directory
-(``$PF_DATA``, default ``~/.cache/pf/data``) and later loads read that file. The first
-load holds a lock in that directory while it prepares the dataset (download, extract,
-decode), so workers that start together prepare it once and the others read the cache.
+Every dataset loads as a ``Dataset``: train and test ``Split``s of uint8 images (N, C, H, W)
+with int64 labels, the class names, and the per-channel mean/std used to normalise. Datasets
+too large for memory stream from their folders instead (``pf.streaming``: ``imagenet``,
+``stream:<path>``); both kinds of split hand ``pf.batches.Batches`` uint8 batches through
+``load``. Decoding happens once; the tensors are cached under the data directory
+(``$PF_DATA``, default ``~/.cache/pf/data``) and later loads read that file. The first load
+holds a lock in that directory while it prepares the dataset (download, extract, decode), so
+workers that start together prepare it once and the others read the cache.
 
     dataset = load_dataset("digits")                      # 1,437 train / 360 test, 8x8
     dataset = load_dataset("imagefolder:../shared/data/cifar10-jpeg.tar.gz")
@@ -16,7 +18,9 @@ Names: ``digits`` (scikit-learn's bundled handwritten digits; no download),
 as JPEG, quality ~75, that ships beside this project; ``cifar10_jpeg_path``),
 ``tinyimagenet`` (the tiny-imagenet-200 folder), ``imagefolder:<path>`` (any
 ``{train,test}/<class>/*`` tree, as a folder or a .tar/.tar.gz archive), ``synthetic``
-(small, learnable, for tests).
+(small, learnable, for tests); streamed: ``imagenet`` (ImageNet-1K's ``train/`` and
+``val/`` class folders, ``pf.streaming.imagenet_path``) and ``stream:<path>`` (any such
+tree), cropped to ``side`` pixels.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pf.augment import augment_batch
 from pf.storage import exclusive_lock, save_atomically
+from pf.streaming import (IMAGE_SUFFIXES, IMAGENET_STATS, TEST_FOLDERS, StreamedSplit,
+                          imagenet_path, list_class_folders)
 
 __all__ = [
     "DATASETS",
@@ -43,14 +51,17 @@ __all__ = [
     "data_dir",
     "cifar10_jpeg_path",
     "load_dataset",
+    "is_streamed",
 ]
 
 DATASETS = ("digits", "cifar10", "cifar100", "cifar10_jpeg", "tinyimagenet", "imagefolder:<path>",
-            "synthetic")
+            "synthetic", "imagenet", "stream:<path>")
+STREAMED_PREFIX = "stream:"  # a folder read batch by batch, never held in memory
+DEFAULT_SIDE = 224  # pixels of the square a streamed dataset's images are cropped to
 # What figures call a dataset; a name missing here (imagefolder:<path>) is shown as it is.
 DATASET_TITLES = {"digits": "8x8 digits (scikit-learn)", "cifar10": "CIFAR-10",
                   "cifar100": "CIFAR-100", "cifar10_jpeg": "CIFAR-10 (JPEG q75)",
-                  "tinyimagenet": "Tiny ImageNet"}
+                  "tinyimagenet": "Tiny ImageNet", "imagenet": "ImageNet-1K"}
 # train size, test size, classes, image shape: the datasets whose size is known unloaded.
 DATASET_SIZES = {
     "cifar10": (50000, 10000, 10, (3, 32, 32)),
@@ -59,9 +70,9 @@ DATASET_SIZES = {
     "tinyimagenet": (100000, 10000, 200, (3, 64, 64)),
     "digits": (1437, 360, 10, (1, 8, 8)),  # pf.data's 80/20 split of scikit-learn's 1,797
     "synthetic": (512, 256, 10, (3, 16, 16)),
+    "imagenet": (1281167, 50000, 1000, (3, DEFAULT_SIDE, DEFAULT_SIDE)),  # ILSVRC-2012, val as test
 }
 CIFAR10_JPEG_ENV = "PF_CIFAR10_JPEG"  # where cifar10_jpeg is, when not beside the project
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 STATS_CHUNK = 4096  # images per step of the channel statistics: bounds their memory
 # Published CIFAR statistics (SVP and most peer code); other datasets use their own.
 CIFAR_STATS = {
@@ -84,9 +95,29 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
     def to(self, device: torch.device | str) -> Split:
         """This split on ``device`` (no copy when it is already there)."""
         return Split(self.images.to(device), self.labels.to(device))
+
+    def load(self, chunks: Iterable[torch.Tensor], augment: bool,
+             generator: torch.Generator | None,
+             share: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
+        """The uint8 images of each chunk of indices, cropped and flipped (``pf.augment``)
+        with draws from ``generator`` when ``augment``; with ``share`` (this process's
+        part of a batch, ``pf.distributed.part``) only the rows it keeps, drawn as for the
+        whole chunk."""
+        for idx in chunks:
+            images = self.images[idx]
+            images = augment_batch(images, generator) if augment else images
+            yield images if share is None else share(images)
 
 
 @dataclass(frozen=True)
@@ -95,7 +126,8 @@ class Dataset:
 
     ``augment`` says whether training uses random crop + horizontal flip: true for
     natural images (CIFAR, Tiny-ImageNet, image folders), false for digits (a flipped
-    digit is another symbol) and the synthetic set.
+    digit is another symbol) and the synthetic set. Its splits are ``Split``s, or for a
+    streamed dataset ``pf.streaming.StreamedSplit``s.
     """
 
     name: str
@@ -112,7 +144,7 @@ class Dataset:
 
     @property
     def in_channels(self) -> int:
-        return self.train.images.shape[1]
+        return self.train.image_shape[0]
 
     def to(self, device: torch.device | str) -> Dataset:
         """The same dataset with both splits on ``device``."""
@@ -135,13 +167,24 @@ def data_dir() -> Path:
     return Path(os.environ.get("PF_DATA", default)).expanduser()
 
 
-def load_dataset(name: str, root: str | Path | None = None, download: bool = True) -> Dataset:
+def is_streamed(name: str) -> bool:
+    """Whether the dataset ``name`` streams from its folder (``pf.streaming``)."""
+    return name == "imagenet" or name.startswith(STREAMED_PREFIX)
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = True,
+                 side: int = DEFAULT_SIDE) -> Dataset:
     """Load a dataset by name (see the module docstring), decoding it only the first time.
 
     ``root`` overrides the data directory; ``download`` lets torchvision fetch CIFAR when
-    it is missing. A missing dataset raises ``DatasetNotFound`` with a one-line message.
+    it is missing; ``side`` is the crop of a streamed dataset. A missing dataset raises
+    ``DatasetNotFound`` with a one-line message.
     """
     root = Path(root) if root is not None else data_dir()
+    if is_streamed(name):
+        folder = (imagenet_path(root) if name == "imagenet"
+                  else Path(name[len(STREAMED_PREFIX):]).expanduser().resolve())
+        return _streamed(name, folder, side)
     if name == "synthetic":
         return _synthetic()
     if name == "digits":
@@ -340,6 +383,27 @@ def _imagefolder(path: Path, name: str) -> Dataset:
         return Split(_decode(blobs, f"imagefolder {path}"), torch.tensor(labels))
 
     return _make_dataset(name, split("train"), split("test"), classes, augment=True)
+
+
+def _streamed(name: str, folder: Path, side: int) -> Dataset:
+    """The ``train/<class>/<image>`` and ``test/<class>/<image>`` (or ``val/``) tree below
+    ``folder`` as ``StreamedSplit``s of ``side``-pixel squares: listed, not read. Classes are
+    the sorted folder names of ``train/``, as torchvision's ImageFolder has them."""
+    if not folder.is_dir():
+        raise DatasetNotFound(f"{name}: no folder at {folder}; give one holding "
+                              "train/<class>/<image> and val/<class>/<image> (or test/)")
+    train = folder / "train"
+    test = next((folder / where for where in TEST_FOLDERS if (folder / where).is_dir()), None)
+    classes = tuple(sorted(p.name for p in train.iterdir() if p.is_dir())) \
+        if train.is_dir() else ()
+    if not classes or test is None:
+        raise DatasetNotFound(f"{name}: no train/<class>/<image> and test/<class>/<image> "
+                              f"(or val/) folders in {folder}")
+    splits = [StreamedSplit(where, *list_class_folders(where, classes), side)
+              for where in (train, test)]
+    if not all(len(split) for split in splits):
+        raise DatasetNotFound(f"{name}: no images in the class folders of {train} or {test}")
+    return Dataset(name, *splits, classes, *IMAGENET_STATS, augment=True)
 
 
 def _tinyimagenet(folder: Path) -> Dataset:

@@ -29,6 +29,8 @@ from tqdm.auto import tqdm
 
 from pf.batches import Batches
 from pf.data import Dataset, Split
+from pf.distributed import (data_parallel, gather_parts, part, sum_over_processes,
+                            synced_batch_norm, world_size)
 from pf.graphs import GraphReplay, compile_network, mark_step, uses_graphs
 from pf.layout import exact, memory_format_for, place
 
@@ -203,6 +205,16 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     return (1 - weight) * hard + weight * temperature**2 * soft
 
 
+def _share_weight(images: int, step: int, total: int, schedule: Schedule) -> float:
+    """What one process's mean loss over its ``images`` of batch ``step`` is weighted by, so
+    that the data-parallel average of the processes' gradients is the whole batch's (1 in
+    one process)."""
+    processes = world_size()
+    if processes == 1:
+        return 1.0
+    return images * processes / min(schedule.batch_size, total - step * schedule.batch_size)
+
+
 def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Schedule, *,
         device: str | torch.device = "auto", seed: int = 0, teacher: nn.Module | None = None,
         kd_weight: float = 0.5, kd_temperature: float = 4.0, precision: str = "auto",
@@ -230,6 +242,10 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     of that step's forward pass (train mode, augmented inputs, weights before the update)
     and the split indices of its images. It must not sync with the host or draw random
     numbers, so that training with it gives the same weights as without.
+
+    Under ``torchrun`` each process trains on its part of every batch and the gradients
+    are averaged to the whole batch's (``pf.distributed``); ``predict`` and the test
+    evaluation gather every process's part.
     """
     device = resolve_device(device)
     dataset = dataset.to(device)
@@ -244,9 +260,11 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
         weight_decay=schedule.weight_decay, fused=device.type == "cuda" or None,
     )
     generator = torch.Generator(device=device).manual_seed(seed)
+    parallel = world_size() > 1  # under torchrun: this process's part of every batch
     batches = Batches(dataset.train, indices, schedule.batch_size, dataset, shuffle=True,
                       augment=dataset.augment, generator=generator, with_indices=True,
-                      memory_format=layout)
+                      memory_format=layout, share=part if parallel else None)
+    step_forward = data_parallel(model) if parallel else forward
     if recorder is not None:
         recorder.begin(schedule.epochs, dataset.train.labels, dataset.num_classes)
     evaluated = set(evaluated_epochs(schedule.epochs, eval_every if record_curve
@@ -255,42 +273,44 @@ def fit(model: nn.Module, dataset: Dataset, indices: torch.Tensor, schedule: Sch
     epochs = tqdm(range(schedule.epochs), desc=desc, disable=None if progress is None
                   else not progress, leave=False)
     steps = len(batches)
-    for epoch in epochs:
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        for step, (x, y, idx) in enumerate(batches):
-            for group in optimizer.param_groups:
-                group["lr"] = schedule.lr_at(epoch, (step + 1) / steps)
-            mark_step(compile and cuda_graphs, device)
-            with _autocast(device, precision):
-                logits = forward(x)
-                if teacher is None:
-                    loss = F.cross_entropy(logits.float(), y)
-                else:
-                    with torch.no_grad():
-                        teacher_logits = teacher(exact(x, teacher_layout))
-                    loss = kd_loss(logits, teacher_logits, y, kd_weight, kd_temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if recorder is not None:
-                recorder.record(epoch, idx, logits.detach(), y)
-            loss_sum += loss.detach() * len(y)
-        result.train_loss.append(loss_sum.item() / len(batches.indices))
-        result.images_seen += len(batches.indices)
-        if epoch + 1 in evaluated:
-            # The training steps queued on a GPU finish before the evaluation's clock starts
-            # (the evaluation itself waits for its result): a sync per evaluated epoch.
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            evaluation_start = time.perf_counter()
-            # A compiled forward brings its own graphs; an eager one is captured here.
-            result.curve.append(evaluate(forward, dataset.test, dataset, eval_batch_size,
-                                         precision=precision,
-                                         cuda_graphs=cuda_graphs and not compile))
-            result.evaluation_seconds += time.perf_counter() - evaluation_start
-            result.curve_epochs.append(epoch + 1)
-            epochs.set_postfix(acc=f"{result.curve[-1]:.3f}", loss=f"{result.train_loss[-1]:.3f}")
+    with synced_batch_norm(model):  # over the global batch under torchrun
+        for epoch in epochs:
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            for step, (x, y, idx) in enumerate(batches):
+                for group in optimizer.param_groups:
+                    group["lr"] = schedule.lr_at(epoch, (step + 1) / steps)
+                mark_step(compile and cuda_graphs, device)
+                with _autocast(device, precision):
+                    logits = step_forward(x)
+                    if teacher is None:
+                        loss = F.cross_entropy(logits.float(), y)
+                    else:
+                        with torch.no_grad():
+                            teacher_logits = teacher(exact(x, teacher_layout))
+                        loss = kd_loss(logits, teacher_logits, y, kd_weight, kd_temperature)
+                optimizer.zero_grad(set_to_none=True)
+                (loss * _share_weight(len(y), step, len(batches.indices), schedule)).backward()
+                optimizer.step()
+                if recorder is not None:
+                    recorder.record(epoch, idx, logits.detach(), y)
+                loss_sum += loss.detach() * len(y)
+            result.train_loss.append(sum_over_processes(loss_sum).item() / len(batches.indices))
+            result.images_seen += len(batches.indices)
+            if epoch + 1 in evaluated:
+                # The training steps queued on a GPU finish before the evaluation's clock starts
+                # (the evaluation itself waits for its result): a sync per evaluated epoch.
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                evaluation_start = time.perf_counter()
+                # A compiled forward brings its own graphs; an eager one is captured here.
+                result.curve.append(evaluate(forward, dataset.test, dataset, eval_batch_size,
+                                             precision=precision,
+                                             cuda_graphs=cuda_graphs and not compile))
+                result.evaluation_seconds += time.perf_counter() - evaluation_start
+                result.curve_epochs.append(epoch + 1)
+                epochs.set_postfix(acc=f"{result.curve[-1]:.3f}",
+                                   loss=f"{result.train_loss[-1]:.3f}")
     result.seconds = time.perf_counter() - start
     return result
 
@@ -307,11 +327,13 @@ def predict(model: nn.Module, split: Split, dataset: Dataset, indices: torch.Ten
     CUDA graph (``pf.graphs.GraphReplay``; same kernels, same numbers). The model is left
     in eval mode, on the split's device, in its layout (``pf.layout.place``).
     """
-    device = split.images.device
+    device = split.device
     layout = memory_format_for(model, device)
     place(model, device, layout).eval()
-    batches = Batches(split, indices, inference_batch_size(batch_size, device), dataset,
-                      memory_format=layout)
+    indices = torch.arange(len(split), device=device) if indices is None else indices
+    total = len(indices)
+    batches = Batches(split, part(torch.as_tensor(indices, device=device)),
+                      inference_batch_size(batch_size, device), dataset, memory_format=layout)
 
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with _autocast(device, precision, cache=False):
@@ -324,8 +346,11 @@ def predict(model: nn.Module, split: Split, dataset: Dataset, indices: torch.Ten
         forward = GraphReplay(forward, full_batches=len(batches.indices) // batches.batch_size)
     # Copies: a replayed graph (or compile's) rewrites its outputs at the next batch.
     outputs = [[t.to(torch.float32, copy=True) for t in forward(x)] for x, _ in batches]
-    logits = torch.cat([batch[0] for batch in outputs])
-    return (logits, torch.cat([batch[1] for batch in outputs])) if features else logits
+    # Under torchrun each process predicted its part; every process gets all the rows.
+    logits = gather_parts(torch.cat([batch[0] for batch in outputs]), total)
+    if features:
+        return logits, gather_parts(torch.cat([batch[1] for batch in outputs]), total)
+    return logits
 
 
 @torch.no_grad()

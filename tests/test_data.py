@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pf.batches import CROP_PADDING, Batches, augment_batch
+from pf.augment import CROP_PADDING, augment_batch
+from pf.batches import Batches
 from pf.data import DatasetNotFound, _channel_stats, cifar10_jpeg_path, load_dataset
 
 

@@ -13,7 +13,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "pf"
 # Each stage may import from itself and from the stages before it.
 STAGES = (
-    ("substrate", {"pf.paths", "pf.provenance", "pf.storage", "pf.data", "pf.batches",
+    ("substrate", {"pf.paths", "pf.provenance", "pf.storage", "pf.augment", "pf.data",
+                   "pf.streaming", "pf.distributed", "pf.batches",
                    "pf.layers", "pf.mobilenet", "pf.vit", "pf.torchvision_models", "pf.models",
                    "pf.graphs", "pf.layout", "pf.train", "pf.flops"}),
     ("algorithms", {"pf.prune", "pf.fuse", "pf.select", "pf.scores", "pf.extrapolate",

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from pf.analysis.plotting import (ACCURACY, BUDGET, FONT_SIZE, PANEL_SIZE, TITLE_SIZE, footer,
@@ -56,8 +57,8 @@ def show_images(split, indices, title: str = "", columns: int = 8) -> Figure:
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, index in zip(axes.ravel(), indices):
-        image = split.images[index].cpu()
+    images = next(split.load([torch.tensor(indices)], False, None)).cpu()  # un-augmented
+    for ax, index, image in zip(axes.ravel(), indices, images):
         ax.imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0),
                   cmap="gray_r" if image.shape[0] == 1 else None)
         ax.set_title(str(int(split.labels[index])), fontsize=FONT_SIZE)

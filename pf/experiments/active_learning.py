@@ -91,7 +91,7 @@ def initial_networks(config: ActiveLearningConfig, dataset: Dataset) -> tuple:
         return target, target, None
     arch, ratio = method.selector_network(config)
     if ratio is not None:
-        pruned, channel_map = _prune(config, target, tuple(dataset.train.images.shape[1:]))
+        pruned, channel_map = _prune(config, target, dataset.train.image_shape)
         return target, pruned, channel_map
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(role_seed(config.seed, "proxy"))
@@ -106,7 +106,7 @@ def _prune(config: ActiveLearningConfig, network, image_shape: tuple) -> tuple:
 
 
 def _train(model, dataset, labeled, schedule, config, seed, desc, progress, **options) -> FitResult:
-    return fit(model, dataset, labeled, schedule, device=dataset.train.images.device, seed=seed,
+    return fit(model, dataset, labeled, schedule, device=dataset.train.device, seed=seed,
                progress=progress, desc=desc, **config.fit_options(), **options)
 
 
@@ -188,8 +188,8 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
                           f"got {config.experiment!r}")
     checkpoint = checkpoint or Checkpoint(None, config.to_dict())
     plan = plan_rounds(config)
-    image_shape = tuple(dataset.train.images.shape[1:])
-    device = dataset.train.images.device
+    image_shape = dataset.train.image_shape
+    device = dataset.train.device
     dense_init, selector_init, channel_map = initial_networks(config, dataset)
     method = METHODS[config.method]
     selector_arch = method.selector_arch(config)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from pf.distributed import is_main
 from pf.storage import save_atomically
 
 __all__ = ["Checkpoint"]
@@ -84,8 +85,9 @@ class Checkpoint:
 
     def save(self, rounds_done: int, state: dict) -> None:
         """Save ``state``, what the rounds after the first ``rounds_done`` need (nothing
-        without a path): tensors, networks and plain values, on any device."""
-        if self.path is None:
+        without a path, or under torchrun but in rank 0): tensors, networks and plain
+        values, on any device."""
+        if self.path is None or not is_main():
             return
         rng = {"cpu": torch.get_rng_state(),
                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}

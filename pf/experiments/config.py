@@ -38,6 +38,7 @@ from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING, EXPERIMENTS
 from pf.experiments.methods import FUSION_BASES, METHODS, PRUNEFUSE, SELECTOR_STARTS
 from pf.experiments.settings import (budgets_rule, dataset_rule, fractions_rule, names_rule,
                                      refusal, schedule_rule, setting)
+from pf.data import DEFAULT_SIDE
 from pf.coresets import CORESETS
 from pf.extrapolate import GNN_MIN_SCORED, WEIGHTINGS
 from pf.fuse import FUSION_VARIANTS, REST_MODES
@@ -73,7 +74,10 @@ class RunConfig:
     experiment: str = setting(ACTIVE_LEARNING, choices=EXPERIMENTS)
     # --- data -------------------------------------------------------------------------
     # digits | cifar10 | cifar100 | cifar10_jpeg | tinyimagenet | imagefolder:<path> | synthetic
+    # | imagenet | stream:<path> (the last two stream from their folders: pf.streaming)
     dataset: str = setting("cifar10", check=dataset_rule)
+    # streamed datasets: side in pixels of the square crop every image becomes
+    image_size: int = setting(DEFAULT_SIDE, at_least=8)
     data_dir: str = setting("")  # dataset root and cache; "" means $PF_DATA or ~/.cache/pf/data
     # --- model ------------------------------------------------------------------------
     arch: str = setting("resnet56", choices=MODELS, noun="model")  # the target network

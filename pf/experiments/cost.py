@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 
-from pf.data import DATASET_SIZES
+from pf.data import DATASET_SIZES, is_streamed
 from pf.experiments import DATA_PRUNING
 from pf.experiments.config import (ActiveLearningConfig, ConfigError, DataPruningConfig,
                                    RunConfig)
@@ -126,12 +126,13 @@ def planned_cost(config: RunConfig, train_size: int | None = None, test_size: in
                  reference_reused: bool = False) -> dict:
     """Images processed and MACs per phase (``PHASES``) of running ``config``, planned.
 
-    The dataset's sizes come from ``pf.data.DATASET_SIZES`` unless given (an ``imagefolder:``
-    dataset needs them given). Returns ``images`` and ``macs`` (dicts per phase),
+    The dataset's sizes come from ``pf.data.DATASET_SIZES`` unless given (an
+    ``imagefolder:`` dataset needs them given); a streamed dataset's images are
+    ``config.image_size`` squares. Returns ``images`` and ``macs`` (dicts per phase),
     ``total_macs``, ``training_images`` (images trained on, every trained phase) and
     ``forward_macs`` (per image: target and selector). ``reference_reused`` plans a data
-    pruning run whose reference run is already cached (or computed by an earlier run of
-    the same sweep). Raises ``ConfigError`` for an unknown dataset size.
+    pruning run whose reference run is already cached (or computed by an earlier run of the
+    same sweep). Raises ``ConfigError`` for an unknown dataset size.
     """
     known = DATASET_SIZES.get(config.dataset)
     if known is None and None in (train_size, test_size, num_classes, image_shape):
@@ -140,6 +141,8 @@ def planned_cost(config: RunConfig, train_size: int | None = None, test_size: in
     train, test, classes, shape = (given if given is not None else default for given, default
                                    in zip((train_size, test_size, num_classes, image_shape),
                                           known or (None,) * 4))
+    if image_shape is None and is_streamed(config.dataset):
+        shape = (3, config.image_size, config.image_size)
     shape = tuple(shape)
     target = _forward(config.arch, classes, shape, None)[0]
     if config.experiment == DATA_PRUNING:

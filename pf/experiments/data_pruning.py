@@ -169,7 +169,7 @@ def _recorded_run(config: DataPruningConfig, dataset: Dataset, init: torch.nn.Mo
     # Only what the score reads, over the epochs it reads (pf.scores lists the memory).
     recorder = DynamicsRecorder.for_score(config.score, epochs=scored_epochs(config))
     result = fit(model, dataset, indices, config.score_schedule(),
-                 device=dataset.train.images.device, seed=seed, record_curve=False,
+                 device=dataset.train.device, seed=seed, record_curve=False,
                  progress=progress, desc=desc, recorder=recorder, **config.fit_options())
     return model, recorder, result
 
@@ -179,7 +179,7 @@ def _reference_run(config: DataPruningConfig, dataset: Dataset, init: torch.nn.M
     """Full-run scores of every training sample; the run's test accuracy, images trained
     and seconds; and whether both came from ``config.reference_cache`` (else they are
     computed now, and kept there when a cache is set)."""
-    device = dataset.train.images.device
+    device = dataset.train.device
     num_samples = len(dataset.train)
     cached = load_reference(config, device.type, num_samples)
     if cached is not None:
@@ -228,10 +228,10 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
     ``config.seed`` (as ``run_data_pruning`` builds it): the cache is keyed on the config,
     not on the weights.
     """
-    device = dataset.train.images.device
+    device = dataset.train.device
     num_samples = len(dataset.train)
     seed = config.seed * 1000
-    image_shape = tuple(dataset.train.images.shape[1:])
+    image_shape = dataset.train.image_shape
     forward = forward_macs(init, image_shape)
     subset = config.score_source == "subset"
     if subset:
@@ -375,8 +375,8 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
                           f"got {config.experiment!r}")
     num_samples = len(dataset.train)
     check_sizes(config, num_samples)
-    image_shape = tuple(dataset.train.images.shape[1:])
-    device = dataset.train.images.device
+    image_shape = dataset.train.image_shape
+    device = dataset.train.device
     torch.manual_seed(config.seed)
     init = build_model(config.arch, dataset.num_classes, dataset.in_channels, config.dropout)
     target_forward = forward_macs(init, image_shape)

@@ -30,6 +30,7 @@ import torch
 from pf.experiments.active_learning import run_active_learning
 from pf.experiments.checkpoint import Checkpoint
 from pf.data import load_dataset
+from pf.distributed import is_main, start, world_size
 from pf.experiments import DATA_PRUNING
 from pf.experiments.config import ConfigError, RunConfig, check_sizes
 from pf.experiments.data_pruning import run_data_pruning
@@ -60,6 +61,12 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None,
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but no CUDA device is available; "
                           "use auto or cpu")
+    device = start(device)  # under torchrun: join its processes (pf.distributed)
+    if world_size() > 1 and (config.experiment == DATA_PRUNING or config.compile):
+        raise ConfigError("torchrun: several processes run active learning without compile "
+                          "only; start data pruning or compile=true as one process")
+    if not is_main():
+        progress = False
     set_determinism(config.deterministic, device)
     if config.compile:
         # Compiled code is cached per function (ResNet.forward, the blocks' forward) across
@@ -68,12 +75,12 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None,
         # then trained eager without a word. One run needs about 4 (selector and target,
         # train and eval), so each run starts from an empty cache.
         torch._dynamo.reset()
-    dataset = load_dataset(config.dataset, config.data_dir or None)
+    dataset = load_dataset(config.dataset, config.data_dir or None, side=config.image_size)
     check_sizes(config, len(dataset.train))
     pruning = config.experiment == DATA_PRUNING
     dataset = dataset.to(device)
     warning = dirty_warning()  # after the checks: a bad parameter stays a one-line error
-    if warning:
+    if warning and is_main():
         print(warning, file=sys.stderr)
     if pruning:
         run = run_data_pruning(config, dataset, progress=progress, checkpoint=checkpoint)
@@ -88,14 +95,14 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None,
         # The configured name (e.g. cifar10_jpeg), not where the images were read from.
         dataset=DatasetRecord(name=config.dataset, train_size=len(dataset.train),
                               test_size=len(dataset.test), num_classes=dataset.num_classes,
-                              image_shape=list(dataset.train.images.shape[1:])),
+                              image_shape=list(dataset.train.image_shape)),
         networks=run["networks"], rounds=run["rounds"], environment=environment(device),
         seconds_total=checkpoint.seconds(), resumed_at_rounds=checkpoint.resumed_at,
         channel_map_file=channel_map_file() if channel_map else None,
         pruned_widths=channel_map["widths"] if channel_map else None,
         scores=run["scores"] if pruning else None,
         scores_file=SCORES_FILE if pruning else None)
-    if out_dir is not None:
+    if out_dir is not None and is_main():  # under torchrun, one process writes
         out_dir = Path(out_dir)
         if pruning:
             write_json(out_dir / SELECTED_FILE, {

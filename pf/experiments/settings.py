@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import field
 
-from pf.data import DATASET_SIZES, DATASETS
+from pf.data import DATASET_SIZES, DATASETS, STREAMED_PREFIX
 
 __all__ = ["setting", "schedule_rule", "budgets_rule", "fractions_rule", "dataset_rule",
            "refusal"]
@@ -75,8 +75,9 @@ def names_rule(choices):
 
 
 def dataset_rule(name: str) -> str | None:
-    """A dataset of ``pf.data`` by name, or ``imagefolder:<path>``."""
-    folder = name.startswith("imagefolder:") and len(name) > len("imagefolder:")
+    """A dataset of ``pf.data`` by name, or ``imagefolder:<path>`` or ``stream:<path>``."""
+    folder = any(name.startswith(prefix) and len(name) > len(prefix)
+                 for prefix in ("imagefolder:", STREAMED_PREFIX))
     if name in DATASET_SIZES or folder:
         return None
     return f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
