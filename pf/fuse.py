@@ -16,7 +16,7 @@ Where theta_p* goes (``variant``, one of ``FUSION_VARIANTS``):
 - ``"leading_conv"``: the snapshot of the authors' code exactly (``../shared/PAPERS.md``
   section 7): only the weights of the main-path convolutions are written, in their
   leading block; BatchNorm, the classifier and the projection shortcuts (modules named
-  ``shortcut``) are all the rest. With ``rest="xavier"`` it is that snapshot's fusion.
+  ``shortcut``, torchvision's ``downsample``: ``SHORTCUT_NAMES``) are all the rest. With ``rest="xavier"`` it is that snapshot's fusion.
 
 What the pruned network did not cover ("the rest") is chosen by ``rest`` (``REST_MODES``):
 
@@ -85,10 +85,12 @@ from torch import nn
 from pf.layers import init_weights
 from pf.prune import MAP_FORMAT, MAP_VERSION, check_channel_map
 
-__all__ = ["REST_MODES", "FUSION_VARIANTS", "fuse", "leading_channel_map"]
+__all__ = ["REST_MODES", "FUSION_VARIANTS", "SHORTCUT_NAMES", "fuse",
+           "leading_channel_map"]
 
 REST_MODES = ("keep", "reinit", "zero", "xavier")
 FUSION_VARIANTS = ("map", "leading", "leading_conv")
+SHORTCUT_NAMES = {"shortcut", "downsample"}  # projection shortcuts: pf's and torchvision's
 
 
 def fuse(dense_init: nn.Module, trained_pruned: nn.Module, channel_map: dict,
@@ -156,7 +158,7 @@ def leading_channel_map(dense: nn.Module, pruned: nn.Module) -> dict:
 def _main_path_conv_weights(model: nn.Module) -> list[str]:
     """The weight names of every convolution outside a projection shortcut."""
     return [f"{name}.weight" for name, module in model.named_modules()
-            if isinstance(module, nn.Conv2d) and "shortcut" not in name.split(".")]
+            if isinstance(module, nn.Conv2d) and not SHORTCUT_NAMES & set(name.split("."))]
 
 
 def _slots(indices: list, target: torch.Tensor) -> tuple:

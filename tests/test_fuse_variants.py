@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from pf.fuse import FUSION_VARIANTS, fuse, leading_channel_map
+from pf.fuse import FUSION_VARIANTS, SHORTCUT_NAMES, fuse, leading_channel_map
 from pf.layers import init_weights
 from pf.models import build_model
 from pf.prune import ChannelMapError, gather, prune_at_init
@@ -49,7 +49,7 @@ def _fill(dense, rest, seed):
 
 
 def _main_path_conv(name, tensor):
-    return tensor.dim() == 4 and "shortcut" not in name
+    return tensor.dim() == 4 and not SHORTCUT_NAMES & set(name.split("."))
 
 
 def _permute_kept_first(state, channel_map):
@@ -103,7 +103,7 @@ def test_leading_is_map_with_the_kept_channels_moved_to_the_front(arch):
 
 
 @pytest.mark.parametrize("rest", ["keep", "zero", "reinit"])
-@pytest.mark.parametrize("arch", ["resnet20", "preact20"])
+@pytest.mark.parametrize("arch", ["resnet20", "preact20", "resnet50"])
 def test_leading_conv_writes_only_the_main_path_convolutions_leading_blocks(arch, rest):
     dense, pruned, channel_map = _setup(arch)
     fused = fuse(dense, pruned, channel_map, rest=rest, seed=3, variant="leading_conv")
@@ -121,7 +121,8 @@ def test_leading_conv_writes_only_the_main_path_convolutions_leading_blocks(arch
         else:  # BN, classifier, shortcuts: all the rest
             assert torch.equal(tensor, fill[name]), name
     convs = [m for m in dense.modules() if isinstance(m, nn.Conv2d)]
-    assert written == len(convs) - 2  # two projection shortcuts keep the rest's values
+    shortcuts = 4 if arch == "resnet50" else 2  # torchvision's "downsample", pf's "shortcut"
+    assert written == len(convs) - shortcuts  # the projection shortcuts keep the rest's values
 
 
 @pytest.mark.parametrize("arch", ["resnet20", "preact20"])
