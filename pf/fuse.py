@@ -16,7 +16,8 @@ Where theta_p* goes (``variant``, one of ``FUSION_VARIANTS``):
 - ``"leading_conv"``: the snapshot of the authors' code exactly (``../shared/PAPERS.md``
   section 7): only the weights of the main-path convolutions are written, in their
   leading block; BatchNorm, the classifier and the projection shortcuts (modules named
-  ``shortcut``, torchvision's ``downsample``: ``SHORTCUT_NAMES``) are all the rest. With ``rest="xavier"`` it is that snapshot's fusion.
+  ``shortcut``, torchvision's ``downsample``: ``SHORTCUT_NAMES``) are all the rest. With
+  ``rest="xavier"`` it is that snapshot's fusion.
 
 What the pruned network did not cover ("the rest") is chosen by ``rest`` (``REST_MODES``):
 
