@@ -27,7 +27,7 @@ lock:  ## rewrite requirements.lock from a fresh install of pyproject.toml's ran
 
 setup: $(READY)
 
-# What a GPU machine without internet lacks (benchmarks/gpu_check.py, README "On a GPU").
+# What a GPU machine without internet lacks (benchmarks/gpu_check.py, docs/gpu.md, "On a GPU").
 BUNDLE := .whl/.bundled
 $(BUNDLE): $(LOCK) | $(READY)
 	$(BIN)/python benchmarks/gpu_check.py --bundle

@@ -292,13 +292,14 @@ PRESETS: dict[str, dict] = {
                  batch_size=64),
     # real CIFAR-10 (the JPEG copy beside the project) sized for 2 CPU cores: ResNet-20,
     # 1k random labels growing to 10 % in 3 rounds, SVP's schedule shape in 10 epochs;
-    # about 13-31 min per run with one thread (README, "Real CIFAR-10 at CPU scale").
+    # 16-20 min per run with one thread, 41-45 min tested after every epoch (docs/studies.md,
+    # "Real CIFAR-10 at CPU scale").
     "cpu": dict(dataset="cifar10_jpeg", arch="resnet20", proxy_arch="resnet8",
                 budgets=[1000, 2000, 3500, 5000],
                 lr_schedule=[[1, 0.01], [5, 0.1], [2, 0.01], [2, 0.001]], eval_every=5),
     # real CIFAR-10 where uncertainty selection can beat random: every network trained
     # much longer (a 60-epoch one-cycle schedule; its measured distance to convergence is
-    # in the README), 1k random labels growing to 10k (20 %) in 3 rounds (README,
+    # in docs/studies.md), 1k random labels growing to 10k (20 %) in 3 rounds (docs/studies.md,
     # "Converged CIFAR-10").
     "converged": dict(dataset="cifar10_jpeg", arch="resnet20", proxy_arch="resnet8",
                       budgets=[1000, 4000, 7000, 10000], lr_schedule=[[12, 0.1], [48, 0.001]],
