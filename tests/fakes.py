@@ -9,6 +9,7 @@ import torch
 
 from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING
 from pf.experiments.config import ActiveLearningConfig, DataPruningConfig
+from pf.experiments.ledger import Forwards, Work, charge_selection, round_macs
 from pf.experiments.methods import METHODS
 from pf.experiments.record import (RANDOM_LABEL, DatasetRecord, NetworkRecord, RoundRecord,
                                    RunRecord, ScoresRecord, SelectorRecord, TargetRecord,
@@ -43,12 +44,14 @@ def fake_record(method="prunefuse", prune_ratio=0.5, seed=0, fusion=True, kd=Tru
               "fusion": fusion, "kd": kd, "sync_every": sync_every, "budgets": list(budgets),
               "lr_schedule": [[epochs, 0.1]], "seed": seed, **settings}
     label = METHODS[method].label(config, defaults)
+    forwards = Forwards(TARGET_MACS, selector.forward_macs, selector.forward_macs)
     rounds, spent = [], 0
     for index, (budget, accuracy) in enumerate(zip(budgets, accuracies)):
         last = index == len(budgets) - 1
         has_selector = pruned or not last
-        selector_training = 3 * selector.forward_macs * budget * epochs if has_selector else 0
-        scoring = 0 if last else selector.forward_macs * (TRAIN_SIZE - budget)
+        work = Work(selector_trained=budget * epochs if has_selector else 0,
+                    target_trained=budget * epochs, distilled=pruned and kd,
+                    scored=0 if last else TRAIN_SIZE - budget)
         rounds.append(RoundRecord(
             round=index, labeled=budget, added=budget - (budgets[index - 1] if index else 0),
             label=label,
@@ -59,14 +62,12 @@ def fake_record(method="prunefuse", prune_ratio=0.5, seed=0, fusion=True, kd=Tru
                                 curve=[accuracy * (e + 1) / epochs for e in range(epochs)],
                                 curve_epochs=list(range(1, epochs + 1)),
                                 train_loss=[1.0 / (e + 1) for e in range(epochs)]),
-            macs={"selector_training": selector_training,
-                  "target_training": 3 * TARGET_MACS * budget * epochs,
-                  "pool_scoring": scoring, "data_selection": spent},
+            macs={**round_macs(forwards, work), "data_selection": spent},
             seconds={"selector_training": 1.0, "target_training": 2.0, "pool_scoring": 0.5,
                      "data_selection": float(index)}))
-        spent += selector_training + scoring
         synced = sync_every and index >= 1 and index % sync_every == 0 and not last
-        spent += 3 * TARGET_MACS * budgets[index - 1] * epochs if synced else 0
+        spent = charge_selection(spent, "macs", rounds[-1].macs,
+                                 rounds[index - 1].macs if synced else None)
     return RunRecord(
         config=config, seed=seed, experiment=ACTIVE_LEARNING, method=method,
         dataset=DatasetRecord(dataset, TRAIN_SIZE, 10000, 10, [3, 32, 32]),

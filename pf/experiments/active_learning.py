@@ -27,8 +27,8 @@ are inside, since timing them apart would cost a host sync per step), their test
 evaluations together (``evaluation``), the sync and pool scoring (which includes picking,
 e.g. greedy k-centers). ``data_selection`` at a budget is the paper's Fig. 3 quantity:
 all that chose this labeled set in earlier rounds: selector trainings, syncs and pool
-scoring (``SELECTION_PHASES``), and the trainings of the targets that selected (the
-baseline's) or that a selector was pruned from (a sync's), each counted once
+scoring (``pf.experiments.ledger.SELECTION_PHASES``), and the trainings of the targets that
+selected (the baseline's) or that a selector was pruned from (a sync's), each counted once
 (``CHARGED_TARGET``: with their teacher's forwards, in MACs as in seconds). Both units
 count the same work, and neither counts a test evaluation, which chooses nothing.
 """
@@ -38,32 +38,28 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from pf.experiments import ACTIVE_LEARNING
 from pf.experiments.checkpoint import Checkpoint
 from pf.experiments.config import ActiveLearningConfig, ConfigError
-from pf.experiments.methods import METHODS, plan_rounds
+from pf.experiments.ledger import Forwards, Work, charge_selection, round_macs
+from pf.experiments.methods import METHODS, Round, plan_rounds
 from pf.experiments.record import (NetworkRecord, RoundRecord, SelectorRecord, TargetRecord,
                                    channel_map_file)
 from pf.data import Dataset
-from pf.flops import classifier_macs, forward_macs, parameter_count, training_macs
+from pf.flops import classifier_macs, forward_macs, parameter_count
 from pf.fuse import fuse
 from pf.models import build_model
 from pf.prune import prune_at_init
 from pf.select import MC_PROBS, PROBS_FEATURES, STRATEGIES, select
 from pf.train import FitResult, fit, mc_dropout_probs, predict
 
-__all__ = ["SELECTION_PHASES", "CHARGED_TARGET", "role_seed", "initial_networks",
-           "run_active_learning"]
-
-# What data selection spends in a round whose selector picks: its selector's phases ...
-SELECTION_PHASES = ("selector_training", "selector_sync", "pool_scoring")
-# ... and, once, the training of a target it depends on, in each unit the same work: the
-# teacher's forwards run inside the training steps, so the seconds already hold them.
-CHARGED_TARGET = {"macs": ("target_training", "distillation"), "seconds": ("target_training",)}
+__all__ = ["RoundState", "role_seed", "initial_networks", "run_active_learning"]
 
 
 def role_seed(seed: int, role: str) -> int:
@@ -103,11 +99,6 @@ def _prune(config: ActiveLearningConfig, network, image_shape: tuple) -> tuple:
     """``network`` pruned as ``config`` says (at init, and again at every sync)."""
     return prune_at_init(network, config.prune_ratio, config.importance, image_shape,
                          seed=config.seed, steps=config.prune_steps)
-
-
-def _train(model, dataset, labeled, schedule, config, seed, desc, progress, **options) -> FitResult:
-    return fit(model, dataset, labeled, schedule, device=dataset.train.device, seed=seed,
-               progress=progress, desc=desc, **config.fit_options(), **options)
 
 
 def _pool_subset(config: ActiveLearningConfig, pool: torch.Tensor,
@@ -171,6 +162,97 @@ def _choose(config: ActiveLearningConfig, selector, dataset: Dataset,
     return pool[positions], len(pool)
 
 
+@dataclass
+class RoundState:
+    """What one round hands the next; a checkpoint holds exactly this (``vars``)."""
+
+    added: torch.Tensor  # the indices the next round labels
+    labeled_mask: torch.Tensor
+    rounds: list  # a RoundRecord per finished round
+    selected: list  # the indices each finished round added
+    trained_selector: nn.Module | None  # what a warm selector starts from
+    trained_target: nn.Module | None  # what a sync prunes
+    # The selector's lineage: its initial weights, its channel map's file and the network
+    # it was cut from (theta's init, or a synced selector's trained target); replaced at
+    # every sync.
+    lineage: dict
+    channel_maps: dict  # PruneFuse: {file name: map}, the one at init and one per sync
+    spent: dict  # data selection so far, {"macs", "seconds"}: what chose the labeled set
+
+    def label_added(self) -> torch.Tensor:
+        """Label the indices the last round picked (round 0: the random first set); the
+        labeled set, in index order."""
+        self.labeled_mask[self.added] = True
+        self.selected.append(self.added.tolist())
+        return self.labeled_mask.nonzero().squeeze(1)
+
+    def charge(self, target_round: int | None) -> None:
+        """Add to ``spent`` what chose the next labels: the last round's selector work, and
+        the training of round ``target_round``'s target when the selector depends on it
+        (``pf.experiments.ledger.charge_selection``)."""
+        charged = None if target_round is None else self.rounds[target_round]
+        for unit in self.spent:
+            self.spent[unit] = charge_selection(self.spent[unit], unit,
+                                                getattr(self.rounds[-1], unit),
+                                                None if charged is None else getattr(charged, unit))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every round of one run reads: its config, data, initial networks and costs."""
+
+    config: ActiveLearningConfig
+    dataset: Dataset
+    progress: bool | None
+    dense_init: nn.Module  # theta at initialisation
+    selector_init: nn.Module
+    channel_map: dict | None  # theta -> theta_p at init (PruneFuse)
+    networks: dict  # NetworkRecord of the target and the selector
+    forwards: Forwards
+    label: str  # every round's label: one recipe, named against today's defaults
+
+    @classmethod
+    def start(cls, config: ActiveLearningConfig, dataset: Dataset,
+              progress: bool | None) -> _Run:
+        dense_init, selector_init, channel_map = initial_networks(config, dataset)
+        image_shape = dataset.train.image_shape
+        method = METHODS[config.method]
+        networks = {
+            "target": NetworkRecord(config.arch, parameter_count(dense_init),
+                                    forward_macs(dense_init, image_shape)),
+            "selector": NetworkRecord(method.selector_arch(config), parameter_count(selector_init),
+                                      forward_macs(selector_init, image_shape)),
+        }
+        selector_macs = networks["selector"].forward_macs
+        # per scored pool image: a forward pass, and a Monte-Carlo strategy's extra
+        # classifier passes (every selector of a run has the initial one's widths)
+        scoring = STRATEGIES[config.metric].scoring_macs(
+            selector_macs, classifier_macs(selector_init), config.mc_passes)
+        forwards = Forwards(networks["target"].forward_macs, selector_macs, scoring)
+        label = method.label(config.to_dict(), ActiveLearningConfig().to_dict())
+        return cls(config, dataset, progress, dense_init, selector_init, channel_map, networks,
+                   forwards, label)
+
+    def first_state(self) -> RoundState:
+        """The state before round 0: ``budgets[0]`` random indices to label."""
+        train_size = len(self.dataset.train)
+        generator = torch.Generator().manual_seed(self.config.seed)
+        first = torch.randperm(train_size, generator=generator)
+        return RoundState(
+            added=first[:self.config.budgets[0]],
+            labeled_mask=torch.zeros(train_size, dtype=torch.bool), rounds=[], selected=[],
+            trained_selector=None, trained_target=None,
+            lineage={"selector": self.selector_init, "map_file": channel_map_file(None),
+                     "source": self.dense_init},
+            channel_maps={channel_map_file(None): self.channel_map} if self.channel_map else {},
+            spent={"macs": 0, "seconds": 0.0})
+
+    def train(self, model, labeled, schedule, seed, desc, **options) -> FitResult:
+        return fit(model, self.dataset, labeled, schedule, device=self.dataset.train.device,
+                   seed=seed, progress=self.progress, desc=desc, **self.config.fit_options(),
+                   **options)
+
+
 def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
                         progress: bool | None = None,
                         checkpoint: Checkpoint | None = None) -> dict:
@@ -187,129 +269,117 @@ def run_active_learning(config: ActiveLearningConfig, dataset: Dataset,
         raise ConfigError(f"experiment: run_active_learning runs {ACTIVE_LEARNING}, "
                           f"got {config.experiment!r}")
     checkpoint = checkpoint or Checkpoint(None, config.to_dict())
+    run = _Run.start(config, dataset, progress)
+    saved = checkpoint.load()
+    state = run.first_state() if saved is None else RoundState(**saved)
+    state.labeled_mask, state.added = (state.labeled_mask.to(dataset.train.device),
+                                       state.added.to(dataset.train.device))
     plan = plan_rounds(config)
-    image_shape = dataset.train.image_shape
-    device = dataset.train.device
-    dense_init, selector_init, channel_map = initial_networks(config, dataset)
-    method = METHODS[config.method]
-    selector_arch = method.selector_arch(config)
-    # every round's label: one recipe, named against today's defaults
-    label = method.label(config.to_dict(), ActiveLearningConfig().to_dict())
-    networks = {
-        "target": NetworkRecord(config.arch, parameter_count(dense_init),
-                                forward_macs(dense_init, image_shape)),
-        "selector": NetworkRecord(selector_arch, parameter_count(selector_init),
-                                  forward_macs(selector_init, image_shape)),
-    }
-    target_macs, selector_macs = networks["target"].forward_macs, networks["selector"].forward_macs
-    # per scored pool image: a forward pass, and a Monte-Carlo strategy's extra classifier
-    # passes (every selector of a run has the initial one's widths)
-    scoring_macs = STRATEGIES[config.metric].scoring_macs(
-        selector_macs, classifier_macs(selector_init), config.mc_passes)
-    test_size = len(dataset.test)
-
-    # What one round hands the next; a checkpoint holds exactly this.
-    first = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(config.seed))
-    carried = checkpoint.load() or {
-        "added": first[:config.budgets[0]],  # the indices the next round labels
-        "labeled_mask": torch.zeros(len(dataset.train), dtype=torch.bool),
-        "rounds": [], "selected": [],
-        "trained_selector": None, "trained_target": None,
-        # The selector's lineage: its initial weights, channel map and the network it was
-        # cut from (theta's init, or a synced selector's trained target); replaced at
-        # every sync.
-        "lineage": {"selector": selector_init, "map_file": channel_map_file(None),
-                    "source": dense_init},
-        "channel_maps": {channel_map_file(None): channel_map} if channel_map else {},
-        "spent": {"macs": 0, "seconds": 0.0},  # data selection so far: what chose the set
-    }
-    labeled_mask = carried["labeled_mask"].to(device)
-    rounds, selected = carried["rounds"], carried["selected"]
-    channel_maps, spent, lineage = carried["channel_maps"], carried["spent"], carried["lineage"]
-    added = carried["added"].to(device)
-    trained_selector, trained_target = carried["trained_selector"], carried["trained_target"]
     bar = tqdm(plan, desc=config.method, disable=None if progress is None else not progress,
-               initial=len(rounds))
-    for step in plan[len(rounds):]:  # those after the last round a checkpoint holds
-        labeled_mask[added] = True
-        labeled = labeled_mask.nonzero().squeeze(1)
-        selected.append(added.tolist())
+               initial=len(state.rounds))
+    for step in plan[len(state.rounds):]:  # those after the last round a checkpoint holds
+        labeled = state.label_added()
         seed = config.seed * 1000 + 10 * step.index
-        budget = step.labeled
-
-        sync_seconds = 0.0
-        if step.syncs:
-            start = time.perf_counter()
-            pruned, synced_map = _prune(config, trained_target, image_shape)
-            sync_seconds = time.perf_counter() - start
-            lineage = {"selector": pruned, "map_file": channel_map_file(step.origin),
-                       "source": trained_target}
-            channel_maps[lineage["map_file"]] = synced_map
-        selector, selector_result = None, None
-        if step.trains_selector:
-            start_from = trained_selector if step.selector == "warm" else lineage["selector"]
-            selector = copy.deepcopy(start_from)
-            selector_result = _train(selector, dataset, labeled, config.selector_schedule(), config,
-                                     seed, f"selector @ {budget}", progress, record_curve=False)
-            trained_selector = selector
-
-        if step.target_init == "fused":  # fuse returns a new network
-            base = dense_init if config.fuse_into == "init" else lineage["source"]
-            target = fuse(base, selector, channel_maps[lineage["map_file"]], config.rest,
-                          seed=seed, variant=config.fusion_variant)
-        else:
-            target = copy.deepcopy(dense_init)
+        sync_seconds = _sync(run, state, step)
+        selector, selector_result = _train_selector(run, state, step, labeled, seed)
         teacher = selector if step.kd else None
-        target_result = _train(target, dataset, labeled, config.schedule(), config, seed + 1,
-                               f"target @ {budget}", progress, teacher=teacher)
-        trained_target = target
+        target, target_result = _train_target(run, state, step, selector, teacher, labeled, seed)
         if step.selector == "target":
             selector, selector_result = target, target_result
-
-        own = selector_result if step.trains_selector else FitResult()  # the baseline's: none
-        seconds = {"selector_training": own.training_seconds,
-                   "target_training": target_result.training_seconds,
-                   "selector_sync": sync_seconds, "pool_scoring": 0.0,
-                   "evaluation": own.evaluation_seconds + target_result.evaluation_seconds,
-                   "data_selection": spent["seconds"]}
-        macs = {"selector_training": training_macs(selector_macs, own.images_seen),
-                "target_training": training_macs(target_macs, target_result.images_seen),
-                "selector_sync": 0, "pool_scoring": 0,
-                "evaluation": test_size * (selector_macs * len(own.curve)
-                                           + target_macs * len(target_result.curve)),
-                "distillation": 0 if teacher is None else selector_macs * target_result.images_seen,
-                "data_selection": spent["macs"]}
-        if step.picks:
-            start = time.perf_counter()
-            added, scored = _choose(config, selector, dataset, labeled_mask, step.picks,
-                                    step.index + 1)
-            seconds["pool_scoring"] = time.perf_counter() - start
-            macs["pool_scoring"] = scored * scoring_macs
-        rounds.append(RoundRecord(
-            round=step.index, labeled=budget, added=len(selected[-1]), label=label,
-            selector=None if selector_result is None else SelectorRecord(
-                arch=selector_arch, test_accuracy=selector_result.test_accuracy,
-                is_target=step.selector == "target", start=step.selector,
-                origin="init" if step.origin is None else f"round {step.origin} target",
-                channel_map=lineage["map_file"] if channel_map else None),
-            target=TargetRecord(
-                arch=config.arch, init=step.target_init, kd=teacher is not None,
-                test_accuracy=target_result.test_accuracy, curve=target_result.curve,
-                curve_epochs=target_result.curve_epochs, train_loss=target_result.train_loss),
-            macs=macs, seconds=seconds))
-        if step.selects:  # what chose the next labels: this round's selector work, and a target
-            charged = None if step.charges_target is None else rounds[step.charges_target]
-            for unit, phases in (("macs", macs), ("seconds", seconds)):
-                spent[unit] += sum(phases[p] for p in SELECTION_PHASES)
-                if charged is not None:
-                    spent[unit] += sum(getattr(charged, unit)[p] for p in CHARGED_TARGET[unit])
-        checkpoint.save(len(rounds), {
-            "added": added, "labeled_mask": labeled_mask, "rounds": rounds,
-            "selected": selected, "trained_selector": trained_selector,
-            "trained_target": trained_target, "lineage": lineage, "channel_maps": channel_maps,
-            "spent": spent})
+        scored, scoring_seconds = _pick(run, state, step, selector)
+        state.rounds.append(_round_record(run, state, step, selector_result, target_result,
+                                          teacher is not None, scored,
+                                          {"selector_sync": sync_seconds,
+                                           "pool_scoring": scoring_seconds}))
+        if step.selects:
+            state.charge(step.charges_target)
+        checkpoint.save(len(state.rounds), vars(state))
         bar.update()
         bar.set_postfix(acc=f"{target_result.test_accuracy:.3f}")
     bar.close()
-    return {"rounds": rounds, "selected": selected, "channel_maps": channel_maps,
-            "networks": networks}
+    return {"rounds": state.rounds, "selected": state.selected,
+            "channel_maps": state.channel_maps, "networks": run.networks}
+
+
+def _sync(run: _Run, state: RoundState, step: Round) -> float:
+    """At a sync, prune the last trained target into the selector's new lineage; seconds."""
+    if not step.syncs:
+        return 0.0
+    start = time.perf_counter()
+    pruned, synced_map = _prune(run.config, state.trained_target, run.dataset.train.image_shape)
+    seconds = time.perf_counter() - start
+    state.lineage = {"selector": pruned, "map_file": channel_map_file(step.origin),
+                     "source": state.trained_target}
+    state.channel_maps[state.lineage["map_file"]] = synced_map
+    return seconds
+
+
+def _train_selector(run: _Run, state: RoundState, step: Round, labeled: torch.Tensor,
+                    seed: int) -> tuple:
+    """The round's own selector, trained from its lineage (or warm, from the last one)."""
+    if not step.trains_selector:
+        return None, None
+    start_from = state.trained_selector if step.selector == "warm" else state.lineage["selector"]
+    selector = copy.deepcopy(start_from)
+    result = run.train(selector, labeled, run.config.selector_schedule(), seed,
+                       f"selector @ {step.labeled}", record_curve=False)
+    state.trained_selector = selector
+    return selector, result
+
+
+def _train_target(run: _Run, state: RoundState, step: Round, selector, teacher,
+                  labeled: torch.Tensor, seed: int) -> tuple:
+    """The round's target: fused from the selector or theta's init, distilled from
+    ``teacher`` when there is one."""
+    config = run.config
+    if step.target_init == "fused":  # fuse returns a new network
+        base = run.dense_init if config.fuse_into == "init" else state.lineage["source"]
+        target = fuse(base, selector, state.channel_maps[state.lineage["map_file"]], config.rest,
+                      seed=seed, variant=config.fusion_variant)
+    else:
+        target = copy.deepcopy(run.dense_init)
+    result = run.train(target, labeled, config.schedule(), seed + 1, f"target @ {step.labeled}",
+                       teacher=teacher)
+    state.trained_target = target
+    return target, result
+
+
+def _pick(run: _Run, state: RoundState, step: Round, selector) -> tuple[int, float]:
+    """Let the selector choose the next round's labels (into ``state.added``), when the
+    plan says this round picks; the pool images scored and the seconds it took."""
+    if not step.picks:
+        return 0, 0.0
+    start = time.perf_counter()
+    state.added, scored = _choose(run.config, selector, run.dataset, state.labeled_mask,
+                                  step.picks, step.index + 1)
+    return scored, time.perf_counter() - start
+
+
+def _round_record(run: _Run, state: RoundState, step: Round, selector_result: FitResult | None,
+                  target_result: FitResult, distilled: bool, scored: int,
+                  seconds: dict) -> RoundRecord:
+    """The round's record: its selector and target, its phases' MACs (``pf.experiments.
+    ledger``) and seconds (``seconds`` holds the sync's and the pool scoring's), with the
+    data selection that chose its labeled set."""
+    own = selector_result if step.trains_selector else FitResult()  # the baseline's: none
+    work = Work(selector_trained=own.images_seen, selector_tests=len(own.curve),
+                target_trained=target_result.images_seen, target_tests=len(target_result.curve),
+                distilled=distilled, scored=scored, test_size=len(run.dataset.test))
+    seconds = {"selector_training": own.training_seconds,
+               "target_training": target_result.training_seconds, **seconds,
+               "evaluation": own.evaluation_seconds + target_result.evaluation_seconds,
+               "data_selection": state.spent["seconds"]}
+    selector = None if selector_result is None else SelectorRecord(
+        arch=run.networks["selector"].arch, test_accuracy=selector_result.test_accuracy,
+        is_target=step.selector == "target", start=step.selector,
+        origin="init" if step.origin is None else f"round {step.origin} target",
+        channel_map=state.lineage["map_file"] if run.channel_map else None)
+    return RoundRecord(
+        round=step.index, labeled=step.labeled, added=len(state.selected[-1]), label=run.label,
+        selector=selector,
+        target=TargetRecord(
+            arch=run.config.arch, init=step.target_init, kd=distilled,
+            test_accuracy=target_result.test_accuracy, curve=target_result.curve,
+            curve_epochs=target_result.curve_epochs, train_loss=target_result.train_loss),
+        macs={**round_macs(run.forwards, work), "data_selection": state.spent["macs"]},
+        seconds=seconds)

@@ -30,8 +30,10 @@ from pf.experiments import DATA_PRUNING
 from pf.experiments.config import (ActiveLearningConfig, ConfigError, DataPruningConfig,
                                    RunConfig)
 from pf.experiments.data_pruning import keep_count
+from pf.experiments.ledger import (ROUND_PHASES, Forwards, Work, charge_selection, round_images,
+                                   round_macs)
 from pf.experiments.methods import BASELINE, METHODS, PRUNEFUSE, plan_rounds
-from pf.flops import classifier_macs, forward_macs, parameter_count, training_macs
+from pf.flops import classifier_macs, forward_macs, parameter_count
 from pf.models import build_model
 from pf.prune import prune_at_init
 from pf.select import STRATEGIES
@@ -40,8 +42,7 @@ from pf.train import evaluated_epochs
 __all__ = ["PHASES", "planned_cost", "selection_macs",
            "protocol_selection_costs"]
 
-PHASES = ("selector_training", "selector_sync", "pool_scoring", "target_training", "evaluation",
-          "distillation", "reference_scoring")
+PHASES = (*ROUND_PHASES, "reference_scoring")  # the last: data pruning's full reference run
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,30 +70,26 @@ def _scored_in_pool(config: ActiveLearningConfig, train_size: int, labeled: int)
     return pool + labeled if strategy.labeled_aware else pool
 
 
-def _active_learning(config: ActiveLearningConfig, train: int, test: int, target: int,
-                     selector: int, scoring: int) -> dict:
+def _active_learning(config: ActiveLearningConfig, train: int, test: int,
+                     forwards: Forwards) -> dict:
     """Images and MACs per phase of ``pf.experiments.active_learning.run_active_learning``:
-    its rounds' plan (``pf.experiments.methods.plan_rounds``), summed. ``scoring``: the
-    selector's MACs per scored pool image (``pf.select.Strategy.scoring_macs``)."""
+    its rounds' plan (``pf.experiments.methods.plan_rounds``), each round's work counted by
+    ``pf.experiments.ledger`` as the run records it, summed."""
     images = dict.fromkeys(PHASES, 0)
     macs = dict.fromkeys(PHASES, 0)
-
-    def add(phase: str, count: int, forward: int, passes: int = 1) -> None:
-        images[phase] += count
-        macs[phase] += passes * forward * count
-
     target_epochs, selector_epochs = config.schedule().epochs, config.selector_schedule().epochs
     target_evaluations = len(evaluated_epochs(target_epochs, config.eval_every))
     for step in plan_rounds(config):
-        if step.trains_selector:
-            add("selector_training", step.labeled * selector_epochs, selector, passes=3)
-            add("evaluation", test, selector)  # a selector is evaluated once, at the end
-        add("target_training", step.labeled * target_epochs, target, passes=3)
-        add("evaluation", test * target_evaluations, target)
-        if step.kd:
-            add("distillation", step.labeled * target_epochs, selector)
-        if step.picks:
-            add("pool_scoring", _scored_in_pool(config, train, step.labeled), scoring)
+        work = Work(selector_trained=step.labeled * selector_epochs if step.trains_selector else 0,
+                    selector_tests=1 if step.trains_selector else 0,  # once, at its end
+                    target_trained=step.labeled * target_epochs, target_tests=target_evaluations,
+                    distilled=step.kd,
+                    scored=_scored_in_pool(config, train, step.labeled) if step.picks else 0,
+                    test_size=test)
+        for phase, count in round_images(work).items():
+            images[phase] += count
+        for phase, count in round_macs(forwards, work).items():
+            macs[phase] += count
     return {"images": images, "macs": macs}
 
 
@@ -152,7 +149,7 @@ def planned_cost(config: RunConfig, train_size: int | None = None, test_size: in
         arch, ratio = METHODS[config.method].selector_network(config)
         selector, classifier = _forward(arch, classes, shape, ratio)
         scoring = STRATEGIES[config.metric].scoring_macs(selector, classifier, config.mc_passes)
-        plan = _active_learning(config, train, test, target, selector, scoring)
+        plan = _active_learning(config, train, test, Forwards(target, selector, scoring))
     images = plan["images"]
     trained = images["selector_training"] + images["target_training"] + images["reference_scoring"]
     return {**plan, "total_macs": sum(plan["macs"].values()), "training_images": trained,
@@ -167,11 +164,12 @@ def selection_macs(selector_forward: int, budgets: list[int], train_size: int,
     other ``train_size - budgets[k]``; the labeled set at ``budgets[r]`` cost rounds
     0..r-1 (the first set is random and free). A run records the same sums measured.
     """
+    forwards = Forwards(target=0, selector=selector_forward, scoring=selector_forward)
     totals, spent = [], 0
     for budget in budgets:
         totals.append(spent)
-        spent += training_macs(selector_forward, budget * epochs)
-        spent += selector_forward * (train_size - budget)
+        work = Work(selector_trained=budget * epochs, scored=train_size - budget)
+        spent = charge_selection(spent, "macs", round_macs(forwards, work), None)
     return totals
 
 
