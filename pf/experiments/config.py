@@ -71,6 +71,7 @@ class RunConfig:
     """What both experiments share: data, model, training and execution. Every field is a
     plain JSON type (papermill-safe)."""
 
+    # which experiment: active_learning (ActiveLearningConfig) | data_pruning
     experiment: str = setting(ACTIVE_LEARNING, choices=EXPERIMENTS)
     # --- data -------------------------------------------------------------------------
     # digits | cifar10 | cifar100 | cifar10_jpeg | tinyimagenet | imagefolder:<path> | synthetic
@@ -81,12 +82,14 @@ class RunConfig:
     data_dir: str = setting("")  # dataset root and cache; "" means $PF_DATA or ~/.cache/pf/data
     # --- model ------------------------------------------------------------------------
     arch: str = setting("resnet56", choices=MODELS, noun="model")  # the target network
-    # dropout rate before every network's classifier (0: none); bald needs it (pf.models)
+    # dropout rate before every network's classifier (0: none, as in every committed run);
+    # bald and mc_entropy need it (pf.models)
     dropout: float = setting(0.0, at_least=0, below=1)
     # --- training (SVP's protocol) ----------------------------------------------------
     lr_schedule: list = setting(SVP_SCHEDULE, check=schedule_rule(False))  # [epochs, lr] pieces
-    # step: each piece holds its rate (SVP) | linear: the rate moves linearly to each
-    # piece's rate (from 0 before the first), step by step: one-cycle (pf.train.Schedule)
+    # step: each piece holds its rate (SVP) | linear: the rate moves linearly, step by step,
+    # from the previous piece's rate (0 before the first) to each piece's rate: one-cycle,
+    # e.g. the converged preset's [[12, 0.1], [48, 0.001]] (pf.train.Schedule)
     lr_shape: str = setting("step", choices=LR_SHAPES)
     batch_size: int = setting(128, at_least=1)  # SGD mini-batch
     momentum: float = setting(0.9, at_least=0, at_most=1)  # SGD momentum
@@ -97,13 +100,16 @@ class RunConfig:
     # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     precision: str = setting("auto", choices=("auto", "fp32", "bf16"))
     compile: bool = setting(False)  # wrap the training forward in torch.compile
-    # CUDA: replay scoring, testing and (with compile) the training step from CUDA graphs
+    # CUDA: replay scoring, testing and (with compile) the training step from CUDA graphs:
+    # the same numbers with fewer kernel launches (pf.graphs)
     cuda_graphs: bool = setting(True)
-    # CUDA: reproducible kernels (pf.train.set_determinism); false lets cuDNN autotune
+    # CUDA: reproducible kernels (pf.train.set_determinism); false lets cuDNN autotune.
+    # CPU runs are deterministic either way
     deterministic: bool = setting(True)
     # test evaluation and pool scoring batch; 0 = 1024 on CUDA, 128 on CPU
     eval_batch_size: int = setting(0, at_least=0)
-    # test the target every this many epochs (and after the last; pf.train)
+    # test the target every this many epochs and always after the last (the reported
+    # accuracy); 1 gives Fig. 4's every-epoch curves; testing changes no training (pf.train)
     eval_every: int = setting(1, at_least=1)
 
     def schedule(self) -> Schedule:
@@ -158,34 +164,48 @@ class ActiveLearningConfig(RunConfig):
 
     # baseline (the target selects) | svp (a proxy selects) | prunefuse (the pruned target)
     method: str = setting(PRUNEFUSE, choices=tuple(METHODS))
-    # pf.select.METRICS: uncertainty, bald, kcenters, random, norm_*
+    # least_confidence | entropy | margin (uncertainty) | bald | mc_entropy (Monte-Carlo
+    # dropout) | kcenters | badge | norm_gs | norm_top | norm_sample (Bar & Giryes) | random;
+    # what each reads and computes: docs/parameters.md, "Selection metrics" (pf.select)
     metric: str = setting(LEAST_CONFIDENCE, choices=METRICS)
-    # bald, mc_entropy: Monte-Carlo dropout passes over the pool's features (pf.select)
+    # bald, mc_entropy: Monte-Carlo dropout passes over the pool's penultimate features
+    # (one eval-mode forward pass, then this many classifier passes per pool image), masks
+    # drawn from a generator seeded per round (pf.select)
     mc_passes: int = setting(20, at_least=1)
-    # score a seeded random subset of this many unlabeled images per round (0: the whole
-    # pool; Learning Loss for AL and dal-toolbox score 10,000)
+    # score a seeded random subset of this many unlabeled images, drawn afresh each round,
+    # for every metric that reads the selector (0: the whole pool; Learning Loss for AL and
+    # dal-toolbox score 10,000); the plan and the record count what was scored
     pool_subset: int = setting(0, at_least=0)
     # TOTAL labeled counts, increasing
     budgets: list = setting(SVP_BUDGETS, check=budgets_rule)
     # prunefuse: fraction of channels removed per layer
     prune_ratio: float = setting(0.5, at_least=0, below=1)
-    # prunefuse: l2 (per filter) | group_l2 | random
+    # prunefuse: channel ranking at init: l2 (per filter) | group_l2 (Torch-Pruning's
+    # coupled-group L2) | random
     importance: str = setting("l2", choices=IMPORTANCES)
-    # prunefuse: Torch-Pruning steps to reach prune_ratio (authors' code: 5)
+    # prunefuse: Torch-Pruning steps to reach prune_ratio, back to back (the authors'
+    # code: 5; the same widths, other channels)
     prune_steps: int = setting(1, at_least=1)
     proxy_arch: str = setting("resnet20", choices=MODELS, noun="model")  # svp: the selector
-    fusion: bool = setting(True)  # prunefuse: start the target from the fused network
+    # prunefuse: start the target from the fused network; false: from its own
+    # initialisation, on PruneFuse's selection (the Fig. 4 ablation)
+    fusion: bool = setting(True)
     kd: bool = setting(True)  # prunefuse: distil the trained selector into the target
-    # prunefuse: weights outside the selector's slots (pf.fuse.REST_MODES)
+    # prunefuse: target weights outside the selector's slots: keep (theta's init) | reinit
+    # (a fresh draw) | zero (they never learn: the target trains as the pruned network) |
+    # xavier (reinit, then every convolution Xavier-uniform: the authors' code); pf.fuse
     rest: str = setting("keep", choices=REST_MODES)
-    # prunefuse: where theta_p* goes: map (the paper's text) | leading | leading_conv (the
-    # authors' code; with rest=xavier its fusion exactly); pf.fuse
+    # prunefuse: where the trained selector goes in the target: map (each channel back
+    # where pruning cut it from: the paper's text) | leading (every tensor into its leading
+    # block) | leading_conv (only the main-path convolutions, leading block: the authors'
+    # code; with rest=xavier its fusion exactly); pf.fuse
     fusion_variant: str = setting("map", choices=FUSION_VARIANTS)
     # prunefuse: re-make the selector from the trained target every this many rounds
     # (the extended paper's T_sync; 0 = never, the 2024 method); pf.experiments.methods
     sync_every: int = setting(0, at_least=0)
     # svp, prunefuse: each round's selector starts from its initial weights (init) or
-    # continues from the previous round's trained selector (warm, the authors' code)
+    # continues from the previous round's trained selector with a fresh optimiser (warm,
+    # the authors' code)
     selector_start: str = setting("init", choices=SELECTOR_STARTS)
     # prunefuse: fuse into theta's initialisation (init) or, for a synced selector, into
     # the trained target it was pruned from (source)
@@ -210,7 +230,7 @@ class DataPruningConfig(RunConfig):
     """Data pruning (Schmidt, Dhungel et al., arXiv 2506.09010): score every training
     sample, remove the lowest-scored fractions and retrain (``pf.experiments.data_pruning``)."""
 
-    experiment: str = setting(DATA_PRUNING, choices=EXPERIMENTS)
+    experiment: str = setting(DATA_PRUNING, choices=EXPERIMENTS)  # this config's own
     # training-dynamics score: du | tdds | el2n | forgetting; the highest are kept
     score: str = setting("du", choices=SCORES)
     # tdds: which end of the scoring run it scores, last | first (pf.scores.tdds_epochs;

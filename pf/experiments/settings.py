@@ -15,7 +15,7 @@ from dataclasses import field
 from pf.data import DATASET_SIZES, DATASETS, STREAMED_PREFIX
 
 __all__ = ["setting", "schedule_rule", "budgets_rule", "fractions_rule", "dataset_rule",
-           "refusal"]
+           "range_text", "refusal"]
 
 
 def setting(default, *, choices=None, noun: str = "", at_least=None, above=None,
@@ -36,6 +36,7 @@ def setting(default, *, choices=None, noun: str = "", at_least=None, above=None,
 def schedule_rule(allow_empty: bool):
     """The rule of an ``[[epochs, lr], ...]`` schedule (empty allowed or not)."""
     def check(pieces: list) -> str | None:
+        """[[epochs, lr], ...]: whole epochs and rates, all positive."""
         valid = all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int and p[0] > 0
                     and type(p[1]) in (int, float) and p[1] > 0 for p in pieces)
         if valid and (pieces or allow_empty):
@@ -67,6 +68,7 @@ def fractions_rule(fractions: list) -> str | None:
 def names_rule(choices):
     """The rule of a list of distinct names from ``choices`` (a registry)."""
     def check(names: list) -> str | None:
+        """A list of distinct names from its registry."""
         known = all(isinstance(n, str) and n in choices for n in names)
         if known and len(set(names)) == len(names):
             return None
@@ -83,7 +85,7 @@ def dataset_rule(name: str) -> str | None:
     return f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
 
 
-def _range_text(rules: dict, integer: bool) -> str:
+def range_text(rules: dict, integer: bool) -> str:
     """What a range asks, in words: "be a positive integer", "lie in [0, 1)", "be >= 0"."""
     low, high = rules["at_least"], rules["at_most"]
     if integer and rules["above"] is None and high is None and rules["below"] is None:
@@ -109,6 +111,6 @@ def refusal(key: str, value, rules: dict) -> str | None:
     bounds = [(rules["at_least"], lambda v, b: v >= b), (rules["above"], lambda v, b: v > b),
               (rules["at_most"], lambda v, b: v <= b), (rules["below"], lambda v, b: v < b)]
     if not all(bound is None or holds(value, bound) for bound, holds in bounds):
-        return f"{key}: must {_range_text(rules, type(value) is int)}, got {value}"
+        return f"{key}: must {range_text(rules, type(value) is int)}, got {value}"
     problem = rules["check"](value) if rules["check"] else None
     return f"{key}: {problem}" if problem else None
