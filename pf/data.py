@@ -43,35 +43,21 @@ from pf.streaming import (IMAGE_SUFFIXES, IMAGENET_STATS, TEST_FOLDERS, Streamed
 
 __all__ = [
     "DATASETS",
-    "DATASET_SIZES",
-    "DATASET_TITLES",
+    "DatasetKind",
+    "dataset_kind",
+    "dataset_title",
+    "known_sizes",
     "DatasetNotFound",
     "Split",
     "Dataset",
     "data_dir",
     "cifar10_jpeg_path",
     "load_dataset",
+    "dataset_names",
     "is_streamed",
 ]
 
-DATASETS = ("digits", "cifar10", "cifar100", "cifar10_jpeg", "tinyimagenet", "imagefolder:<path>",
-            "synthetic", "imagenet", "stream:<path>")
-STREAMED_PREFIX = "stream:"  # a folder read batch by batch, never held in memory
 DEFAULT_SIDE = 224  # pixels of the square a streamed dataset's images are cropped to
-# What figures call a dataset; a name missing here (imagefolder:<path>) is shown as it is.
-DATASET_TITLES = {"digits": "8x8 digits (scikit-learn)", "cifar10": "CIFAR-10",
-                  "cifar100": "CIFAR-100", "cifar10_jpeg": "CIFAR-10 (JPEG q75)",
-                  "tinyimagenet": "Tiny ImageNet", "imagenet": "ImageNet-1K"}
-# train size, test size, classes, image shape: the datasets whose size is known unloaded.
-DATASET_SIZES = {
-    "cifar10": (50000, 10000, 10, (3, 32, 32)),
-    "cifar100": (50000, 10000, 100, (3, 32, 32)),
-    "cifar10_jpeg": (50000, 10000, 10, (3, 32, 32)),
-    "tinyimagenet": (100000, 10000, 200, (3, 64, 64)),
-    "digits": (1437, 360, 10, (1, 8, 8)),  # pf.data's 80/20 split of scikit-learn's 1,797
-    "synthetic": (512, 256, 10, (3, 16, 16)),
-    "imagenet": (1281167, 50000, 1000, (3, DEFAULT_SIDE, DEFAULT_SIDE)),  # ILSVRC-2012, val as test
-}
 CIFAR10_JPEG_ENV = "PF_CIFAR10_JPEG"  # where cifar10_jpeg is, when not beside the project
 STATS_CHUNK = 4096  # images per step of the channel statistics: bounds their memory
 # Published CIFAR statistics (SVP and most peer code); other datasets use their own.
@@ -167,50 +153,53 @@ def data_dir() -> Path:
     return Path(os.environ.get("PF_DATA", default)).expanduser()
 
 
+def dataset_kind(name: str) -> DatasetKind | None:
+    """The ``DATASETS`` entry of a configured name (``imagefolder:/x`` is ``imagefolder:``'s),
+    or None for an unknown name."""
+    prefix = name.split(":", 1)[0] + ":" if ":" in name else None
+    kind = DATASETS.get(name) or DATASETS.get(prefix)
+    if kind is None or (kind.is_prefix and len(name) == len(kind.name)):
+        return None
+    return kind
+
+
+def dataset_title(name: str) -> str:
+    """What figures call a dataset: its title, or the name as given (``imagefolder:``)."""
+    kind = dataset_kind(name)
+    return kind.title if kind is not None and kind.title else name
+
+
+def known_sizes(name: str) -> tuple | None:
+    """(train size, test size, classes, image shape) of a dataset known before it is
+    loaded, else None (an image folder's)."""
+    kind = dataset_kind(name)
+    return None if kind is None else kind.sizes
+
+
 def is_streamed(name: str) -> bool:
     """Whether the dataset ``name`` streams from its folder (``pf.streaming``)."""
-    return name == "imagenet" or name.startswith(STREAMED_PREFIX)
+    kind = dataset_kind(name)
+    return kind is not None and kind.streamed
 
 
 def load_dataset(name: str, root: str | Path | None = None, download: bool = True,
                  side: int = DEFAULT_SIDE) -> Dataset:
-    """Load a dataset by name (see the module docstring), decoding it only the first time.
+    """Load a dataset by name (``DATASETS``), decoding it only the first time.
 
     ``root`` overrides the data directory; ``download`` lets torchvision fetch CIFAR when
     it is missing; ``side`` is the crop of a streamed dataset. A missing dataset raises
     ``DatasetNotFound`` with a one-line message.
     """
+    kind = dataset_kind(name)
+    if kind is None:
+        raise ValueError(f"dataset: unknown dataset {name!r}; choose one of {dataset_names()}")
     root = Path(root) if root is not None else data_dir()
-    if is_streamed(name):
-        folder = (imagenet_path(root) if name == "imagenet"
-                  else Path(name[len(STREAMED_PREFIX):]).expanduser().resolve())
-        return _streamed(name, folder, side)
-    if name == "synthetic":
-        return _synthetic()
-    if name == "digits":
-        return _from_cache(root, "digits", _digits)
-    if name in CIFAR_STATS:
-        return _from_cache(root, name, lambda: _cifar(name, root, download))
-    if name == "tinyimagenet":
-        return _from_cache(root, name, lambda: _tinyimagenet(root / "tiny-imagenet-200"))
-    if name == "cifar10_jpeg":
-        path = cifar10_jpeg_path()
-        if not path.exists():
-            raise DatasetNotFound(
-                f"cifar10_jpeg: no archive at {path}; it ships as shared/data/cifar10-jpeg.tar.gz "
-                f"beside the project: set {CIFAR10_JPEG_ENV} to its path")
-        return load_dataset(f"imagefolder:{path}", root)
-    if name.startswith("imagefolder:"):
-        path = Path(name.split(":", 1)[1]).expanduser().resolve()
-        if not path.exists():
-            raise DatasetNotFound(
-                f"imagefolder: nothing at {path}; give a folder (or .tar/.tar.gz) holding "
-                "train/<class>/* and test/<class>/*"
-            )
-        stamp = f"{path}:{path.stat().st_mtime_ns}:{path.stat().st_size}"
-        key = "imagefolder-" + hashlib.sha256(stamp.encode()).hexdigest()[:16]
-        return _from_cache(root, key, lambda: _imagefolder(path, name))
-    raise ValueError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return kind.load(name, root, download, side)
+
+
+def dataset_names() -> str:
+    """Every name a config may give, as a message lists them."""
+    return ", ".join(kind.name + ("<path>" if kind.is_prefix else "") for kind in DATASETS.values())
 
 
 # ---------------------------------------------------------------------------------------
@@ -444,3 +433,82 @@ def _synthetic(num_classes: int = 10, train_size: int = 512, test_size: int = 25
 
     classes = [f"class{c}" for c in range(num_classes)]
     return _make_dataset("synthetic", split(train_size), split(test_size), classes, augment=False)
+
+
+# ---------------------------------------------------------------------------------------
+# The registry: every dataset pf knows, by the name a config gives
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """How a dataset is named, shown, sized and loaded.
+
+    ``name`` is what a config gives (ending in ":" for a path-taking kind, e.g.
+    ``imagefolder:``); ``title`` what figures call it ("" for the name as given); ``sizes``
+    (train, test, classes, image shape) when known before loading; ``load(name, root,
+    download, side)`` builds it; ``streamed`` kinds read their folders batch by batch.
+    """
+
+    name: str
+    title: str
+    load: Callable[[str, Path, bool, int], Dataset]
+    sizes: tuple | None = None
+    streamed: bool = False
+
+    @property
+    def is_prefix(self) -> bool:
+        return self.name.endswith(":")
+
+
+def _cached(build: Callable[[str, Path, bool], Dataset]):
+    """A loader that builds once per data root and then reads ``_from_cache``'s file."""
+    return lambda name, root, download, side: _from_cache(
+        root, name, lambda: build(name, root, download))
+
+
+def _load_cifar10_jpeg(name: str, root: Path, download: bool, side: int) -> Dataset:
+    path = cifar10_jpeg_path()
+    if not path.exists():
+        raise DatasetNotFound(
+            f"cifar10_jpeg: no archive at {path}; it ships as shared/data/cifar10-jpeg.tar.gz "
+            f"beside the project: set {CIFAR10_JPEG_ENV} to its path")
+    return load_dataset(f"imagefolder:{path}", root)
+
+
+def _load_imagefolder(name: str, root: Path, download: bool, side: int) -> Dataset:
+    path = Path(name.split(":", 1)[1]).expanduser().resolve()
+    if not path.exists():
+        raise DatasetNotFound(f"imagefolder: nothing at {path}; give a folder (or .tar/.tar.gz) "
+                              "holding train/<class>/* and test/<class>/*")
+    stamp = f"{path}:{path.stat().st_mtime_ns}:{path.stat().st_size}"
+    key = "imagefolder-" + hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    return _from_cache(root, key, lambda: _imagefolder(path, name))
+
+
+def _load_streamed(name: str, root: Path, download: bool, side: int) -> Dataset:
+    folder = (imagenet_path(root) if name == "imagenet"
+              else Path(name[len(STREAMED_PREFIX):]).expanduser().resolve())
+    return _streamed(name, folder, side)
+
+
+STREAMED_PREFIX = "stream:"  # a folder read batch by batch, never held in memory
+CIFAR_SHAPE = (3, 32, 32)
+DATASETS: dict[str, DatasetKind] = {kind.name: kind for kind in (
+    # pf.data's stratified 80/20 split of scikit-learn's 1,797
+    DatasetKind("digits", "8x8 digits (scikit-learn)", _cached(lambda *_: _digits()),
+                (1437, 360, 10, (1, 8, 8))),
+    DatasetKind("cifar10", "CIFAR-10", _cached(_cifar), (50000, 10000, 10, CIFAR_SHAPE)),
+    DatasetKind("cifar100", "CIFAR-100", _cached(_cifar), (50000, 10000, 100, CIFAR_SHAPE)),
+    DatasetKind("cifar10_jpeg", "CIFAR-10 (JPEG q75)", _load_cifar10_jpeg,
+                (50000, 10000, 10, CIFAR_SHAPE)),
+    DatasetKind("tinyimagenet", "Tiny ImageNet",
+                _cached(lambda name, root, _: _tinyimagenet(root / "tiny-imagenet-200")),
+                (100000, 10000, 200, (3, 64, 64))),
+    DatasetKind("imagefolder:", "", _load_imagefolder),
+    DatasetKind("synthetic", "", lambda *_: _synthetic(), (512, 256, 10, (3, 16, 16))),
+    # ILSVRC-2012, its val split as the test set; the shape at the default crop
+    DatasetKind("imagenet", "ImageNet-1K", _load_streamed,
+                (1281167, 50000, 1000, (3, DEFAULT_SIDE, DEFAULT_SIDE)), streamed=True),
+    DatasetKind(STREAMED_PREFIX, "", _load_streamed, streamed=True),
+)}

@@ -63,7 +63,7 @@ import yaml
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 
-from pf.data import DATASET_SIZES
+from pf.data import known_sizes
 from pf.experiments.config import ConfigError, check_sizes, from_parameters, make_config
 from pf.experiments.cost import planned_cost
 from pf.paths import portable_path
@@ -174,8 +174,9 @@ def load_sweep(path: str | Path, results_dir: str | Path = "results") -> tuple[s
         explicit = {"preset": preset, **fixed, **varying}
         try:
             config = make_config(preset, {**fixed, **varying})
-            if config.dataset in DATASET_SIZES:  # others: when pf run has loaded the dataset
-                check_sizes(config, DATASET_SIZES[config.dataset][0])
+            sizes = known_sizes(config.dataset)
+            if sizes is not None:  # others: when pf run has loaded the dataset
+                check_sizes(config, sizes[0])
         except ConfigError as error:
             _fail(path, f"run {_slug(varying)}: {error}")
         run_id = f"{_slug(varying)}-{config.digest()}"

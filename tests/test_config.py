@@ -6,7 +6,7 @@ import pytest
 
 from pf.experiments.config import (CONFIGS, PRESETS, ActiveLearningConfig, ConfigError,
                                    DataPruningConfig, make_config, parse_assignment, validate)
-from pf.data import DATASET_SIZES
+from pf.data import known_sizes
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -186,7 +186,7 @@ def test_notebook_parameters_equal_their_preset(notebook):
 
 def test_the_flops_notebook_plans_the_papers_protocol():
     given, paper = _parameters("flops.ipynb"), make_config("paper")
-    train_size, _, _, image_shape = DATASET_SIZES[paper.dataset]
+    train_size, _, _, image_shape = known_sizes(paper.dataset)
     assert given["epochs"] == paper.schedule().epochs
     assert (given["train_size"], tuple(given["input_shape"])) == (train_size, image_shape)
 

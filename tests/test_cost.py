@@ -3,7 +3,7 @@
 import pytest
 
 from pf.experiments.config import ConfigError, make_config
-from pf.data import DATASET_SIZES
+from pf.data import known_sizes
 from pf.experiments.cost import PHASES, planned_cost
 from pf.data import load_dataset
 from pf.experiments.run import run_experiment
@@ -82,8 +82,8 @@ def test_data_pruning_plan_matches_the_recorded_macs(overrides):
 def test_known_dataset_sizes_are_the_loaded_ones():
     for name in ("digits", "synthetic"):
         data = load_dataset(name)
-        assert DATASET_SIZES[name] == (len(data.train), len(data.test), data.num_classes,
-                                       tuple(data.train.images.shape[1:]))
+        assert known_sizes(name) == (len(data.train), len(data.test), data.num_classes,
+                                     data.train.image_shape)
 
 
 def test_an_unloaded_image_folder_needs_its_size():

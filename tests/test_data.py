@@ -12,7 +12,9 @@ from PIL import Image
 
 from pf.augment import CROP_PADDING, augment_batch
 from pf.batches import Batches
-from pf.data import DatasetNotFound, _channel_stats, cifar10_jpeg_path, load_dataset
+from pf.data import (DATASETS, DatasetNotFound, _channel_stats, cifar10_jpeg_path, dataset_kind,
+                     dataset_names, dataset_title, load_dataset)
+from pf.experiments.settings import dataset_rule
 
 
 def test_digits_are_real_uint8_images_with_a_fixed_split():
@@ -247,3 +249,13 @@ def test_shuffles_repeat_with_the_seed(synthetic):
         b = Batches(synthetic.train, None, 64, synthetic, shuffle=True, generator=g)
         return torch.cat([x.flatten(1)[:, 0] for x, _ in b])
     assert torch.equal(order(1), order(1)) and not torch.equal(order(1), order(2))
+
+
+@pytest.mark.parametrize("kind", list(DATASETS.values()), ids=list(DATASETS))
+def test_every_registered_dataset_is_a_config_value_with_a_title(kind):
+    name = f"{kind.name}/data/x" if kind.is_prefix else kind.name
+    assert dataset_kind(name) is kind and dataset_rule(name) is None
+    assert dataset_title(name) == (kind.title or name)
+    assert (kind.name + "<path>" if kind.is_prefix else kind.name) in dataset_names().split(", ")
+    if kind.is_prefix:  # the bare prefix names no folder
+        assert dataset_kind(kind.name) is None and dataset_rule(kind.name) is not None

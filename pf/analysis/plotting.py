@@ -36,7 +36,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pf.data import DATASET_TITLES
+from pf.data import dataset_title
 from pf.analysis.results import mean_std
 
 __all__ = ["FONT_SIZE", "TITLE_SIZE", "PANEL_SIZE", "MAX_COLUMNS", "PNG_DPI", "ACCURACY",
@@ -184,7 +184,7 @@ def footer(fig: Figure, runs: pd.DataFrame, counts, extra: str = "",
     ``legend_title``), so that no legend covers data; and lay the figure out, grown by
     what the legend and the caption take so that the panels keep their size."""
     low, high = int(min(counts)), int(max(counts))
-    datasets = sorted(DATASET_TITLES.get(name, name) for name in runs.dataset.unique())
+    datasets = sorted(dataset_title(name) for name in runs.dataset.unique())
     text = (f"Dataset {', '.join(datasets)}; target "
             f"{', '.join(sorted(runs.arch.unique()))}; seeds per point: n="
             f"{low if low == high else f'{low}-{high}'}. {extra}").strip()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 
-from pf.data import DATASET_SIZES, is_streamed
+from pf.data import is_streamed, known_sizes
 from pf.experiments import DATA_PRUNING
 from pf.experiments.config import (ActiveLearningConfig, ConfigError, DataPruningConfig,
                                    RunConfig)
@@ -123,7 +123,7 @@ def planned_cost(config: RunConfig, train_size: int | None = None, test_size: in
                  reference_reused: bool = False) -> dict:
     """Images processed and MACs per phase (``PHASES``) of running ``config``, planned.
 
-    The dataset's sizes come from ``pf.data.DATASET_SIZES`` unless given (an
+    The dataset's sizes come from ``pf.data.known_sizes`` unless given (an
     ``imagefolder:`` dataset needs them given); a streamed dataset's images are
     ``config.image_size`` squares. Returns ``images`` and ``macs`` (dicts per phase),
     ``total_macs``, ``training_images`` (images trained on, every trained phase) and
@@ -131,7 +131,7 @@ def planned_cost(config: RunConfig, train_size: int | None = None, test_size: in
     pruning run whose reference run is already cached (or computed by an earlier run of the
     same sweep). Raises ``ConfigError`` for an unknown dataset size.
     """
-    known = DATASET_SIZES.get(config.dataset)
+    known = known_sizes(config.dataset)
     if known is None and None in (train_size, test_size, num_classes, image_shape):
         raise ConfigError(f"dataset: the size of {config.dataset!r} is unknown until it is "
                           f"loaded; give train_size, test_size, num_classes and image_shape")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import field
 
-from pf.data import DATASET_SIZES, DATASETS, STREAMED_PREFIX
+from pf.data import dataset_kind, dataset_names
 
 __all__ = ["setting", "schedule_rule", "budgets_rule", "fractions_rule", "dataset_rule",
            "range_text", "refusal"]
@@ -77,12 +77,10 @@ def names_rule(choices):
 
 
 def dataset_rule(name: str) -> str | None:
-    """A dataset of ``pf.data`` by name, or ``imagefolder:<path>`` or ``stream:<path>``."""
-    folder = any(name.startswith(prefix) and len(name) > len(prefix)
-                 for prefix in ("imagefolder:", STREAMED_PREFIX))
-    if name in DATASET_SIZES or folder:
+    """A dataset of ``pf.data.DATASETS`` by name (``imagefolder:<path>``, ``stream:<path>``)."""
+    if dataset_kind(name) is not None:
         return None
-    return f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+    return f"unknown dataset {name!r}; choose one of {dataset_names()}"
 
 
 def range_text(rules: dict, integer: bool) -> str:
