@@ -40,7 +40,8 @@ Every score is a float32 (N,) tensor, NaN for samples the run never trained on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,8 @@ from pf.train import FitResult, Schedule, fit
 
 __all__ = [
     "RECORDS",
-    "SCORE_RECORDS",
+    "Score",
+    "SCORES",
     "TDDS_SPANS",
     "DynamicsRecorder",
     "record_dynamics",
@@ -76,8 +78,6 @@ LOG_EPS = 1e-8  # added before log: probabilities stored in bf16/fp16 underflow 
 SAMPLES_PER_CHUNK = 4096  # bounds the (epochs, samples, classes) temporaries of TDDS/EL2N
 UNRECORDED = -1  # the value of ``correct`` where a sample was not trained on
 RECORDS = ("probs", "true_probs", "correct", "el2n", "shifts")  # what a recorder can keep
-# What each score reads; DynamicsRecorder.for_score keeps only that.
-SCORE_RECORDS = {"du": "true_probs", "tdds": "shifts", "el2n": "el2n", "forgetting": "correct"}
 STORAGE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -145,9 +145,9 @@ class DynamicsRecorder:
                   dtype: torch.dtype = torch.float32) -> DynamicsRecorder:
         """A recorder that keeps only what ``score`` (du | tdds | el2n | forgetting) reads,
         over ``epochs`` of the run (default: all; TDDS's span: ``tdds_epochs``)."""
-        if score not in SCORE_RECORDS:
-            raise ValueError(f"score: unknown {score!r}; choose one of {', '.join(SCORE_RECORDS)}")
-        return cls(keep=(SCORE_RECORDS[score],), dtype=dtype, epochs=epochs)
+        if score not in SCORES:
+            raise ValueError(f"score: unknown {score!r}; choose one of {', '.join(SCORES)}")
+        return cls(keep=(SCORES[score].record,), dtype=dtype, epochs=epochs)
 
     def begin(self, epochs: int, labels: torch.Tensor, num_classes: int) -> None:
         """Allocate the records for a run of ``epochs`` epochs on the split labelled ``labels``."""
@@ -370,3 +370,30 @@ def forgetting_counts(correct: torch.Tensor, never_learned: float | None = None)
     cap = float(correct.shape[0]) if never_learned is None else float(never_learned)
     counts = torch.where(learned, events, torch.full_like(events, cap))
     return counts.masked_fill((correct == UNRECORDED).any(0), float("nan"))
+
+
+# ---------------------------------------------------------------------------------------
+# The registry: every score, by the name a config gives
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Score:
+    """A training-dynamics score: the recorder's ``record`` it reads, how ``compute`` turns
+    that record into one value per sample (high = keep), the epochs a scoring run needs at
+    least (``window``; 0: any), and whether it reads only a span of the run's epochs
+    (``spanned``: TDDS, over ``tdds_span_epochs`` epochs; ``tdds_epochs``)."""
+
+    name: str
+    record: str
+    compute: Callable[[torch.Tensor], torch.Tensor]
+    window: int = 0
+    spanned: bool = False
+
+
+SCORES: dict[str, Score] = {score.name: score for score in (
+    Score("du", "true_probs", dynamic_uncertainty, window=DU_WINDOW),
+    Score("tdds", "shifts", tdds_from_shifts, window=TDDS_WINDOW, spanned=True),
+    Score("el2n", "el2n", lambda per_epoch: per_epoch.mean(0)),  # over every recorded epoch
+    Score("forgetting", "correct", forgetting_counts),
+)}

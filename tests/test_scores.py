@@ -6,7 +6,7 @@ import torch
 
 from pf.batches import Batches
 from pf.models import build_model
-from pf.scores import (RECORDS, DynamicsRecorder, dynamic_uncertainty, el2n, el2n_per_epoch,
+from pf.scores import (RECORDS, SCORES, DynamicsRecorder, dynamic_uncertainty, el2n, el2n_per_epoch,
                        forgetting_counts, prediction_shifts, record_dynamics, tdds, tdds_epochs,
                        tdds_from_shifts, true_class_probs)
 from pf.train import Schedule, fit
@@ -318,3 +318,23 @@ def test_recording_does_not_change_training(synthetic):
                                rtol=1e-2, atol=4e-3)
     assert torch.equal(true_only.correct, full.correct)
     torch.testing.assert_close(shifts.shifts, prediction_shifts(full.probs), equal_nan=True)
+
+
+@pytest.mark.parametrize("name", list(SCORES))
+def test_every_registered_score_is_a_config_value_recorded_lean_and_titled(name):
+    from pf.experiments.config import make_config
+    from pf.experiments.record import SCORE_TITLES
+
+    score = SCORES[name]
+    assert DynamicsRecorder.for_score(name).keep == (score.record,) and score.record in RECORDS
+    assert name in SCORE_TITLES
+    schedule = [[max(score.window, 10), 0.1]]
+    config = make_config("smoke", {"experiment": "data_pruning", "score": name,
+                                   "score_lr_schedule": schedule})
+    assert (config.span()["tdds_span"] is not None) == score.spanned
+
+
+def test_score_titles_name_the_registered_scores_only():
+    from pf.experiments.record import SCORE_TITLES
+
+    assert set(SCORE_TITLES) == set(SCORES)

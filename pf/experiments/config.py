@@ -44,17 +44,14 @@ from pf.extrapolate import GNN_MIN_SCORED, WEIGHTINGS
 from pf.fuse import FUSION_VARIANTS, REST_MODES
 from pf.models import MODELS
 from pf.prune import IMPORTANCES
-from pf.scores import (DU_WINDOW, SCORE_RECORDS, TDDS_SPAN, TDDS_SPAN_EPOCHS, TDDS_SPANS,
-                       TDDS_WINDOW)
+from pf.scores import SCORES, TDDS_SPAN, TDDS_SPAN_EPOCHS, TDDS_SPANS, TDDS_WINDOW
 from pf.select import LEAST_CONFIDENCE, MC_PROBS, METRICS, STRATEGIES
 from pf.train import LR_SHAPES, Schedule
 
-__all__ = ["SCORES", "ConfigError", "RunConfig", "ActiveLearningConfig", "DataPruningConfig",
+__all__ = ["ConfigError", "RunConfig", "ActiveLearningConfig", "DataPruningConfig",
            "CONFIGS", "PRESETS", "make_config", "from_parameters", "parse_assignment",
            "check_sizes", "validate"]
 
-SCORES = tuple(SCORE_RECORDS)  # du | tdds | el2n | forgetting (pf.scores)
-SCORE_WINDOWS = {"du": DU_WINDOW, "tdds": TDDS_WINDOW}  # epochs a windowed score needs at least
 SVP_BUDGETS = [1000, 5000, 10000, 15000, 20000, 25000]  # 1k random, then 10..50 % of 50k
 SVP_SCHEDULE = [[1, 0.01], [90, 0.1], [45, 0.01], [45, 0.001]]  # 181 epochs
 # Names the committed sweeps and records still use.
@@ -232,7 +229,7 @@ class DataPruningConfig(RunConfig):
 
     experiment: str = setting(DATA_PRUNING, choices=EXPERIMENTS)  # this config's own
     # training-dynamics score: du | tdds | el2n | forgetting; the highest are kept
-    score: str = setting("du", choices=SCORES)
+    score: str = setting("du", choices=tuple(SCORES))
     # tdds: which end of the scoring run it scores, last | first (pf.scores.tdds_epochs;
     # last: the score-extrapolation paper's code, first: the TDDS authors')
     tdds_span: str = setting(TDDS_SPAN, choices=TDDS_SPANS)
@@ -273,9 +270,9 @@ class DataPruningConfig(RunConfig):
     def span(self) -> dict:
         """TDDS's span as records hold it (``tdds_span``, ``tdds_span_epochs``); None for
         the other scores, which read every epoch."""
-        tdds = self.score == "tdds"
-        return {"tdds_span": self.tdds_span if tdds else None,
-                "tdds_span_epochs": self.tdds_span_epochs if tdds else None}
+        spanned = SCORES[self.score].spanned
+        return {"tdds_span": self.tdds_span if spanned else None,
+                "tdds_span_epochs": self.tdds_span_epochs if spanned else None}
 
     def selections(self) -> tuple[str, ...]:
         """How each fraction's kept set is chosen, in the order the run retrains them:
@@ -445,12 +442,12 @@ def _joint_problem(config: RunConfig) -> str | None:
             return (f"metric: {config.metric} samples Monte-Carlo dropout before the "
                     f"classifier and needs dropout > 0, e.g. --set dropout=0.3")
         return METHODS[config.method].problem(config)
-    tdds = config.score == "tdds"
-    needed = config.tdds_span_epochs if tdds else SCORE_WINDOWS.get(config.score)
+    spanned = SCORES[config.score].spanned
+    needed = config.tdds_span_epochs if spanned else SCORES[config.score].window
     epochs = config.score_schedule().epochs
     if needed and epochs < needed:
         return (f"score_lr_schedule: {config.score} needs a scoring run of at least {needed} "
-                f"epochs ({'tdds_span_epochs' if tdds else 'its window'}), got {epochs}; "
+                f"epochs ({'tdds_span_epochs' if spanned else 'its window'}), got {epochs}; "
                 f"set score_lr_schedule")
     return None
 

@@ -79,8 +79,7 @@ from pf.extrapolate import gnn_extrapolate, knn_extrapolate, pearson, spearman
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
 from pf.select import pick, random_selection
-from pf.scores import (SCORE_RECORDS, DynamicsRecorder, dynamic_uncertainty, forgetting_counts,
-                       tdds_epochs, tdds_from_shifts)
+from pf.scores import SCORES, DynamicsRecorder, tdds_epochs
 from pf.train import FitResult, fit, predict
 
 __all__ = ["keep_count", "keep_highest", "keep_random", "scored_epochs",
@@ -133,7 +132,7 @@ def keep_random(num_samples: int, count: int, seed: int) -> torch.Tensor:
 def scored_epochs(config: DataPruningConfig) -> range | None:
     """The epochs of the scoring run that ``config.score`` reads: TDDS's span
     (``tdds_span``, ``tdds_span_epochs``; ``pf.scores.tdds_epochs``), None (all) otherwise."""
-    if config.score != "tdds":
+    if not SCORES[config.score].spanned:
         return None
     return tdds_epochs(config.score_schedule().epochs, config.tdds_span, config.tdds_span_epochs)
 
@@ -146,19 +145,14 @@ def score_from_dynamics(name: str, recorder: DynamicsRecorder) -> torch.Tensor:
     per-epoch ``el2n`` (averaged over every recorded epoch), forgetting its ``correct``.
     (N,) float32, NaN for samples the run did not train on. High = keep, for all four.
     """
-    if name not in SCORE_RECORDS:
-        raise ValueError(f"score: unknown {name!r}; choose one of du, tdds, el2n, forgetting")
-    record = getattr(recorder, SCORE_RECORDS[name])
+    if name not in SCORES:
+        raise ValueError(f"score: unknown {name!r}; choose one of {', '.join(SCORES)}")
+    score = SCORES[name]
+    record = getattr(recorder, score.record)
     if record is None:
-        raise ValueError(f"recorder: {name} needs the {SCORE_RECORDS[name]!r} record; "
+        raise ValueError(f"recorder: {name} needs the {score.record!r} record; "
                          f"record with DynamicsRecorder.for_score({name!r})")
-    if name == "du":
-        return dynamic_uncertainty(record)
-    if name == "tdds":
-        return tdds_from_shifts(record)
-    if name == "el2n":
-        return record.mean(0)
-    return forgetting_counts(record)
+    return score.compute(record)
 
 
 def _recorded_run(config: DataPruningConfig, dataset: Dataset, init: torch.nn.Module,

@@ -59,6 +59,8 @@ ACCURACY = "test split, final epoch, fraction in [0, 1]"  # what every accuracy 
 SCHEMA1_RECIPE = {"rest": "keep", "importance": "l2", "prune_steps": 1, "fusion_variant": "map",
                   "sync_every": 0, "selector_start": "init", "fuse_into": "init"}
 RANDOM_LABEL = "random"  # a data-pruning round that kept a random draw
+# What figures call each of pf.scores.SCORES: kept here, as the analysis side reads records
+# without loading the trainer that pf.scores imports (tests hold the two to the same names).
 SCORE_TITLES = {"du": "DU", "tdds": "TDDS", "el2n": "EL2N", "forgetting": "forgetting"}
 
 

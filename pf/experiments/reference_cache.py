@@ -21,6 +21,7 @@ import torch
 
 from pf.storage import save_atomically
 from pf.experiments.config import DataPruningConfig
+from pf.scores import SCORES
 
 __all__ = ["REFERENCE_FORMAT", "reference_identity", "reference_path", "load_reference",
            "save_reference"]
@@ -37,7 +38,7 @@ def reference_identity(config: DataPruningConfig) -> dict:
     # Only TDDS has a span: other scores keep the keys (and cache files) they had before it.
     return {"format": REFERENCE_FORMAT, "dataset": config.dataset, "arch": config.arch,
             "seed": config.seed, "score": config.score,
-            **(config.span() if config.score == "tdds" else {}),
+            **(config.span() if SCORES[config.score].spanned else {}),
             "segments": [list(piece) for piece in schedule.segments],
             "batch_size": schedule.batch_size, "momentum": schedule.momentum,
             "weight_decay": schedule.weight_decay, "precision": config.precision,
