@@ -1,39 +1,14 @@
 """Score extrapolation (Schmidt, Dhungel et al., arXiv 2506.09010):
 score a subset, predict the rest.
 
-Given the embeddings of all N samples (penultimate features of a network trained on the
-scored subset), the positions of the scored samples and their scores, predict a score
-for every other sample:
+Given the embeddings of all N samples, the positions of the scored samples and their scores,
+``knn_extrapolate`` (the mean score of the k nearest scored samples) or ``gnn_extrapolate``
+(a GCN on the kNN graph, in plain PyTorch) predicts a score for every other sample;
+``pearson`` and ``spearman`` compare the result with a full run's scores.
 
     scores_all = knn_extrapolate(features, scored, du_scores, k=10, weighting="exp")
-    scores_all = gnn_extrapolate(features, labels, scored, du_scores, k=10, seed=0)
-    pearson(scores_all, full_run_scores), spearman(scores_all, full_run_scores)
 
-- kNN: each unscored sample takes the mean score of its k nearest SCORED samples
-  (Euclidean), plain or weighted by exp(-distance). The scored samples keep their scores.
-- GNN: a kNN graph over ALL samples (edge weight exp(-distance / 2)); node input =
-  one-hot label + embedding; three GCN layers (hidden 512, 256, output 1) with ReLU and
-  dropout 0.5, trained with MSE on 90 % of the scored nodes, Adam; the epoch with the
-  best Pearson correlation on the other 10 % gives the predictions.
-
-Neighbour searches never build an N x N matrix: queries go ``chunk_size`` rows at a time
-against the keys (memory O(chunk_size x keys)), on the embeddings' device.
-
-The GCN is plain PyTorch, not PyTorch Geometric. torch_geometric 2.8.1 is a pure-Python
-wheel that installs from our index and its GCNConv runs on torch 2.15, but it brings nine
-packages (aiohttp and its stack, xxhash) that nothing here uses, takes seconds to import
-and warns as it does (torch.jit.script is deprecated). What would have justified it, the
-paper's neighbour sampling (NeighborLoader) and knn_graph, needs pyg-lib / torch-sparse
-/ torch-cluster, which have no build for this torch on our index. Without them a GCN
-layer is a linear map and one product with a fixed sparse matrix, written here.
-Our deviation from the paper: full-batch training on the whole graph instead of
-neighbour sampling [10, 10], so one epoch is one Adam step. At CIFAR scale (50k nodes,
-k = 20: about a million edges) the full graph fits easily on one GPU.
-Our reading of GCNConv on a kNN graph, kept here: node i aggregates from its k nearest
-neighbours and itself, through D^-1/2 (A + I) D^-1/2 with A[i, j] = exp(-|x_i - x_j| / 2)
-for j among i's neighbours and D the row sums of A + I (the graph is not symmetrised).
-The same seed gives bitwise the same scores on CPU at a given thread count (tested); on
-CUDA the sparse products may sum in a varying order.
+Why it works this way: docs/internals.md, "pf.extrapolate".
 """
 
 from __future__ import annotations

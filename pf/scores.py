@@ -1,41 +1,16 @@
 """Data-pruning scores from training dynamics: Dynamic Uncertainty, TDDS, EL2N, forgetting.
 
-A ``DynamicsRecorder`` attached to ``pf.train.fit`` keeps, for every epoch and every
-training sample, what the scores are computed from: the softmax output, or only what one
-score needs (see "Memory" below). It records from the logits the training step already
-computed, so it costs no extra forward pass and no host sync: on the 2-core development
-CPU ``record`` took 0.2-0.4 ms per batch of 128, under 0.2 % of a ResNet-20 training
-step, and fit's time with a recorder was within run-to-run noise of its time without
-(``benchmarks/bench_scores.py``). These are train-mode outputs on augmented inputs, taken
-before the step's weight update, as the TDDS authors' code and the score-extrapolation
-paper's Dynamic Uncertainty code record them. The scores are computed from the recorded
-history, vectorised over samples and epochs:
+A ``DynamicsRecorder`` attached to ``pf.train.fit`` (``record_dynamics`` trains with one)
+keeps, for every epoch and training sample, what the scores are computed from; one made by
+``DynamicsRecorder.for_score`` keeps only what its score reads, in fp32 bytes per sample
+per epoch: du 4, forgetting 1, el2n 4, tdds 4 per span epoch plus 4 C once, against
+4 C + 1 for the full history (C classes). ``SCORES`` names each score and the record it
+reads; every score is a float32 (N,) tensor, NaN for samples the run never trained on.
 
     recorder, result = record_dynamics(model, dataset, torch.arange(50_000), schedule)
     du = dynamic_uncertainty(recorder.probs, recorder.labels)        # keep high DU
-    td = tdds(recorder.probs[-10:])                                  # keep high TDDS
-    e2 = el2n(recorder.probs, recorder.labels, epochs=range(20))
-    fc = forgetting_counts(recorder.correct)
 
-TDDS scores a span of the run, the last 10 epochs by default (``tdds_epochs`` says why).
-
-Memory. The full softmax history costs 4 C bytes per sample per epoch in fp32: for
-Tiny-ImageNet (N = 100,000, C = 200) over SVP's 181 epochs that is 14.5 GB on the device.
-A recorder made by ``DynamicsRecorder.for_score`` keeps only what its score reads, and
-the score computed from it equals the one computed from the full history: DU and
-forgetting bit for bit; EL2N and TDDS are the same operations batched differently, bit
-for bit on the runs we compared, tested to rtol 1e-5. Per score, with the Tiny-ImageNet
-total over 181 epochs:
-
-    score       record         bytes per sample per epoch      Tiny-ImageNet
-    du          true_probs     4 (true-class probability)      72 MB
-    forgetting  correct        1 (int8)                        18 MB
-    el2n        el2n           4 (the epoch's EL2N)            72 MB
-    tdds        shifts         4 per span epoch, plus 4 C      84 MB (10-epoch span)
-                               once (the previous epoch's softmax)
-    (all)       probs+correct  4 C + 1                         14.5 GB
-
-Every score is a float32 (N,) tensor, NaN for samples the run never trained on.
+Why it works this way: docs/internals.md, "pf.scores".
 """
 
 from __future__ import annotations

@@ -1,33 +1,14 @@
 """Selection strategies for active learning: which pool samples get labeled next.
 
-``STRATEGIES`` is the one registry of them: each entry names the function, the input it
-reads (nothing, softmax rows, or penultimate features), whether it also reads the labeled
-set's features and whether it draws from a generator, and a display label. ``select``, the
-active-learning loop (``pf.experiments.active_learning``), the cost plan
-(``pf.experiments.cost``), the config's choices (``pf.experiments.config``) and the figures
-all read it: a new strategy is one entry.
-
-Every strategy returns positions INTO THE POOL (0..len(pool)-1 of the tensors it was
-given, not dataset indices): a 1-D int64 tensor of exactly ``count`` distinct positions,
-on the input's device. Ties are broken deterministically: among equal scores the lower
-position wins, so a run is reproducible on any device.
+``STRATEGIES`` is the one registry of them (a new strategy is one entry); ``select`` runs one
+by name. Every strategy returns positions INTO THE POOL (not dataset indices): a 1-D int64
+tensor of exactly ``count`` distinct positions, on the input's device; among equal scores
+the lower position wins.
 
     probs = predict(selector, dataset.train, dataset, pool).softmax(1)
     picked = pool[select("least_confidence", 1000, probs=probs)]
-    picked = pool[select("kcenters", 1000, pool_features=f_pool, labeled_features=f_lab)]
-    picked = pool[select("norm_gs", 1000, pool_features=f_pool, generator=g)]
 
-The uncertainty scores (least confidence, entropy, margin) take softmax outputs, one row
-per pool sample, each summing to 1; they are computed in at least float32. BALD and the
-entropy of the Monte-Carlo mean take the softmax outputs of T dropout passes.
-
-The norm-based strategies (Bar & Giryes, arXiv 2406.01086) read the L2 norm of a
-sample's UN-normalized features as its informativeness, as magnitude pruning reads a
-weight's: ``norm_gs`` samples in proportion to the norm and removes each chosen
-direction from the rest (Gram-Schmidt), so later norms measure only what is new;
-``norm_sample`` (no orthogonalization) and ``norm_top`` (the largest norms, no
-sampling) are its ablations. The sampling ones draw from a ``torch.Generator`` on the
-features' device: the same generator state gives the same positions.
+Why it works this way: docs/internals.md, "pf.select".
 """
 
 from __future__ import annotations

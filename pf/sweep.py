@@ -1,49 +1,14 @@
 """Sweeps: a YAML grid of experiments, each run as a papermill execution of a notebook.
 
-    pf sweep notebooks/sweeps/demo.yaml                 # local, one run at a time on CPU
-    pf sweep notebooks/sweeps/paper.yaml --jobs 4       # local, 4 workers (one per GPU if any)
-    pf sweep notebooks/sweeps/paper.yaml --per-gpu 4    # local, 4 runs at a time on each GPU
-    pf sweep notebooks/sweeps/paper.yaml --executor slurm --partition gpu --mem-gb 32
-    pf sweep notebooks/sweeps/demo.yaml --dry-run       # the runs, their state and planned cost
+``load_sweep`` reads a sweep file (a notebook, a preset, fixed parameters, a grid and
+seeds) into validated runs (``RunSpec``); ``run_sweep`` runs every pending or failed one
+through an executor (``pf.executors``: a local process pool or Slurm) with ``execute_run``,
+each into its own folder ``<results>/<sweep>/<id>/``; ``run_status`` says whether a run is
+done, failed or pending.
 
-A sweep file names a notebook, a preset, fixed parameters, a grid and seeds::
+    pf sweep notebooks/sweeps/demo.yaml --dry-run  # the runs, their state and planned cost
 
-    notebook: prunefuse.ipynb          # relative to the sweep file's parent folder
-    preset: demo                       # pf.experiments.config preset the runs start from
-    parameters: {metric: least_confidence}   # the same for every run
-    grid:                              # a list of sub-grids; the runs are their union
-      - {method: [baseline, svp]}      # each key maps to the list of its values ...
-      - {method: [prunefuse], prune_ratio: [0.5, 0.6, 0.7, 0.8]}   # ... crossed with the rest
-      - {method: [prunefuse], sync_every: [1], seed: [0, 1]}  # its own seeds, not the sweep's
-    seeds: [0, 1, 2]                   # crossed with every sub-grid
-
-Runs go seed by seed (every run of the first seed, then the next), so that a sweep cut
-short holds whole seeds for paired comparisons.
-
-Each run gets an id made of its grid values and seed plus a digest of its resolved
-configuration's values (``RunConfig.digest``: editing the sweep's fixed parameters or the
-preset it starts from makes new runs rather than reusing stale ones), and a folder
-``<results>/<sweep>/<id>/`` holding ``params.json``, the executed ``notebook.ipynb`` and
-the notebook's ``metrics.json``. The notebook receives the run's
-fully resolved config (JSON types only: papermill turns a tuple into a string and cannot
-pass a Path) and writes into its own folder (papermill's ``cwd``). Data pruning runs that
-compare with a full reference run share it through ``<results>/<sweep>/reference-cache/``
-(``pf.experiments.data_pruning``; ``reference_cache`` overrides the folder): the correlation
-study repeats one reference run per seed for every subset size, k and extrapolator, and runs
-it once instead.
-
-Every run's config is validated before any work. A run whose ``metrics.json`` is valid is
-skipped; a run that raises leaves ``error.json`` and the sweep goes on; a killed sweep
-loses nothing finished, and its half-done run is simply run again next time. The
-executors (``pf.executors``) share ``execute_run``: ``local`` is a process pool with
-``--per-gpu`` workers (default 1) on each visible GPU (``CUDA_VISIBLE_DEVICES`` per worker)
-or ``--jobs`` workers on CPU, the CPU threads split among them; ``slurm`` is a submitit job
-array (tests use submitit's ``local`` cluster), where a job that Slurm
-stopped (timed out, pre-empted, out of memory, node failure) counts as a failed run: it
-gets an ``error.json`` and the next ``pf sweep`` submits it again. Notebooks always run
-on an ipykernel of the interpreter that runs the sweep (``sys.executable``), never on a
-kernel spec named like the notebook's kernel that ``JUPYTER_PATH`` or a system folder
-may hold for another environment.
+Why it works this way: docs/internals.md, "pf.sweep".
 """
 
 from __future__ import annotations

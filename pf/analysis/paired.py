@@ -1,30 +1,12 @@
 """Paired comparisons: what a study of a few seeds can tell apart.
 
-Methods of one seed start from the same random initial set and the same initial target
-weights (``pf.experiments.active_learning``), so the difference of two methods' accuracies
-at the same seed and budget cancels what that seed's draw did to both. Published
-active-learning margins on CIFAR-10 are 1 to 3 points, about the spread between seeds
-(PAPERS.md section 8); an unpaired mean ± std hides them, a paired interval can show them.
+Methods of one seed share their initial set and initial target weights, so the difference of
+two methods' accuracies at one seed and budget cancels what that seed's draw did to both.
+``arm_names`` and ``area_under_curve`` prepare the runs; ``paired_differences``,
+``paired_summary`` (mean and ``CONFIDENCE`` interval over the seeds, with a verdict),
+``compare`` and ``win_tie_loss`` compare them. Pass runs of one sweep only.
 
-- ``arm_names``: one name per run row, the arm it belongs to: the round's label, with the
-  selection metric appended where it is not the group's main one (least confidence where
-  it ran; random selection with the AL baseline's target is "AL baseline · random").
-- ``area_under_curve``: per run, the area under its accuracy-budget curve divided by the
-  budget range it spans (trapezoids over the labeled fraction): its mean accuracy over
-  the budgets, a single number per seed (Lüth et al., NeurIPS 2023; Ji et al., WACV 2023).
-- ``paired_differences``: per arm, reference arm (the AL baseline and random selection),
-  budget (and the area) and seed, the arm's accuracy minus the reference's.
-- ``paired_summary``: those differences' mean over the seeds and its two-sided
-  ``CONFIDENCE`` interval (Student's t over the n seeds both arms have: mean ± t(n-1) ·
-  sd / sqrt(n)), with a verdict: "better" or "worse" when the interval excludes 0, "not
-  decided" otherwise (always with one seed, and when every seed's difference is the same).
-- ``compare``: any two arms, paired the same way (e.g. PruneFuse against SVP).
-- ``win_tie_loss``: for every ordered pair of arms, over the budgets they share, how
-  many times the first is better (interval above 0), tied (interval holding 0) or worse.
-
-Differences and intervals are in percentage points of test accuracy (final epoch, test
-split). Runs of one sweep only: different sweeps are different experiments
-(``pf.analysis.figures`` calls these per sweep).
+Why it works this way: docs/internals.md, "pf.analysis.paired".
 """
 
 from __future__ import annotations

@@ -1,33 +1,10 @@
 """The paper's Figs. 3 to 5 and the extended paper's T_sync trade-off, drawn from a table
-of runs (``pf.analysis.results.collect``); ``pf.analysis.figures.make_figures`` calls each
-(accuracy against budget and the main table are in ``pf.analysis.budget_figures``). Each
-writes its figure as PNG and PDF:
+of runs (``pf.analysis.results.collect``): ``fig3_selection_flops``,
+``fig4_fused_vs_scratch``, ``fig5_prunefuse_vs_svp`` and ``tsync_accuracy_and_cost``, each
+called by ``pf.analysis.figures.make_figures``. Each writes its figure as PNG and PDF and
+returns the files it wrote, or a one-line reason when the results hold nothing to draw.
 
-- ``fig3_selection_flops`` (paper Fig. 3): data-selection MACs and seconds of PruneFuse
-  and of the AL baseline at the budgets nearest 10, 30 and 50 %, a row per p (MACs beside
-  seconds), with the ratio.
-- ``fig4_fused_vs_scratch`` (Fig. 4): the target's test accuracy per epoch, fused
-  (fusion=True) vs trained from theta's initialisation (fusion=False), p = 0.5 and 0.6.
-- ``fig5_prunefuse_vs_svp`` (Fig. 5): final accuracy at the budget nearest 50 % against
-  the selector's parameter count, one panel per target arch, on a y-axis no shorter
-  than a few test images.
-- ``tsync_accuracy_and_cost`` (the extended paper's synchronisation): at the last budget,
-  PruneFuse's target accuracy, data-selection MACs and data-selection seconds against
-  T_sync (``sync_every``; 0 = never), a line per p, the AL baseline as a dotted line.
-
-Figs. 3 to 5 show the 2024 method: runs that synchronise their selector or start it warm
-(``pf.experiments.methods``) are left out there, since both change what is picked and the
-first what picking costs; they appear, labelled, in ``accuracy_vs_budget``, the main table
-and the T_sync figure.
-
-Every function returns the files it wrote or, when the results hold nothing to draw, a
-one-line reason, and then writes nothing: no empty axes, no exception. A figure's PNG
-and PDF files left in ``out_dir`` by an earlier build are removed first. Results with
-several datasets give one figure per dataset, named with the dataset appended
-(``fig3_selection_flops_cifar10.png``); a single dataset keeps the plain name. Panels
-split further by target arch and metric where the results hold several. Figures are
-matplotlib ``Figure`` objects on the Agg canvas (``pf.analysis.plotting``), never pyplot,
-so a notebook that uses this module keeps its own backend and style.
+Why it works this way: docs/internals.md, "pf.analysis.prunefuse_figures".
 """
 
 from __future__ import annotations

@@ -1,36 +1,13 @@
 """The active-learning loop: executes the per-round plan of ``pf.experiments.methods``.
 
-Budgets are TOTAL labeled counts. Round 0 labels ``budgets[0]`` random samples (the same
-ones for every method at a given seed). ``pf.experiments.methods.plan_rounds`` decides, before
-anything trains, what every round does (which selector, how it starts, whether it syncs,
-how the target starts, whether it is distilled, how many samples it picks); this module
-carries that out: train the selector on the labeled set, train the target at that
-budget, and (before the last budget) let the selector score the unlabeled pool and label
-the next ``budgets[r+1] - budgets[r]``. The methods, warm starts and the extended
-paper's synchronisation (T_sync) are described in ``pf.experiments.methods``.
+``run_active_learning(config, dataset)`` carries out what ``plan_rounds`` decided: round 0
+labels ``budgets[0]`` random samples (budgets are TOTAL labeled counts); each round trains
+the selector on the labeled set, trains the target at that budget, and (before the last
+budget) lets the selector score the unlabeled pool and label the next
+``budgets[r+1] - budgets[r]``, recording what every phase spent in MACs and seconds.
+``initial_networks`` draws the networks a run starts from, one seeded draw per role.
 
-Every network is re-trained from one seeded initialisation per role, so rounds differ
-only in their labeled set (our choice; PruneFuse states it for theta_p), unless
-``selector_start="warm"`` or a sync says otherwise. The target is drawn after
-``torch.manual_seed(seed)`` (PruneFuse's selector is pruned from it); SVP's proxy from
-its own stream, ``role_seed(seed, "proxy")``, never another seed's target.
-
-Each round records what it spent in MACs (``pf.flops``), phase by phase as
-``pf.experiments.cost.planned_cost`` plans it: the selector's training, the target's training, pool
-scoring (the selector's forward passes over the pool) for the NEXT round's labels, the
-pruning of a synced selector (``selector_sync``: seconds; no forward pass over data, so
-0 MACs), the test-set evaluations (``evaluation``: after every ``eval_every``-th epoch
-and the last of the target, after the last of a selector) and the distillation teacher's
-forward passes (``distillation``: one per image the target trains on). Seconds are
-recorded for the trainings' steps (``fit``'s ``training_seconds``: the teacher's forwards
-are inside, since timing them apart would cost a host sync per step), their test
-evaluations together (``evaluation``), the sync and pool scoring (which includes picking,
-e.g. greedy k-centers). ``data_selection`` at a budget is the paper's Fig. 3 quantity:
-all that chose this labeled set in earlier rounds: selector trainings, syncs and pool
-scoring (``pf.experiments.ledger.SELECTION_PHASES``), and the trainings of the targets that
-selected (the baseline's) or that a selector was pruned from (a sync's), each counted once
-(``CHARGED_TARGET``: with their teacher's forwards, in MACs as in seconds). Both units
-count the same work, and neither counts a test evaluation, which chooses nothing.
+Why it works this way: docs/internals.md, "pf.experiments.active_learning".
 """
 
 from __future__ import annotations

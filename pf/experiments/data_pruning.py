@@ -1,61 +1,15 @@
 """Data pruning by score extrapolation (Schmidt, Dhungel et al., arXiv 2506.09010).
 
-The other experiment ``pf run`` knows (``experiment=data_pruning``): instead of growing
-a labeled set, shrink a fully labeled training set and see what accuracy survives.
-
-1. Score every training sample with a training-dynamics score (``pf.scores``: Dynamic
-   Uncertainty, TDDS, EL2N or forgetting counts), recorded during a scoring run:
-   - ``score_source="full"``: the run trains on the whole training set;
-   - ``score_source="subset"``: it trains on a seeded random ``score_subset`` fraction,
-     then embeds EVERY training sample with its penultimate features (eval mode,
-     un-augmented) and extrapolates the scores to the samples it did not see
-     (``pf.extrapolate``: kNN among the scored samples, or a GCN on the kNN graph). With
-     ``score_reference=True`` a full run scores everything too, as ground truth, and the
-     Pearson and Spearman correlations of extrapolated vs full-run scores are reported on
-     the samples the subset did not see (and, for comparison, on those it did). The
-     reference run depends only on the data, the network, the seed, the score and how
-     training runs (``reference_identity``), not on the subset or the extrapolator: with
-     ``reference_cache`` set (``pf sweep`` sets it for its runs), the first run that
-     needs it keeps it there and later ones reuse it (``"reference_cached": true``;
-     ``pf.experiments.reference_cache``).
-2. For every fraction in ``removed_fractions`` keep the ``keep_count`` highest-scored
-   samples (and as many by each rule in ``coresets``: ``pf.coresets``' Moderate coreset
-   on the scoring network's features, CCS on the scores; and, with ``random_baseline``,
-   as many drawn at random), and train the target from scratch on them with the
-   config's schedule; report the final epoch's test accuracy and curve.
+The other experiment ``pf run`` knows (``experiment=data_pruning``): score every training
+sample from a scoring run's training dynamics (``pf.scores``), on the whole training set
+(``score_source="full"``) or on a subset and extrapolated to the rest (``"subset"``,
+``pf.extrapolate``), then for every fraction in ``removed_fractions`` keep the
+highest-scored samples and train the target from scratch on them. ``run_data_pruning``
+runs the experiment; ``score_training_set`` does the scoring.
 
     run = run_data_pruning(make_config("demo", {"experiment": "data_pruning"}), dataset)
-    run["rounds"][0].target.test_accuracy, run["scores"].pearson
 
-Our choices where the paper is silent, or where this package differs:
-- Kept count: ``round((1 - fraction) * N)``, halves rounded up, clamped to 1..N. Ties in
-  score go to the lower sample index, so the kept set is deterministic.
-- Networks: the scoring run, the reference run and every retraining start from ONE
-  seeded initialisation of ``arch`` (the AL loop's theta at the same seed), so retrains
-  differ only in their kept set. Every retrain also uses the same shuffle seed.
-- The random baseline keeps a prefix of one seeded permutation, so its kept sets are
-  nested across rates, as the score's are.
-- Scores come from train-mode outputs on augmented inputs (see ``pf.scores``); EL2N
-  averages over all recorded epochs (its own protocol, an early epoch averaged over ten
-  runs, is not a one-run score); forgetting ranks never-learned samples first; TDDS
-  scores the last ``tdds_span_epochs`` (10) epochs of the scoring run, as the paper's
-  code does (``tdds_span="first"``: the first 10, as the TDDS authors' code does).
-- The scoring run records only what its score reads (``DynamicsRecorder.for_score``):
-  on Tiny-ImageNet over 181 epochs 72 MB for EL2N and 84 MB for TDDS instead of the
-  14.5 GB of the full softmax history.
-- The GCN's graph degree is ``knn_k`` (paper: 10 or 20) and it trains ``gnn_epochs``
-  full-batch steps (``pf.extrapolate`` explains the departure from neighbour sampling).
-
-Costs follow ``pf.experiments.active_learning``'s phases. A score-based round charges
-``selector_training`` with the scoring run's training MACs and ``pool_scoring`` with the
-embedding's forward passes (0 for ``score_source="full"``; its seconds include computing and
-extrapolating the scores; the kNN search and the GCN are not counted in MACs);
-``data_selection`` is their sum, i.e. everything that chose the kept set. A Moderate round
-charges the scoring run and the embedding it reads (also for ``score_source="full"``, where
-only Moderate embeds), a CCS round what a score round charges. The scoring run is
-shared by the fractions and charged to each of their rounds in full; the ``scores`` block holds
-it once. A random round's selection costs 0. The reference run is ground truth, not
-selection: its cost appears only in the ``scores`` block.
+Why it works this way: docs/internals.md, "pf.experiments.data_pruning".
 """
 
 from __future__ import annotations

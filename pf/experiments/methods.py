@@ -1,51 +1,15 @@
 """The active-learning methods as objects, and the per-round plan they make together.
 
-A method answers the loop's questions: which network selects and how it starts each round,
-whether it trains this round, how the target starts, whether the target is distilled, when
-the selector is re-made from the target (synchronisation). From those answers
-``plan_rounds(config)`` writes the whole run down once, one ``Round`` per budget, before
-anything trains: ``pf.experiments.active_learning`` executes that plan and
-``pf.experiments.cost`` sums it, so the two can never tell different stories (tests check
-that what a run records equals what was planned, phase by phase). A new method is one more
-entry of ``METHODS``.
+``METHODS`` holds one object per method (``baseline``, ``svp``, ``prunefuse``; a new method
+is one more entry) that answers the loop's questions: which network selects and how it
+starts, how the target starts, whether it is distilled, when the selector is re-made from
+the target (``sync_every``). ``plan_rounds(config)`` writes the whole run down from those
+answers, one ``Round`` per budget, before anything trains; ``pf.experiments.active_learning``
+executes that plan and ``pf.experiments.cost`` sums it. ``selector_start``: ``init``
+retrains the selector every round from its lineage's initial weights, ``warm`` continues
+from the previous round's trained selector.
 
-- ``baseline``: the dense target selects. The target trained at a budget IS the
-  selector of that round (SVP's "active learning baseline"), so nothing is trained twice.
-- ``svp``: a smaller proxy architecture (``proxy_arch``) selects (Coleman et al., 2020).
-- ``prunefuse``: theta_p = theta pruned at init selects; at each budget the trained
-  theta_p* is fused into theta and the result trained with distillation from theta_p*
-  (Kousar et al.); ``fusion=False`` trains theta instead, ``kd=False`` drops distillation.
-
-**Selector start** (``selector_start``, svp and prunefuse): ``init`` retrains the selector
-every round from its lineage's initial weights (theta_p, the proxy's draw, or the weights
-of the last synchronisation), as pf always did and SVP prescribes for its proxies;
-``warm`` continues from the previous round's trained selector with a fresh optimiser (the
-authors' code keeps one selector object across rounds). The baseline's selector is its
-target: ``warm`` is refused there.
-
-**Synchronisation** (``sync_every``, the extended paper's T_sync; PruneFuse only; 0 =
-never, the 2024 method). Round r is a sync round when r >= 1 and r % T_sync == 0: its
-selector is the target trained at the previous budget, pruned again at the same ratio,
-importance and steps (``pf.prune.prune_at_init`` on the trained weights), with its own
-channel map; it then trains on round r's labeled set like any selector (a fresh start:
-``warm`` continues from it only in the rounds after). T_sync = 1 re-makes the selector
-every round ("update the pruned network every round"), T_sync = 2 every other round.
-Where the sources are silent (PAPERS.md section 7), our choices:
-
-- the selector is pruned from the target of the round just finished (the newest one);
-- the target of a sync round is trained exactly as in any round (fused + distilled);
-- fusion uses the synced selector's own channel map, into theta's initialisation
-  (``fuse_into="init"``: the 2024 paper's text, and the authors' fusion builds a fresh
-  network) or into the trained target the selector was pruned from (``"source"``);
-- cost: a synced selector's training and pool scoring are selection cost, as every
-  selector's; the target it was pruned from is trained once (``target_training``), and
-  that training is charged to data selection too, once, at the first pick a selector
-  descended from it makes (the selection then depends on it, as the baseline's depends
-  on its target); the pruning itself is the ``selector_sync`` phase (seconds; it
-  computes no forward pass over data, so 0 MACs).
-
-``metric="random"`` picks without a selector, so baseline and SVP train none; PruneFuse
-still trains its selector (fusion needs it). Nothing then counts as selection cost.
+Why it works this way: docs/internals.md, "pf.experiments.methods".
 """
 
 from __future__ import annotations
