@@ -14,6 +14,8 @@ Why it works this way: docs/internals.md, "pf.extrapolate".
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,8 @@ from torch import nn
 __all__ = [
     "WEIGHTINGS",
     "GNN_MIN_SCORED",
+    "Extrapolator",
+    "EXTRAPOLATORS",
     "knn_extrapolate",
     "gnn_extrapolate",
     "pearson",
@@ -303,3 +307,55 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
     """
     _check_pair(x, y)
     return float(_pearson(_average_ranks(x), _average_ranks(y)))
+
+
+# ---------------------------------------------------------------------------------------
+# The registry: every extrapolator, by the name a config gives
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Extrapolator:
+    """A way to carry a scored subset's scores to every sample.
+
+    ``extrapolate(embeddings, labels, scored_indices, scores, k=, weighting=, epochs=,
+    num_classes=, seed=)`` returns the N scores (each reads what it needs of the keyword
+    arguments); ``settings`` names the config fields besides ``knn_k`` it reads, which a
+    record keeps; ``problem(scored, train_size, k)`` says what a subset of ``scored`` of
+    ``train_size`` samples rules out for it, or None; ``title`` is what tables call it.
+    """
+
+    name: str
+    title: Callable[[str], str]  # of the kNN weighting, which only kNN reads
+    extrapolate: Callable[..., torch.Tensor]
+    settings: tuple[str, ...]
+    problem: Callable[[int, int, int], str | None]
+
+
+def _knn(embeddings, labels, scored_indices, scores, *, k, weighting, **_) -> torch.Tensor:
+    return knn_extrapolate(embeddings, scored_indices, scores, k=k, weighting=weighting)
+
+
+def _gnn(embeddings, labels, scored_indices, scores, *, k, num_classes, epochs, seed,
+         **_) -> torch.Tensor:
+    return gnn_extrapolate(embeddings, labels, scored_indices, scores, num_classes=num_classes,
+                           k=k, epochs=epochs, seed=seed)
+
+
+def _knn_problem(scored: int, train_size: int, k: int) -> str | None:
+    return f"knn_k: {k} exceeds the {scored} scored samples" if k > scored else None
+
+
+def _gnn_problem(scored: int, train_size: int, k: int) -> str | None:
+    if scored < GNN_MIN_SCORED:
+        return f"score_subset: gnn needs at least {GNN_MIN_SCORED} scored samples, got {scored}"
+    if k >= train_size:
+        return f"knn_k: the gnn graph needs knn_k < {train_size} (the samples), got {k}"
+    return None
+
+
+EXTRAPOLATORS: dict[str, Extrapolator] = {x.name: x for x in (
+    Extrapolator("knn", lambda weighting: "kNN-exp" if weighting == "exp" else "kNN", _knn,
+                 ("knn_weighting",), _knn_problem),
+    Extrapolator("gnn", lambda weighting: "GNN", _gnn, ("gnn_epochs",), _gnn_problem),
+)}

@@ -6,7 +6,9 @@ import pytest
 import torch
 from scipy import stats
 
-from pf.extrapolate import WEIGHTINGS, gnn_extrapolate, knn_extrapolate, pearson, spearman
+from pf.experiments.config import DataPruningConfig
+from pf.extrapolate import (EXTRAPOLATORS, WEIGHTINGS, gnn_extrapolate, knn_extrapolate, pearson,
+                            spearman)
 
 
 def smooth_problem(num_samples: int, num_scored: int, seed: int = 0):
@@ -187,3 +189,26 @@ def test_correlations_reject_mismatched_inputs():
         pearson(torch.zeros(3), torch.zeros(4))
     with pytest.raises(ValueError, match="correlation"):
         spearman(torch.zeros(1), torch.zeros(1))
+
+
+@pytest.mark.parametrize("name", list(EXTRAPOLATORS))
+def test_every_registered_extrapolator_carries_scores_to_every_sample(name):
+    extrapolator = EXTRAPOLATORS[name]
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(60, 4, generator=generator)
+    scored = torch.arange(0, 60, 2)
+    scores = embeddings[scored, 0].clone()
+    estimate = extrapolator.extrapolate(embeddings, torch.zeros(60, dtype=torch.long), scored,
+                                        scores, k=5, weighting="mean", epochs=5,
+                                        num_classes=2, seed=0)
+    assert estimate.shape == (60,) and torch.isfinite(estimate).all()
+    assert torch.equal(estimate[scored].float(), scores)  # the scored keep their own
+    assert extrapolator.problem(30, 60, 5) is None
+    assert extrapolator.title("mean")
+    assert all(hasattr(DataPruningConfig(), setting) for setting in extrapolator.settings)
+
+
+def test_what_a_subset_rules_out_is_said_per_extrapolator():
+    assert "knn_k: 40 exceeds the 30 scored" in EXTRAPOLATORS["knn"].problem(30, 60, 40)
+    assert "gnn needs at least" in EXTRAPOLATORS["gnn"].problem(10, 60, 5)
+    assert "knn_k < 60" in EXTRAPOLATORS["gnn"].problem(30, 60, 60)

@@ -40,7 +40,7 @@ from pf.experiments.settings import (budgets_rule, dataset_rule, fractions_rule,
                                      refusal, schedule_rule, setting)
 from pf.data import DEFAULT_SIDE
 from pf.coresets import CORESETS
-from pf.extrapolate import GNN_MIN_SCORED, WEIGHTINGS
+from pf.extrapolate import EXTRAPOLATORS, WEIGHTINGS
 from pf.fuse import FUSION_VARIANTS, REST_MODES
 from pf.models import MODELS
 from pf.prune import IMPORTANCES
@@ -242,7 +242,7 @@ class DataPruningConfig(RunConfig):
     # the scoring run's [epochs, lr] pieces; [] = lr_schedule
     score_lr_schedule: list = setting([], check=schedule_rule(True))
     # subset: knn (mean of the k nearest scored) | gnn (a GCN on the kNN graph)
-    extrapolation: str = setting("knn", choices=("knn", "gnn"))
+    extrapolation: str = setting("knn", choices=tuple(EXTRAPOLATORS))
     # neighbours: kNN's k, and the GNN graph's degree (paper: 10, 20, 50, 100)
     knn_k: int = setting(10, at_least=1)
     knn_weighting: str = setting("mean", choices=WEIGHTINGS)  # knn: mean | exp(-distance)
@@ -455,8 +455,9 @@ def _joint_problem(config: RunConfig) -> str | None:
 def check_sizes(config: RunConfig, train_size: int) -> None:
     """Refuse, with a one-line ``ConfigError``, what the training set's size rules out:
     budgets beyond it (active learning); a scored subset that leaves fewer than two
-    samples unseen, or holds fewer than ``knn_k`` (kNN) or ``GNN_MIN_SCORED`` (GNN), or
-    a GNN graph with ``knn_k`` >= N (data pruning). ``pf run`` checks before any work,
+    samples unseen, or that its extrapolator rules out (``pf.extrapolate.EXTRAPOLATORS``:
+    fewer than ``knn_k`` for kNN, fewer than ``GNN_MIN_SCORED`` or ``knn_k`` >= N for the
+    GNN) (data pruning). ``pf run`` checks before any work,
     once the dataset is loaded; ``pf sweep --dry-run`` with the known sizes."""
     if isinstance(config, ActiveLearningConfig):
         if config.budgets[-1] > train_size:
@@ -469,12 +470,6 @@ def check_sizes(config: RunConfig, train_size: int) -> None:
     if train_size - scored < 2:
         raise ConfigError(f"score_subset: {config.score_subset} of {train_size} samples leaves "
                           f"fewer than 2 to extrapolate to")
-    if config.extrapolation == "knn" and config.knn_k > scored:
-        raise ConfigError(f"knn_k: {config.knn_k} exceeds the {scored} scored samples "
-                          f"(score_subset={config.score_subset} of {train_size})")
-    if config.extrapolation == "gnn" and scored < GNN_MIN_SCORED:
-        raise ConfigError(f"score_subset: gnn needs at least {GNN_MIN_SCORED} scored samples, "
-                          f"got {scored} of {train_size}")
-    if config.extrapolation == "gnn" and config.knn_k >= train_size:
-        raise ConfigError(f"knn_k: the gnn graph needs knn_k < {train_size} (the samples), "
-                          f"got {config.knn_k}")
+    problem = EXTRAPOLATORS[config.extrapolation].problem(scored, train_size, config.knn_k)
+    if problem:
+        raise ConfigError(f"{problem} (score_subset={config.score_subset} of {train_size})")

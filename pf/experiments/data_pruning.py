@@ -29,7 +29,7 @@ from pf.experiments.config import ConfigError, DataPruningConfig, check_sizes
 from pf.experiments.reference_cache import load_reference, save_reference
 from pf.experiments.record import (RANDOM_LABEL, NetworkRecord, RoundRecord, ScoresRecord,
                                    TargetRecord, scoring_label)
-from pf.extrapolate import gnn_extrapolate, knn_extrapolate, pearson, spearman
+from pf.extrapolate import EXTRAPOLATORS, pearson, spearman
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
 from pf.select import pick, random_selection
@@ -199,15 +199,12 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
         _, embeddings = predict(model, dataset.train, dataset, features=True,
                                 **config.predict_options())
         embedding_seconds = _synchronized_seconds(start, device)
+    extrapolator = EXTRAPOLATORS[config.extrapolation] if subset else None
     if subset:
-        if config.extrapolation == "knn":
-            scores = knn_extrapolate(embeddings, scored, raw[scored], k=config.knn_k,
-                                     weighting=config.knn_weighting)
-        else:
-            scores = gnn_extrapolate(embeddings, dataset.train.labels, scored, raw[scored],
-                                     num_classes=dataset.num_classes, k=config.knn_k,
-                                     epochs=config.gnn_epochs, seed=seed + GNN_SEED)
-        scores = scores.float()
+        scores = extrapolator.extrapolate(
+            embeddings, dataset.train.labels, scored, raw[scored], k=config.knn_k,
+            weighting=config.knn_weighting, epochs=config.gnn_epochs,
+            num_classes=dataset.num_classes, seed=seed + GNN_SEED).float()
     else:
         scores = raw
     scoring_seconds = _synchronized_seconds(start, device)
@@ -238,8 +235,9 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
         train_size=num_samples, scoring_test_accuracy=run.test_accuracy, macs=macs,
         seconds=seconds, extrapolation=config.extrapolation if subset else None,
         knn_k=config.knn_k if subset else None,
-        knn_weighting=config.knn_weighting if subset and config.extrapolation == "knn" else None,
-        gnn_epochs=config.gnn_epochs if subset and config.extrapolation == "gnn" else None,
+        # the settings its extrapolator reads; None for the other's and for full scoring
+        **{name: getattr(config, name) if subset and name in extrapolator.settings else None
+           for x in EXTRAPOLATORS.values() for name in x.settings},
         scoring_epochs=config.score_schedule().epochs, **config.span(),
         reference=reference is not None, reference_cached=reused,
         reference_test_accuracy=None if reference_run is None else reference_run["test_accuracy"],

@@ -36,6 +36,7 @@ import pf
 from pf import provenance
 from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING
 from pf.experiments.methods import METHODS
+from pf.extrapolate import EXTRAPOLATORS
 from pf.storage import write_json
 from pf.flops import UNIT
 
@@ -269,8 +270,7 @@ def scoring_label(scores: ScoresRecord) -> str:
         name = f"{name} ({scores.tdds_span} {scores.tdds_span_epochs} epochs)"
     if scores.source == "full":
         return f"{name}, full run"
-    how = {"knn": "kNN-exp" if scores.knn_weighting == "exp" else "kNN",
-           "gnn": "GNN"}[scores.extrapolation]
+    how = EXTRAPOLATORS[scores.extrapolation].title(scores.knn_weighting)
     share = 100 * scores.scored / scores.train_size
     return f"{name}, {how} k={scores.knn_k} from {share:.3g} %"
 
