@@ -197,10 +197,14 @@ def test_a_sweep_killed_in_a_run_resumes_it_after_its_last_round(tmp_path):
     results = tmp_path / "results"
     [run] = load_sweep(path, results)[1]
     run_dir = Path(run.run_dir)
-    sweep = subprocess.Popen([PF, "sweep", str(path), "--results", str(results)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    log = tmp_path / "sweep.log"
+    with log.open("w") as output:
+        sweep = subprocess.Popen([PF, "sweep", str(path), "--results", str(results)],
+                                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     done = wait_for_rounds(run_dir / CHECKPOINT_FILE, 2, lambda: sweep.poll() is None)
+    if sweep.poll() is not None:  # it ended on its own before the kill: say how
+        pytest.fail(f"the sweep ended (status {sweep.returncode}) after {done} rounds: "
+                    f"{log.read_text()[-2000:]}")
     os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and the run's kernel
     sweep.wait()
     assert done >= 2 and run_status(run) == "pending"
