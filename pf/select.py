@@ -23,7 +23,6 @@ __all__ = [
     "LEAST_CONFIDENCE",
     "Strategy",
     "STRATEGIES",
-    "METRICS",
     "least_confidence",
     "entropy",
     "margin",
@@ -427,7 +426,6 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("norm_top", norm_top, "features", False, False, "top norm", "tab:purple"),
     Strategy("norm_sample", norm_sample, "features", False, True, "norm sampling", "tab:brown"),
 )}
-METRICS = tuple(STRATEGIES)  # the names config accepts, in the registry's order
 
 
 def _pool_size(metric: str, pool_size: int | None, *tensors: torch.Tensor | None) -> int:
@@ -461,7 +459,8 @@ def select(metric: str, count: int, *, probs: torch.Tensor | None = None,
     ``ValueError`` with a one-line message.
     """
     if metric not in STRATEGIES:
-        raise ValueError(f"metric: unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        raise ValueError(f"metric: unknown metric {metric!r}; "
+                         f"choose one of {', '.join(STRATEGIES)}")
     strategy = STRATEGIES[metric]
     given = {"probs": probs, MC_PROBS: mc_probs, "pool_features": pool_features,
              "generator": generator}

@@ -45,7 +45,7 @@ from pf.fuse import FUSION_VARIANTS, REST_MODES
 from pf.models import MODELS
 from pf.prune import IMPORTANCES
 from pf.scores import SCORES, TDDS_SPAN, TDDS_SPAN_EPOCHS, TDDS_SPANS, TDDS_WINDOW
-from pf.select import LEAST_CONFIDENCE, MC_PROBS, METRICS, STRATEGIES
+from pf.select import LEAST_CONFIDENCE, MC_PROBS, STRATEGIES
 from pf.train import LR_SHAPES, Schedule
 
 __all__ = ["ConfigError", "RunConfig", "ActiveLearningConfig", "DataPruningConfig",
@@ -160,11 +160,11 @@ class ActiveLearningConfig(RunConfig):
     (``pf.experiments.methods``, ``pf.experiments.active_learning``)."""
 
     # baseline (the target selects) | svp (a proxy selects) | prunefuse (the pruned target)
-    method: str = setting(PRUNEFUSE, choices=tuple(METHODS))
+    method: str = setting(PRUNEFUSE, choices=METHODS)
     # least_confidence | entropy | margin (uncertainty) | bald | mc_entropy (Monte-Carlo
     # dropout) | kcenters | badge | norm_gs | norm_top | norm_sample (Bar & Giryes) | random;
     # what each reads and computes: docs/parameters.md, "Selection metrics" (pf.select)
-    metric: str = setting(LEAST_CONFIDENCE, choices=METRICS)
+    metric: str = setting(LEAST_CONFIDENCE, choices=STRATEGIES)
     # bald, mc_entropy: Monte-Carlo dropout passes over the pool's penultimate features
     # (one eval-mode forward pass, then this many classifier passes per pool image), masks
     # drawn from a generator seeded per round (pf.select)
@@ -229,7 +229,7 @@ class DataPruningConfig(RunConfig):
 
     experiment: str = setting(DATA_PRUNING, choices=EXPERIMENTS)  # this config's own
     # training-dynamics score: du | tdds | el2n | forgetting; the highest are kept
-    score: str = setting("du", choices=tuple(SCORES))
+    score: str = setting("du", choices=SCORES)
     # tdds: which end of the scoring run it scores, last | first (pf.scores.tdds_epochs;
     # last: the score-extrapolation paper's code, first: the TDDS authors')
     tdds_span: str = setting(TDDS_SPAN, choices=TDDS_SPANS)
@@ -242,7 +242,7 @@ class DataPruningConfig(RunConfig):
     # the scoring run's [epochs, lr] pieces; [] = lr_schedule
     score_lr_schedule: list = setting([], check=schedule_rule(True))
     # subset: knn (mean of the k nearest scored) | gnn (a GCN on the kNN graph)
-    extrapolation: str = setting("knn", choices=tuple(EXTRAPOLATORS))
+    extrapolation: str = setting("knn", choices=EXTRAPOLATORS)
     # neighbours: kNN's k, and the GNN graph's degree (paper: 10, 20, 50, 100)
     knn_k: int = setting(10, at_least=1)
     knn_weighting: str = setting("mean", choices=WEIGHTINGS)  # knn: mean | exp(-distance)
