@@ -5,8 +5,10 @@ import json
 import torch
 from torch import nn
 
+from pf.analysis.figures import FIGURES, FigureKind, make_figures
 from pf.data import DATASETS, Dataset, DatasetKind, Split, load_dataset
 from pf.experiments.config import make_config
+from pf.experiments.methods import METHODS, ActiveLearningMethod
 from pf.experiments.cost import planned_cost
 from pf.experiments.run import run_experiment
 from pf.fuse import fuse
@@ -29,6 +31,51 @@ def test_a_selection_strategy_is_one_function_and_one_registry_entry(monkeypatch
     added = json.loads((tmp_path / "selected.json").read_text())["added"]
     unlabeled = sorted(set(range(512)) - set(added[0]))
     assert sorted(added[1]) == unlabeled[-64:]  # the pool's last 64 positions
+
+
+class DistilledSvp(ActiveLearningMethod):
+    """SVP whose target also learns from the trained proxy (distillation)."""
+
+    name, title = "svp_kd", "SVP + distillation"
+
+    def _name(self, settings: dict) -> str:
+        return f"SVP+KD {settings['proxy_arch']}"
+
+    def needs_selector(self, config, last: bool) -> bool:
+        return True  # the last round's target distils from a proxy too
+
+    def distils(self, config) -> bool:
+        return True
+
+
+def test_a_method_variant_is_a_subclass_and_one_registry_entry(monkeypatch, tmp_path):
+    monkeypatch.setitem(METHODS, "svp_kd", DistilledSvp())
+    config = make_config("smoke", {"method": "svp_kd", "proxy_arch": "resnet8"})
+    record = run_experiment(config, tmp_path, progress=False)
+    assert [r.target.kd for r in record.rounds] == [True, True]
+    assert all(r.macs["distillation"] > 0 for r in record.rounds)
+    assert record.rounds[0].label == "SVP+KD resnet8"
+    # the planner read the same plan: what it plans is what the run recorded
+    planned = planned_cost(config)["macs"]["distillation"]
+    assert planned == sum(r.macs["distillation"] for r in record.rounds)
+
+
+def labels_per_round(rows, out_dir):
+    """A toy table: the labeled counts of every run's rounds."""
+    path = out_dir / "labels_per_round.csv"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows[["label", "seed", "labeled"]].to_csv(path, index=False)
+    return [path]
+
+
+def test_a_figure_is_one_function_and_one_registry_entry(monkeypatch, tmp_path):
+    monkeypatch.setitem(FIGURES, "labels_per_round",
+                        FigureKind("labels_per_round", "learning", labels_per_round))
+    run_experiment(make_config("smoke", {"method": "baseline"}), tmp_path / "runs" / "one",
+                   progress=False)
+    made = make_figures(tmp_path / "runs", tmp_path / "figures", only="labels_per_round")
+    [path] = made["labels_per_round"]
+    assert path.read_text().splitlines()[1:] == ["AL baseline,0,64", "AL baseline,0,128"]
 
 
 def load_stripes(name, root, download, side) -> Dataset:

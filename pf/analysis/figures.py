@@ -17,7 +17,8 @@ single run, for the notebooks, are in ``pf.analysis.notebook_figures``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +31,7 @@ from pf.analysis.prunefuse_figures import (fig3_selection_flops, fig4_fused_vs_s
 from pf.analysis.paired_figures import paired_differences_figure, paired_table, win_tie_loss
 from pf.analysis.results import collect, collect_scores
 
-__all__ = ["make_figures"]
+__all__ = ["FigureKind", "FIGURES", "make_figures"]
 
 
 def make_figures(results_dir: str | Path, out_dir: str | Path, fig4_budget: int | None = None,
@@ -60,30 +61,48 @@ def make_figures(results_dir: str | Path, out_dir: str | Path, fig4_budget: int 
     return made
 
 
+@dataclass(frozen=True)
+class FigureKind:
+    """One figure or table of ``pf figures``: its name (the files' stem), the runs it
+    draws from ("learning": active-learning rounds, "pruning": data-pruning rounds,
+    "scores": the runs' score summaries) and ``draw(rows, out_dir, **options)``, which
+    returns the files it wrote or the one-line reason it wrote none; ``options`` names
+    the ``make_figures`` options it takes (``fig4_budget`` as ``budget``)."""
+
+    name: str
+    rows: str
+    draw: Callable[..., list[Path] | str]
+    options: tuple[str, ...] = ()
+
+
+FIGURES: dict[str, FigureKind] = {kind.name: kind for kind in (
+    FigureKind("accuracy_vs_budget", "learning", accuracy_vs_budget),
+    FigureKind("main_table", "learning", main_table),
+    FigureKind("paired_differences", "learning", paired_differences_figure),
+    FigureKind("paired_table", "learning", paired_table),
+    FigureKind("win_tie_loss", "learning", win_tie_loss),
+    FigureKind("fig3_selection_flops", "learning", fig3_selection_flops),
+    FigureKind("fig4_fused_vs_scratch", "learning", fig4_fused_vs_scratch, ("budget",)),
+    FigureKind("fig5_prunefuse_vs_svp", "learning", fig5_prunefuse_vs_svp),
+    FigureKind("tsync_accuracy_and_cost", "learning", tsync_accuracy_and_cost),
+    FigureKind("selection_metrics_vs_budget", "learning", selection_metrics_vs_budget),
+    FigureKind("score_correlation", "scores", score_correlation),
+    FigureKind("score_correlation_table", "scores", correlation_table),
+    FigureKind("accuracy_vs_prune_rate", "pruning", accuracy_vs_prune_rate),
+    FigureKind("pruning_table", "pruning", pruning_table),
+)}
+
+
 def _experiment_figures(table: pd.DataFrame, scores: pd.DataFrame, out_dir: Path,
                         fig4_budget: int | None,
                         only: list[str] | None) -> dict[str, list[Path] | str]:
-    """The figures and tables named in ``only`` (None: all) of one experiment's runs
-    (``make_figures``)."""
+    """The figures and tables named in ``only`` (None: all of ``FIGURES``) of one
+    experiment's runs (``make_figures``)."""
     pruning = table.selection.notna()  # data pruning: its rounds are rates, not AL budgets
-    learning = table[~pruning]
-    drawers = {
-        "accuracy_vs_budget": lambda: accuracy_vs_budget(learning, out_dir),
-        "main_table": lambda: main_table(learning, out_dir),
-        "paired_differences": lambda: paired_differences_figure(learning, out_dir),
-        "paired_table": lambda: paired_table(learning, out_dir),
-        "win_tie_loss": lambda: win_tie_loss(learning, out_dir),
-        "fig3_selection_flops": lambda: fig3_selection_flops(learning, out_dir),
-        "fig4_fused_vs_scratch": lambda: fig4_fused_vs_scratch(learning, out_dir, fig4_budget),
-        "fig5_prunefuse_vs_svp": lambda: fig5_prunefuse_vs_svp(learning, out_dir),
-        "tsync_accuracy_and_cost": lambda: tsync_accuracy_and_cost(learning, out_dir),
-        "selection_metrics_vs_budget": lambda: selection_metrics_vs_budget(learning, out_dir),
-        "score_correlation": lambda: score_correlation(scores, out_dir),
-        "score_correlation_table": lambda: correlation_table(scores, out_dir),
-        "accuracy_vs_prune_rate": lambda: accuracy_vs_prune_rate(table[pruning], out_dir),
-        "pruning_table": lambda: pruning_table(table[pruning], out_dir),
-    }
-    unknown = [name for name in only or () if name not in drawers]
+    rows = {"learning": table[~pruning], "pruning": table[pruning], "scores": scores}
+    options = {"budget": fig4_budget}
+    unknown = [name for name in only or () if name not in FIGURES]
     if unknown:
-        raise ValueError(f"only: unknown figure {unknown[0]!r}; known: {', '.join(drawers)}")
-    return {name: draw() for name, draw in drawers.items() if only is None or name in only}
+        raise ValueError(f"only: unknown figure {unknown[0]!r}; known: {', '.join(FIGURES)}")
+    return {name: kind.draw(rows[kind.rows], out_dir, **{key: options[key] for key in kind.options})
+            for name, kind in FIGURES.items() if only is None or name in only}
