@@ -100,9 +100,10 @@ class StreamedSplit:
 
     def _submit(self, pool: ThreadPoolExecutor, idx: torch.Tensor, augment: bool,
                 generator: torch.Generator | None, share) -> list[Future]:
-        draws = resized_crop_draws(len(idx), generator) if augment else torch.zeros(len(idx))
         rows = torch.arange(len(idx)) if share is None else share(torch.arange(len(idx)))
-        draws = draws[rows].tolist() if augment else [None] * len(rows)
+        # drawn for the whole chunk, so that every process draws what one process does
+        draws = (resized_crop_draws(len(idx), generator)[rows].tolist() if augment
+                 else [None] * len(rows))
         names = self.files[idx.cpu()[rows].numpy()]
         return [pool.submit(self._decode, self.root / name.decode(), draw)
                 for name, draw in zip(names, draws)]

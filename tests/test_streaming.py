@@ -156,3 +156,17 @@ def test_the_crop_side_is_checked_and_plans_the_cost():
         network = build_model("resnet50", 1000, 3)
         assert planned_cost(config)["forward_macs"]["target"] == forward_macs(network,
                                                                              (3, side, side))
+
+
+def test_a_process_decodes_only_its_part_with_the_whole_batch_s_draws(jpeg_folder, monkeypatch):
+    """Under torchrun (pf.distributed) each process reads its part of every batch, cropped
+    as one process would crop it."""
+    from pf.distributed import part
+
+    dataset = load_dataset(f"stream:{jpeg_folder}", side=16)
+    chunk = [torch.arange(10, 19)]
+    whole = next(dataset.train.load(chunk, True, torch.Generator().manual_seed(5)))
+    monkeypatch.setattr("pf.distributed.world_size", lambda: 2)
+    monkeypatch.setattr("pf.distributed.rank", lambda: 1)
+    mine = next(dataset.train.load(chunk, True, torch.Generator().manual_seed(5), part))
+    assert torch.equal(mine, whole[5:])  # 9 = 5 + 4: the second process's four
