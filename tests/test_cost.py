@@ -4,7 +4,8 @@ import pytest
 
 from pf.experiments.config import ConfigError, make_config
 from pf.data import known_sizes
-from pf.experiments.cost import PHASES, planned_cost
+from pf.experiments.cost import planned_cost
+from pf.experiments.ledger import ROUND_PHASES
 from pf.data import load_dataset
 from pf.experiments.run import run_experiment
 
@@ -42,8 +43,7 @@ def test_active_learning_plan_matches_the_recorded_macs(overrides):
     metrics = run_experiment(config, progress=False)
     plan = planned_cost(config)
     # Every phase but data pruning's reference run is recorded, round by round.
-    recorded = {phase: _recorded(metrics, phase) for phase in PHASES
-                if phase != "reference_scoring"}
+    recorded = {phase: _recorded(metrics, phase) for phase in ROUND_PHASES}
     assert plan["macs"] == {**recorded, "reference_scoring": 0}
     networks = metrics.networks
     assert plan["forward_macs"] == {role: networks[role].forward_macs

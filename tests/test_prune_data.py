@@ -11,7 +11,8 @@ import torch
 from pf.experiments.config import ConfigError, make_config
 from pf.experiments.run import run_experiment
 from pf.experiments.config import check_sizes
-from pf.experiments.data_pruning import keep_count, keep_highest, keep_random
+from pf.experiments.data_pruning import keep_count, keep_highest, keep_random, plan_data_pruning
+from pf.experiments.ledger import pruning_images
 
 PF = str(Path(sys.executable).with_name("pf"))
 
@@ -27,6 +28,25 @@ PF = str(Path(sys.executable).with_name("pf"))
 ])
 def test_keep_count_rounds_to_the_nearest_and_keeps_at_least_one(rate, n, expected):
     assert keep_count(rate, n) == expected
+
+
+def test_the_plan_lists_every_retraining_in_the_runs_order_with_its_kept_count():
+    config = make_config("smoke", {"experiment": "data_pruning", "removed_fractions": [0.3, 0.9],
+                                   "coresets": ["moderate"], "score_source": "subset",
+                                   "score_subset": 0.25, "score_reference": True,
+                                   "lr_schedule": [[5, 0.05]], "eval_every": 2,
+                                   "score_lr_schedule": [[10, 0.05]]})
+    plan = plan_data_pruning(config, 10)
+    assert [(r.removed_fraction, r.selection, r.kept) for r in plan.retrainings] == [
+        (0.3, "score", 7), (0.3, "moderate", 7), (0.3, "random", 7),
+        (0.9, "score", 1), (0.9, "moderate", 1), (0.9, "random", 1)]
+    assert (plan.scored, plan.embedded, plan.reference, plan.evaluations) == (3, 10, True, 3)
+    images = pruning_images(plan, test_size=4)
+    assert images["target_training"] == (7 + 1) * 3 * 5
+    assert images["evaluation"] == 4 * (2 + 6 * 3)  # the scoring and reference runs, 6 x 3 passes
+    assert images["selector_training"] == 3 * 10
+    assert images["reference_scoring"] == 10 * 10
+    assert pruning_images(plan, test_size=4, reference_reused=True)["reference_scoring"] == 0
 
 
 def test_keep_highest_keeps_exactly_the_top_scores_without_duplicates():

@@ -1,24 +1,16 @@
 """What a run will compute, planned from its config before anything runs.
 
-A GPU budget is planned in images and MACs: ``planned_cost(config)`` walks the same protocol
-that ``pf.experiments.active_learning`` (or ``pf.experiments.data_pruning``) will run, with
-the networks' forward MACs from ``pf.flops``, and returns per phase the images processed and
-their MACs: ``selector_training``, ``selector_sync`` (pruning a synced selector: no forward
-pass over data, 0 MACs), ``pool_scoring``, ``target_training``, the test-set evaluations
-(``evaluation``: after every ``eval_every``-th epoch and the last of a target, after the
-last of a selector or scoring run), the distillation teacher's forwards (``distillation``)
-and, for data pruning, the full reference run (``reference_scoring``; none with
-``reference_reused``, for a run that will find it in its ``reference_cache``). An
-active-learning run executes the same per-round plan
-(``pf.experiments.methods.plan_rounds``) that is summed here and records every phase in its
-rounds' ``macs``; each planned phase equals the recorded sum over rounds (tests pin this for
-every method, metric kind, sync and selector start). A data-pruning run records its scoring
-phases once, in its ``scores`` block, and each retraining in its round. Training one image
-costs 3 forwards, as everywhere in pf. kNN and GNN extrapolation are not counted (no
-convolutions; seconds next to the trainings). Time is not predicted: divide by the images/s
-that ``benchmarks/bench_train.py`` measures on your machine.
+``planned_cost(config)`` returns, per phase (``pf.experiments.ledger.RUN_PHASES``), the
+images a run will process and their MACs, without running it: an active-learning run's
+rounds (``pf.experiments.methods.plan_rounds``) or a data-pruning run's plan
+(``pf.experiments.data_pruning.plan_data_pruning``), counted by the ledger that the runs'
+records use, with the networks' forward MACs from ``pf.flops``. Tests pin every planned
+phase to the recorded sum. kNN and GNN extrapolation are not counted (no convolutions).
+Time is not predicted: divide by the images/s that ``benchmarks/bench_train.py`` measures.
 
     planned_cost(make_config("paper"))["total_macs"]
+
+The phases, one by one: docs/internals.md, "pf.experiments.cost".
 """
 
 from __future__ import annotations
@@ -27,10 +19,10 @@ import functools
 
 from pf.data import is_streamed, known_sizes
 from pf.experiments import DATA_PRUNING
-from pf.experiments.config import (ActiveLearningConfig, ConfigError, DataPruningConfig,
-                                   RunConfig)
-from pf.experiments.data_pruning import keep_count
-from pf.experiments.ledger import (ROUND_PHASES, Forwards, Work, charge_selection, round_images,
+from pf.experiments.config import ActiveLearningConfig, ConfigError, RunConfig
+from pf.experiments.data_pruning import plan_data_pruning
+from pf.experiments.ledger import (RUN_PHASES, TRAINED_PHASES, Forwards, Work,
+                                   charge_selection, pruning_images, pruning_macs, round_images,
                                    round_macs)
 from pf.experiments.methods import BASELINE, METHODS, PRUNEFUSE, plan_rounds
 from pf.flops import classifier_macs, forward_macs, parameter_count
@@ -39,10 +31,8 @@ from pf.prune import prune_at_init
 from pf.select import STRATEGIES
 from pf.train import evaluated_epochs
 
-__all__ = ["PHASES", "planned_cost", "selection_macs",
+__all__ = ["planned_cost", "selection_macs",
            "protocol_selection_costs"]
-
-PHASES = (*ROUND_PHASES, "reference_scoring")  # the last: data pruning's full reference run
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,8 +65,8 @@ def _active_learning(config: ActiveLearningConfig, train: int, test: int,
     """Images and MACs per phase of ``pf.experiments.active_learning.run_active_learning``:
     its rounds' plan (``pf.experiments.methods.plan_rounds``), each round's work counted by
     ``pf.experiments.ledger`` as the run records it, summed."""
-    images = dict.fromkeys(PHASES, 0)
-    macs = dict.fromkeys(PHASES, 0)
+    images = dict.fromkeys(RUN_PHASES, 0)
+    macs = dict.fromkeys(RUN_PHASES, 0)
     target_epochs, selector_epochs = config.schedule().epochs, config.selector_schedule().epochs
     target_evaluations = len(evaluated_epochs(target_epochs, config.eval_every))
     for step in plan_rounds(config):
@@ -93,35 +83,11 @@ def _active_learning(config: ActiveLearningConfig, train: int, test: int,
     return {"images": images, "macs": macs}
 
 
-def _data_pruning(config: DataPruningConfig, train: int, test: int, forward: int,
-                  reference_reused: bool) -> dict:
-    """Images and MACs per phase of ``pf.experiments.data_pruning.run_data_pruning``."""
-    images = dict.fromkeys(PHASES, 0)
-    subset = config.score_source == "subset"
-    scoring_epochs = config.score_schedule().epochs
-    scored = config.subset_size(train) if subset else train
-    images["selector_training"] = scored * scoring_epochs
-    # embedding every sample, to extrapolate or for a coreset rule that reads features
-    images["pool_scoring"] = train if config.needs_features() else 0
-    if config.needs_reference() and not reference_reused:
-        images["reference_scoring"] = train * scoring_epochs
-    selections = len(config.selections())
-    kept = sum(keep_count(rate, train) for rate in config.removed_fractions) * selections
-    images["target_training"] = kept * config.schedule().epochs
-    retrainings = len(config.removed_fractions) * selections
-    scoring_runs = 1 + (images["reference_scoring"] > 0)
-    evaluations = len(evaluated_epochs(config.schedule().epochs, config.eval_every))
-    images["evaluation"] = test * (scoring_runs + retrainings * evaluations)
-    trained = ("selector_training", "target_training", "reference_scoring")
-    macs = {phase: (3 if phase in trained else 1) * forward * count
-            for phase, count in images.items()}
-    return {"images": images, "macs": macs}
-
-
 def planned_cost(config: RunConfig, train_size: int | None = None, test_size: int | None = None,
                  num_classes: int | None = None, image_shape: tuple | None = None,
                  reference_reused: bool = False) -> dict:
-    """Images processed and MACs per phase (``PHASES``) of running ``config``, planned.
+    """Images processed and MACs per phase (``pf.experiments.ledger.RUN_PHASES``) of
+    running ``config``, planned.
 
     The dataset's sizes come from ``pf.data.known_sizes`` unless given (an
     ``imagefolder:`` dataset needs them given); a streamed dataset's images are
@@ -144,14 +110,15 @@ def planned_cost(config: RunConfig, train_size: int | None = None, test_size: in
     target = _forward(config.arch, classes, shape, None)[0]
     if config.experiment == DATA_PRUNING:
         selector = target
-        plan = _data_pruning(config, train, test, target, reference_reused)
+        images = pruning_images(plan_data_pruning(config, train), test, reference_reused)
+        plan = {"images": images, "macs": pruning_macs(target, images)}
     else:
         arch, ratio = METHODS[config.method].selector_network(config)
         selector, classifier = _forward(arch, classes, shape, ratio)
         scoring = STRATEGIES[config.metric].scoring_macs(selector, classifier, config.mc_passes)
         plan = _active_learning(config, train, test, Forwards(target, selector, scoring))
     images = plan["images"]
-    trained = images["selector_training"] + images["target_training"] + images["reference_scoring"]
+    trained = sum(images[phase] for phase in TRAINED_PHASES)
     return {**plan, "total_macs": sum(plan["macs"].values()), "training_images": trained,
             "forward_macs": {"target": target, "selector": selector}}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -34,10 +35,11 @@ from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
 from pf.select import pick, random_selection
 from pf.scores import SCORES, DynamicsRecorder, tdds_epochs
-from pf.train import FitResult, fit, predict
+from pf.train import FitResult, evaluated_epochs, fit, predict
 
-__all__ = ["keep_count", "keep_highest", "keep_random", "scored_epochs",
-           "score_from_dynamics", "score_training_set", "run_data_pruning"]
+__all__ = ["keep_count", "keep_highest", "keep_random", "Retraining", "PruningPlan",
+           "plan_data_pruning", "scored_epochs", "score_from_dynamics", "score_training_set",
+           "run_data_pruning"]
 
 # Offsets of config.seed * 1000 per random draw, so that no two draws share a stream.
 (SUBSET_SEED, RANDOM_KEEP_SEED, SCORING_SEED, REFERENCE_SEED, RETRAIN_SEED, GNN_SEED,
@@ -76,6 +78,56 @@ def keep_random(num_samples: int, count: int, seed: int) -> torch.Tensor:
     The same seed gives nested sets for increasing counts.
     """
     return random_selection(num_samples, count, torch.Generator().manual_seed(seed)).sort().values
+
+
+# ---------------------------------------------------------------------------------------
+# The plan: what the run will train, embed and keep
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """One retraining: the fraction removed, how its kept set is chosen
+    (``DataPruningConfig.selections``) and how many samples it keeps."""
+
+    removed_fraction: float
+    selection: str
+    kept: int
+
+
+@dataclass(frozen=True)
+class PruningPlan:
+    """What a data-pruning run does, read by the run itself and by the cost planner
+    (``pf.experiments.cost``): the samples its scoring run trains on (``scored``, for
+    ``scoring_epochs``), the samples the scoring network embeds (``embedded``: 0 when
+    nothing reads features), whether a full reference run scores every sample too
+    (``reference``), and its retrainings in order, each ``epochs`` long with
+    ``evaluations`` test passes."""
+
+    train_size: int
+    scored: int
+    scoring_epochs: int
+    embedded: int
+    reference: bool
+    retrainings: tuple[Retraining, ...]
+    epochs: int
+    evaluations: int
+
+
+def plan_data_pruning(config: DataPruningConfig, train_size: int) -> PruningPlan:
+    """The plan of running ``config`` on ``train_size`` training samples."""
+    subset = config.score_source == "subset"
+    epochs = config.schedule().epochs
+    return PruningPlan(
+        train_size=train_size,
+        scored=config.subset_size(train_size) if subset else train_size,
+        scoring_epochs=config.score_schedule().epochs,
+        embedded=train_size if config.needs_features() else 0,
+        reference=config.needs_reference(),
+        retrainings=tuple(Retraining(float(fraction), selection, keep_count(fraction, train_size))
+                          for fraction in config.removed_fractions
+                          for selection in config.selections()),
+        epochs=epochs, evaluations=len(evaluated_epochs(epochs, config.eval_every)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -178,13 +230,14 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
     """
     device = dataset.train.device
     num_samples = len(dataset.train)
+    plan = plan_data_pruning(config, num_samples)
     seed = config.seed * 1000
     image_shape = dataset.train.image_shape
     forward = forward_macs(init, image_shape)
     subset = config.score_source == "subset"
     if subset:
         generator = torch.Generator().manual_seed(seed + SUBSET_SEED)
-        scored = torch.randperm(num_samples, generator=generator)[:config.subset_size(num_samples)]
+        scored = torch.randperm(num_samples, generator=generator)[:plan.scored]
         scored = scored.sort().values.to(device)
     else:
         scored = torch.arange(num_samples, device=device)
@@ -195,7 +248,7 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
     raw = score_from_dynamics(config.score, recorder)
     del recorder  # (epochs, N[, C]): free it before the reference run allocates its own
     embeddings, embedding_seconds = None, 0.0
-    if config.needs_features():
+    if plan.embedded:
         _, embeddings = predict(model, dataset.train, dataset, features=True,
                                 **config.predict_options())
         embedding_seconds = _synchronized_seconds(start, device)
@@ -212,7 +265,7 @@ def score_training_set(config: DataPruningConfig, dataset: Dataset, init: torch.
     reference, reference_run, reused = None, None, False
     correlations = {"pearson": None, "spearman": None,
                     "pearson_scored": None, "spearman_scored": None}
-    if config.needs_reference():
+    if plan.reference:
         reference, reference_run, reused = _reference_run(config, dataset, init, progress)
         unseen = torch.ones(num_samples, dtype=torch.bool, device=device)
         unseen[scored] = False
@@ -337,14 +390,12 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
                    "rounds": [], "kept_sets": []}
         checkpoint.save(0, carried)
     scoring, rounds, kept_sets = carried["scoring"], carried["rounds"], carried["kept_sets"]
-    scores = scoring["scores"]
-    plans = [(float(fraction), selection) for fraction in config.removed_fractions
-             for selection in config.selections()]
-    bar = tqdm(plans, desc=DATA_PRUNING, disable=None if progress is None else not progress,
+    retrainings = plan_data_pruning(config, num_samples).retrainings
+    bar = tqdm(retrainings, desc=DATA_PRUNING, disable=None if progress is None else not progress,
                initial=len(rounds))
     # The rounds after the last one a checkpoint holds.
-    for index, (fraction, selection) in enumerate(plans[len(rounds):], start=len(rounds)):
-        count = keep_count(fraction, num_samples)
+    for index, step in enumerate(retrainings[len(rounds):], start=len(rounds)):
+        fraction, selection, count = step.removed_fraction, step.selection, step.kept
         kept, label, costs = _kept_set(config, dataset, scoring, selection, count)
         target = copy.deepcopy(init)
         result = fit(target, dataset, kept.to(device), config.schedule(), device=device,
@@ -361,6 +412,6 @@ def run_data_pruning(config: DataPruningConfig, dataset: Dataset,
     bar.close()
     reference = scoring["reference"]
     return {"rounds": rounds, "kept": kept_sets, "networks": networks,
-            "scores": scoring["summary"], "score_values": scores.tolist(),
+            "scores": scoring["summary"], "score_values": scoring["scores"].tolist(),
             "scored_indices": scoring["scored_indices"].tolist(),
             "reference_scores": None if reference is None else reference.tolist()}

@@ -1,7 +1,8 @@
 """What an active-learning round computes, phase by phase, in images and MACs: one
 arithmetic for the loop that records it (``pf.experiments.active_learning``), the planner
 that plans it (``pf.experiments.cost``), the protocol's selection-cost table and the tests'
-fake records; and how the data-selection cost of a labeled set adds up over rounds.
+fake records; and how the data-selection cost of a labeled set adds up over rounds. A
+data-pruning run's phases are counted from its plan (``pf.experiments.data_pruning``) here too.
 
 A round's ``Work`` counts images: those the selector and the target trained on (a trained
 image costs 3 forwards, as everywhere in pf), their test evaluations (passes over the test
@@ -17,12 +18,17 @@ from dataclasses import dataclass
 
 from pf.flops import training_macs
 
-__all__ = ["ROUND_PHASES", "SELECTION_PHASES", "CHARGED_TARGET", "Forwards", "Work",
-           "round_images", "round_macs", "charge_selection"]
+__all__ = ["ROUND_PHASES", "RUN_PHASES", "TRAINED_PHASES", "SELECTION_PHASES", "CHARGED_TARGET",
+           "Forwards", "Work", "round_images", "round_macs", "charge_selection", "pruning_images",
+           "pruning_macs"]
 
 # The phases a round records, in the order its record lists them.
 ROUND_PHASES = ("selector_training", "target_training", "selector_sync", "pool_scoring",
                 "evaluation", "distillation")
+# A run's phases: a round's, and data pruning's full reference run.
+RUN_PHASES = (*ROUND_PHASES, "reference_scoring")
+# The phases whose images are trained on (3 forwards each).
+TRAINED_PHASES = ("selector_training", "target_training", "reference_scoring")
 # What data selection spends in a round whose selector picks: its selector's phases ...
 SELECTION_PHASES = ("selector_training", "selector_sync", "pool_scoring")
 # ... and, once, the training of a target it depends on, in each unit the same work: the
@@ -84,3 +90,28 @@ def charge_selection(spent: float, unit: str, picked: dict, charged: dict | None
     if charged is not None:
         spent += sum(charged[phase] for phase in CHARGED_TARGET[unit])
     return spent
+
+
+def pruning_images(plan, test_size: int, reference_reused: bool = False) -> dict[str, int]:
+    """Images per phase (``RUN_PHASES``) of a data-pruning run's ``plan``
+    (``pf.experiments.data_pruning.PruningPlan``): its scoring run (``selector_training``),
+    the embedding (``pool_scoring``), the reference run unless ``reference_reused`` (found
+    in its cache), the retrainings, and a test pass after each scoring run and at each of
+    the retrainings' evaluated epochs."""
+    reference = plan.reference and not reference_reused
+    return {"selector_training": plan.scored * plan.scoring_epochs,
+            "target_training": sum(step.kept for step in plan.retrainings) * plan.epochs,
+            "selector_sync": 0,
+            "pool_scoring": plan.embedded,
+            "evaluation": test_size * (1 + reference
+                                       + len(plan.retrainings) * plan.evaluations),
+            "distillation": 0,
+            "reference_scoring": plan.train_size * plan.scoring_epochs if reference else 0}
+
+
+def pruning_macs(forward: int, images: dict[str, int]) -> dict[str, int]:
+    """MACs per phase of a data-pruning run's ``images`` (``pruning_images``): its scoring
+    network is the target's architecture, so every phase costs ``forward`` MACs per image,
+    three times that for a trained one."""
+    return {phase: training_macs(forward, count) if phase in TRAINED_PHASES else forward * count
+            for phase, count in images.items()}
