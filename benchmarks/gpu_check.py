@@ -135,7 +135,7 @@ def run_data(scratch: Path, scale: Scale) -> dict:
 
 def gpu_test_files() -> list[str]:
     """The test files holding tests marked ``gpu``."""
-    return sorted(str(path.relative_to(ROOT)) for path in (ROOT / "tests").glob("test_*.py")
+    return sorted(str(path.relative_to(ROOT)) for path in (ROOT / "tests").rglob("test_*.py")
                   if "mark.gpu" in path.read_text())
 
 

@@ -16,7 +16,8 @@ from pf.data import cifar10_jpeg_path, load_dataset
 from pf.experiments.record import SELECTED_FILE, read_record
 
 SHARED_CIFAR10 = cifar10_jpeg_path()  # the real CIFAR-10 (JPEG) beside the project, if any
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+PROJECT = Path(__file__).resolve().parents[1]  # the checkout: tests/ sits in it
+BENCHMARKS = PROJECT / "benchmarks"
 
 
 def load_benchmark(name: str):

@@ -11,6 +11,7 @@ from pf.experiments import ACTIVE_LEARNING, DATA_PRUNING
 from pf.experiments.config import ActiveLearningConfig, DataPruningConfig
 from pf.experiments.ledger import Forwards, Work, charge_selection, round_macs
 from pf.experiments.methods import METHODS
+from pf.models import build_model
 from pf.experiments.record import (RANDOM_LABEL, DatasetRecord, NetworkRecord, RoundRecord,
                                    RunRecord, ScoresRecord, SelectorRecord, TargetRecord,
                                    scoring_label)
@@ -170,6 +171,12 @@ def as_schema1(record: RunRecord) -> dict:
 def write_run(root: Path, relative: str, **options) -> Path:
     """Write ``fake_record(**options)`` as the run folder ``root/relative``."""
     return fake_record(**options).write(Path(root) / relative)
+
+
+def seeded_network(arch="resnet20", seed=0):
+    """``arch`` (pf.models) built from the global generator seeded with ``seed``."""
+    torch.manual_seed(seed)
+    return build_model(arch)
 
 
 def pretend_trained(model, seed=1):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PROJECT
 from pf.prune import load_channel_map
 
 pytestmark = pytest.mark.slow  # runs pf in subprocesses
@@ -150,7 +151,7 @@ def test_figures_of_a_missing_folder_is_a_one_line_error(tmp_path):
 
 def _smoke_sweep(tmp_path) -> Path:
     """A one-run sweep file over the real prunefuse notebook."""
-    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    notebooks = PROJECT / "notebooks"
     (tmp_path / "prunefuse.ipynb").write_bytes((notebooks / "prunefuse.ipynb").read_bytes())
     (tmp_path / "sweeps").mkdir()
     path = tmp_path / "sweeps" / "smoke.yaml"

@@ -1,3 +1,6 @@
+"""Datasets: loading, splits, the registry of dataset kinds, channel statistics, the
+crop-and-flip augmentation, and real CIFAR-10 (the JPEG copy beside the project) when present."""
+
 import os
 import subprocess
 import sys
@@ -10,11 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import PROJECT, SHARED_CIFAR10
 from pf.augment import CROP_PADDING, augment_batch
 from pf.batches import Batches
 from pf.data import (DATASETS, DatasetNotFound, _channel_stats, cifar10_jpeg_path, dataset_kind,
                      dataset_names, dataset_title, load_dataset)
 from pf.experiments.settings import dataset_rule
+from pf.models import build_model
+from pf.train import Schedule, fit
 
 
 def test_digits_are_real_uint8_images_with_a_fixed_split():
@@ -177,8 +183,7 @@ def test_missing_dataset_is_one_clear_line(tmp_path, name, expected):
 def test_cifar10_jpeg_is_the_archive_beside_the_project_or_where_the_variable_says(
         tmp_path, monkeypatch):
     monkeypatch.delenv("PF_CIFAR10_JPEG", raising=False)
-    project = Path(__file__).resolve().parents[1]
-    assert cifar10_jpeg_path() == project.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    assert cifar10_jpeg_path() == PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
     monkeypatch.setenv("PF_CIFAR10_JPEG", str(tmp_path / "elsewhere.tar.gz"))
     assert cifar10_jpeg_path() == tmp_path / "elsewhere.tar.gz"
     with pytest.raises(DatasetNotFound) as error:
@@ -259,3 +264,18 @@ def test_every_registered_dataset_is_a_config_value_with_a_title(kind):
     assert (kind.name + "<path>" if kind.is_prefix else kind.name) in dataset_names().split(", ")
     if kind.is_prefix:  # the bare prefix names no folder
         assert dataset_kind(kind.name) is None and dataset_rule(kind.name) is not None
+
+
+@pytest.mark.slow  # trains on real images
+@pytest.mark.skipif(not SHARED_CIFAR10.exists(), reason=f"no real CIFAR-10 at {SHARED_CIFAR10}")
+def test_trains_on_real_cifar10_above_chance():
+    dataset = load_dataset("cifar10_jpeg")
+    assert dataset.train.images.shape == (50000, 3, 32, 32)
+    assert dataset.test.images.shape == (10000, 3, 32, 32)
+    assert torch.bincount(dataset.train.labels).tolist() == [5000] * 10
+    assert dataset.classes[:3] == ("airplane", "automobile", "bird") and dataset.augment
+    torch.manual_seed(0)
+    model = build_model("resnet8", dataset.num_classes, dataset.in_channels)
+    labeled = torch.randperm(50000, generator=torch.Generator().manual_seed(0))[:2000]
+    result = fit(model, dataset, labeled, Schedule(((2, 0.05),), batch_size=64), device="cpu")
+    assert result.test_accuracy > 0.2  # ten balanced classes: chance is 0.1

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import PROJECT
 from pf.distributed import part
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
             "2"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT)}
 
 # A training whose batches split unevenly (9 = 5 + 4, the last batch 5 = 3 + 2), augmented,
 # with BatchNorm: what the processes must add up to one process's training. One epoch: torch's

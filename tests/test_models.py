@@ -1,6 +1,12 @@
+"""Every network pf builds: its forward pass, features and gradients, and the extended
+paper's other networks through a whole PruneFuse run (pruned at init, the selector
+trained and picking, fused into the target, distilled)."""
+
 import pytest
 import torch
 
+from pf.experiments.config import make_config
+from pf.experiments.run import run_experiment
 from pf.models import MODELS, build_model
 
 
@@ -80,3 +86,19 @@ def test_dropout_before_the_classifier_is_an_identity_at_rate_0():
     with_rate.eval()
     assert torch.allclose(with_rate(x), with_rate.fc(with_rate.features(x)))
     assert out.shape == dropped.shape
+
+
+NEW_NETWORKS = ["wrn16_4", "mobilenetv2", "vit_tiny_p4", "resnet50"]
+
+
+@pytest.mark.slow  # trains each network twice
+@pytest.mark.parametrize("arch", NEW_NETWORKS)
+def test_a_prunefuse_run_trains_and_fuses_each_network(arch):
+    config = make_config("smoke", {"arch": arch, "method": "prunefuse", "budgets": [32, 48],
+                                   "lr_schedule": [[1, 0.05]], "batch_size": 16})
+    record = run_experiment(config, progress=False)
+    assert [r.labeled for r in record.rounds] == [32, 48]
+    assert record.rounds[-1].target.init == "fused" and record.rounds[-1].target.kd
+    selector, target = record.networks["selector"], record.networks["target"]
+    assert 0 < selector.forward_macs < target.forward_macs
+    assert all(0 <= r.target.test_accuracy <= 1 for r in record.rounds)

@@ -18,7 +18,7 @@ import submitit
 from submitit.core.utils import UncompletedJobError
 from submitit.local.local import LocalJobEnvironment
 
-from conftest import assert_same_run, wait_for_rounds
+from conftest import PROJECT, assert_same_run, wait_for_rounds
 from pf.experiments.config import ConfigError, from_parameters
 from pf.experiments.cost import planned_cost
 from pf.executors import available_cpus
@@ -27,7 +27,7 @@ from pf.sweep import RunSpec, execute_run, load_sweep, run_status, run_sweep
 
 pytestmark = pytest.mark.slow  # runs sweeps of notebooks in kernels
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = PROJECT / "notebooks"
 PF = str(Path(sys.executable).with_name("pf"))
 
 

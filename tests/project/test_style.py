@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import PROJECT
+
 RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
 
 
 @pytest.mark.skipif(RUFF is None, reason="ruff is not installed (pip install -e '.[test]')")
 def test_ruff_finds_nothing():
-    checked = subprocess.run([RUFF, "check", "pf", "benchmarks", "tests"], cwd=ROOT,
+    checked = subprocess.run([RUFF, "check", "pf", "benchmarks", "tests"], cwd=PROJECT,
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -1,6 +1,9 @@
-"""The authors' fusion beside pf's: leading-block placement, the Xavier rest, conv-only."""
+"""Fusion: the trained pruned network written into the dense one through the channel map
+(``rest`` zero, keep, reinit), and the authors' variants beside it (leading-block placement,
+the Xavier rest, conv-only)."""
 
 import copy
+import dataclasses
 import functools
 import math
 
@@ -8,11 +11,102 @@ import pytest
 import torch
 from torch import nn
 
+from fakes import outside_mask, pretend_trained, seeded_network
+from pf.experiments.config import make_config
 from pf.fuse import FUSION_VARIANTS, SHORTCUT_NAMES, fuse, leading_channel_map
 from pf.layers import init_weights
 from pf.models import build_model
 from pf.prune import ChannelMapError, gather, prune_at_init
-from fakes import outside_mask, pretend_trained
+from pf.train import fit
+
+# ---------------------------------------------------------------------------------------
+# pf's fusion through the channel map
+# ---------------------------------------------------------------------------------------
+
+
+EXACT_FUSION = [("resnet20", 32), ("resnet56", 32), ("preact164", 32), ("wrn16_4", 32),
+                ("mobilenetv2", 32), ("resnet50", 64), ("vit_tiny_p4", 32), ("vit_tiny_p4", 16)]
+
+
+@pytest.mark.parametrize("arch, size", EXACT_FUSION)
+def test_zero_rest_fusion_computes_exactly_the_trained_pruned_network(arch, size):
+    dense = seeded_network(arch)
+    pruned, channel_map = prune_at_init(dense, 0.5, input_shape=(3, size, size))
+    pretend_trained(pruned)
+    fused = fuse(dense, pruned, channel_map, rest="zero")
+    x = torch.randn(4, 3, size, size)
+    pruned.eval(), fused.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), pruned(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rest", ["zero", "keep"])
+def test_zero_rest_channels_get_no_gradient_so_the_target_trains_as_the_pruned_net(synthetic,
+                                                                                  rest):
+    torch.manual_seed(0)
+    dense = build_model("resnet8", synthetic.num_classes, synthetic.in_channels)
+    pruned, channel_map = prune_at_init(dense, 0.5, input_shape=(3, 16, 16))
+    fused = fuse(dense, pruned, channel_map, rest=rest)
+    before = copy.deepcopy(fused.state_dict())
+    # Without weight decay a weight moves only if it gets a gradient, so "moved" means
+    # "learned"; zero stays zero under weight decay anyway.
+    schedule = dataclasses.replace(make_config("smoke").schedule(), weight_decay=0.0)
+    fit(fused, synthetic, torch.arange(len(synthetic.train)), schedule, device="cpu",
+        teacher=pruned, record_curve=False, progress=False)  # as PruneFuse trains it
+    after = fused.state_dict()
+    filters = moved = 0
+    for name, parameter in fused.named_parameters():
+        indices = channel_map["tensors"][name]["indices"]
+        if rest == "zero":  # every weight fusion zeroed, filters, BN and classifier alike
+            assert not after[name][outside_mask(indices, parameter.shape)].any(), name
+        if parameter.dim() == 4:  # convolution filters fusion did not fill
+            kept = set(range(len(parameter)) if indices[0] is None else indices[0])
+            for row in sorted(set(range(len(parameter))) - kept):
+                filters += 1
+                moved += not torch.equal(after[name][row], before[name][row])
+    assert filters == 168
+    assert moved == (0 if rest == "zero" else filters)
+
+
+def test_keep_rest_fusion_keeps_dense_init_outside_the_map_and_mutates_nothing():
+    dense = seeded_network()
+    pruned, channel_map = prune_at_init(dense, 0.5)
+    pretend_trained(pruned)
+    dense_before = copy.deepcopy(dense.state_dict())
+    pruned_before = copy.deepcopy(pruned.state_dict())
+    fused = fuse(dense, pruned, channel_map, rest="keep").state_dict()
+    for name, tensor in dense_before.items():
+        indices = channel_map["tensors"][name]["indices"]
+        assert torch.equal(gather(fused[name], indices), pruned_before[name]), name
+        outside = outside_mask(indices, tensor.shape)
+        assert torch.equal(fused[name][outside], tensor[outside]), name
+    for before, module in ((dense_before, dense), (pruned_before, pruned)):
+        for name, tensor in module.state_dict().items():
+            assert torch.equal(tensor, before[name]), name
+
+
+def test_reinit_rest_redraws_the_rest_reproducibly():
+    dense = seeded_network()
+    pruned, channel_map = prune_at_init(dense, 0.5)
+    a = fuse(dense, pruned, channel_map, rest="reinit", seed=5).layer1[0].conv1.weight
+    b = fuse(dense, pruned, channel_map, rest="reinit", seed=5).layer1[0].conv1.weight
+    c = fuse(dense, pruned, channel_map, rest="reinit", seed=6).layer1[0].conv1.weight
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a, dense.layer1[0].conv1.weight)
+    kept = channel_map["tensors"]["layer1.0.conv1.weight"]["indices"]
+    assert torch.equal(gather(a, kept), pruned.layer1[0].conv1.weight)
+
+
+def test_an_unknown_rest_is_a_clear_error():
+    pruned, channel_map = prune_at_init(seeded_network(), 0.5)
+    with pytest.raises(ValueError, match="rest: unknown mode 'ones'"):
+        fuse(seeded_network(), pruned, channel_map, rest="ones")
+
+
+# ---------------------------------------------------------------------------------------
+# The authors' variants beside it
+# ---------------------------------------------------------------------------------------
+
 
 X = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 

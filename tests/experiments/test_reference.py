@@ -1,15 +1,15 @@
 """The parameter reference (docs/parameters.md) is generated from the configs and current."""
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
+from conftest import PROJECT
 from pf.experiments.config import ActiveLearningConfig, DataPruningConfig, RunConfig
 from pf.experiments.reference import BEGIN, END, field_comments, parameter_reference
 from pf.experiments.settings import setting
 
-PARAMETERS = Path(__file__).resolve().parents[1] / "docs" / "parameters.md"
+PARAMETERS = PROJECT / "docs" / "parameters.md"
 
 
 def test_the_committed_reference_is_what_the_configs_say():

@@ -3,13 +3,12 @@ record names a path of the machine that made it."""
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from conftest import PROJECT
 from pf.sweep import load_sweep, run_status
 
-PROJECT = Path(__file__).resolve().parents[1]
 RESULTS = PROJECT / "results"
 SWEEPS = sorted(path for path in (PROJECT / "notebooks" / "sweeps").glob("*.yaml")
                 if (RESULTS / path.stem).is_dir())

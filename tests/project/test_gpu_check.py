@@ -6,16 +6,14 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_benchmark
+from conftest import PROJECT, load_benchmark
 
 from pf.data import cifar10_jpeg_path
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
+SCRIPT = PROJECT / "benchmarks" / "gpu_check.py"
 
 
 gpu_check = load_benchmark("gpu_check")

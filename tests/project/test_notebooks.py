@@ -12,6 +12,7 @@ import nbformat
 import papermill
 import pytest
 
+from conftest import PROJECT
 from pf.experiments.config import make_config
 from pf.paths import project_path
 from fakes import extrapolation_tree, write_run
@@ -19,7 +20,6 @@ from pf.experiments.record import read_record
 
 pytestmark = pytest.mark.slow  # executes notebooks through papermill
 
-PROJECT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = PROJECT / "notebooks"
 PF = str(Path(sys.executable).with_name("pf"))
 SMOKE_OVERRIDES = {"lr_schedule": [[1, 0.05]]}

@@ -1,14 +1,14 @@
 import dataclasses
-from pathlib import Path
 
 import nbformat
 import pytest
 
+from conftest import PROJECT
 from pf.experiments.config import (CONFIGS, PRESETS, ActiveLearningConfig, ConfigError,
                                    DataPruningConfig, make_config, parse_assignment, validate)
 from pf.data import known_sizes
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = PROJECT / "notebooks"
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
