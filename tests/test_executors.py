@@ -1,6 +1,6 @@
 """Several runs per GPU: which GPU and how many CPU threads each local worker gets, how
-runs are packed into Slurm tasks, and that a worker really runs in its environment.
-No GPU is needed: the GPU ids are given."""
+runs are packed into Slurm tasks, that a worker really runs in its environment, and a
+notebook's thread count. No GPU is needed: the GPU ids are given."""
 
 import os
 import subprocess
@@ -8,8 +8,10 @@ import sys
 from collections import Counter
 
 import pytest
+import torch
 
-from pf.executors import NO_GPU, SlurmTask, packs, run_local, worker_environments
+from pf.executors import (NO_GPU, SlurmTask, available_cpus, packs, run_local,
+                          use_cpu_threads, worker_environments)
 
 
 def test_per_gpu_workers_are_dealt_to_every_gpu_with_the_threads_split():
@@ -91,3 +93,17 @@ def test_the_sweep_command_refuses_packing_without_a_gpu(tmp_path):
                             capture_output=True, text=True, env={**os.environ,
                                                                  "CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 2 and result.stderr == f"pf: error: {NO_GPU}\n"
+
+
+def test_a_notebooks_threads_are_its_own_else_the_workers_share_else_every_core(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what a sweep's worker has
+        assert use_cpu_threads(0) == 1 == torch.get_num_threads()
+        assert use_cpu_threads(2) == 2 == torch.get_num_threads()
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert use_cpu_threads(0) == available_cpus() == torch.get_num_threads()
+        with pytest.raises(ValueError, match="threads: must be 0 .automatic. or a positive"):
+            use_cpu_threads(-1)
+    finally:
+        torch.set_num_threads(before)

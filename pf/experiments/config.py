@@ -374,21 +374,34 @@ def make_config(preset: str = "paper", overrides: dict | None = None) -> RunConf
     return config
 
 
-def from_parameters(namespace: dict) -> RunConfig:
+def from_parameters(namespace: dict, written_for: str = "paper") -> RunConfig:
     """The config whose fields are the same-named variables in ``namespace``.
 
     A notebook calls ``from_parameters(globals())`` after its ``parameters`` cell (which
     papermill may have overridden); ``experiment`` (default active learning) picks the
     config, and fields the namespace lacks keep the paper's default. Validated exactly as
     ``pf run --set`` is, with the same one-line errors.
+
+    ``written_for`` is the preset whose values the parameters cell shows. A ``preset`` in
+    the namespace other than it switches presets: every setting still at its
+    ``written_for`` value takes ``preset``'s value, and a setting changed from it wins over
+    any preset (so under ``preset="cpu"`` a value that equals ``written_for``'s cannot be
+    kept; set it with ``preset`` left as is). A sweep injects resolved configs, never a
+    preset: its values are taken as given.
     """
     known = {spec.name for kind in CONFIGS.values() for spec in dataclasses.fields(kind)}
     settings = _current_names({key: value for key, value in namespace.items()
                                if key in known or key in LEGACY_NAMES})
     kind = CONFIGS.get(settings.get("experiment", ACTIVE_LEARNING), ActiveLearningConfig)
     names = {f.name for f in dataclasses.fields(kind)}
-    return make_config("paper", {key: value for key, value in settings.items()
-                                 if key in names or key == "experiment"})
+    settings = {key: value for key, value in settings.items()
+                if key in names or key == "experiment"}
+    preset = namespace.get("preset", written_for)
+    if preset != written_for:
+        shown = make_config(written_for, {"experiment": kind().experiment}).to_dict()
+        settings = {key: value for key, value in settings.items()
+                    if key == "experiment" or _coerce(kind, key, value) != shown[key]}
+    return make_config(preset, settings)
 
 
 def _coerce(kind: type, key: str, value: object) -> object:

@@ -5,7 +5,8 @@ import pytest
 
 from conftest import PROJECT
 from pf.experiments.config import (CONFIGS, PRESETS, ActiveLearningConfig, ConfigError,
-                                   DataPruningConfig, make_config, parse_assignment, validate)
+                                   DataPruningConfig, from_parameters, make_config,
+                                   parse_assignment, validate)
 from pf.data import known_sizes
 
 NOTEBOOKS = PROJECT / "notebooks"
@@ -151,7 +152,7 @@ def test_the_fast_preset_is_the_paper_schedule_at_a_third_of_its_epochs():
 # Each notebook's parameters cell against the preset it is sized as; the departures it makes
 # on purpose are named here, so that a default changed in pf without the notebook fails.
 NOTEBOOK_PRESETS = {
-    "prunefuse.ipynb": ("paper", {}),
+    "prunefuse.ipynb": ("demo", {}),
     "subset_selection_norms.ipynb": ("demo", {  # norm-based selection at small budgets
         "method": "baseline", "metric": "norm_gs", "budgets": [20, 40, 60, 80, 100]}),
     "score_extrapolation.ipynb": ("demo", {  # extrapolated scores, checked against a full run
@@ -182,6 +183,27 @@ def test_notebook_parameters_equal_their_preset(notebook):
     shared = [key for key in given if key in expected]
     assert shared, notebook
     assert {key: given[key] for key in shared} == {key: expected[key] for key in shared}
+
+
+def test_a_notebooks_preset_replaces_the_values_left_as_its_cell_shows_them():
+    shown = {**_parameters("prunefuse.ipynb"), "out_dir": "runs/x"}
+    assert from_parameters(shown, written_for="demo") == make_config("demo")
+    for preset in ("cpu", "paper"):
+        assert from_parameters({**shown, "preset": preset}, written_for="demo") == \
+            make_config(preset)
+    changed = {**shown, "preset": "cpu", "arch": "resnet14", "seed": 3}
+    assert from_parameters(changed, written_for="demo") == \
+        make_config("cpu", {"arch": "resnet14", "seed": 3})
+    with pytest.raises(ConfigError, match="preset: unknown preset 'gpu'"):
+        from_parameters({**shown, "preset": "gpu"}, written_for="demo")
+
+
+def test_a_sweeps_resolved_values_are_kept_whatever_the_notebook_was_written_for():
+    """A sweep injects a resolved config and no preset: even values that equal the demo
+    preset's (resnet20) or the paper's (batch size 128) stay the sweep's."""
+    resolved = make_config("cpu", {"seed": 2, "batch_size": 128}).to_dict()
+    assert from_parameters({**_parameters("prunefuse.ipynb"), **resolved},
+                           written_for="demo").to_dict() == resolved
 
 
 def test_the_flops_notebook_plans_the_papers_protocol():

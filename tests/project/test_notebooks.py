@@ -202,9 +202,8 @@ DEFAULT_OUTPUTS = {
     "subset_selection_norms.ipynb": ["runs/norms/metrics.json"],
     "score_extrapolation.ipynb": ["runs/score_extrapolation/metrics.json"],
 }
-# prunefuse.ipynb's defaults are the paper's setting (CIFAR-10 download, GPU hours): it runs
-# at smoke size here, its paths at their defaults.
-# Notebooks whose default compute is too long for the suite: smoke-sized, paths untouched.
+# Notebooks whose default compute is too long for the suite (prunefuse.ipynb's demo preset
+# takes minutes): smoke-sized, paths untouched.
 SMOKE_PRUNING = {"experiment": "data_pruning", "removed_fractions": [0.5],
                  "score_lr_schedule": [[10, 0.05]], "score_source": "subset", "score_subset": 0.25,
                  "score_reference": True}
