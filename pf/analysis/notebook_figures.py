@@ -53,7 +53,8 @@ def show_images(split, indices, title: str = "", columns: int = 8) -> Figure:
     """A grid of ``split``'s images at ``indices`` with their labels (pyplot, for notebooks)."""
     indices = list(map(int, indices))
     rows = max(1, math.ceil(len(indices) / columns))
-    fig = notebook_figure((columns * 0.9, rows * 1.0 + 0.3))
+    # Each row leaves room above its images for their labels, clear of the row before.
+    fig = notebook_figure((columns * 0.9, rows * 1.25 + 0.4))
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -63,7 +64,7 @@ def show_images(split, indices, title: str = "", columns: int = 8) -> Figure:
                   cmap="gray_r" if image.shape[0] == 1 else None)
         ax.set_title(str(int(split.labels[index])), fontsize=FONT_SIZE)
     fig.suptitle(title, fontsize=TITLE_SIZE)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.5)
     return fig
 
 

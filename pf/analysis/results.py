@@ -3,7 +3,8 @@
 Each run folder's record (``pf.experiments.record``) is read as written, labels
 included; a folder without a finished record is not a run.
 
-``run_table`` and ``round_table`` show one run; ``collect`` turns a tree of run
+``run_table`` and ``round_table`` show one run, and ``readable`` any table as a notebook
+shows it (%, MACs in a named unit, no float noise); ``collect`` turns a tree of run
 directories into one pandas table, a row per (run, round), and ``collect_scores`` the
 data-pruning runs into a row per run with their score correlations; ``summarize`` gives
 mean, std and seed count per group, and ``mean_std`` the text the tables print ("93.40 ±
@@ -23,8 +24,8 @@ import pandas as pd
 from pf.experiments.methods import METHODS
 from pf.experiments.record import METRICS_FILE, RunRecord, read_record
 
-__all__ = ["COLUMNS", "SCORE_COLUMNS", "run_table", "round_table", "collect", "collect_scores",
-           "summarize", "mean_std"]
+__all__ = ["COLUMNS", "SCORE_COLUMNS", "run_table", "round_table", "readable", "collect",
+           "collect_scores", "summarize", "mean_std"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -105,6 +106,75 @@ def round_table(record: RunRecord | str | Path) -> pd.DataFrame:
     columns = ["round", "labeled", "budget_fraction", "selector_accuracy", "target_accuracy",
                "data_selection_macs", "data_selection_seconds", "target_training_seconds"]
     return run_table(record)[columns].set_index("round")
+
+
+# MAC prefixes a readable table may use, smallest first.
+MAC_UNITS = ((1, "MACs"), (1e3, "kMACs"), (1e6, "MMACs"), (1e9, "GMACs"), (1e12, "TMACs"),
+             (1e15, "PMACs"))
+
+
+def _mac_unit(values: pd.DataFrame | pd.Series) -> tuple[float, str]:
+    """The largest unit in which the smallest non-zero value is still at least 1."""
+    nonzero = values.abs().where(values.abs() > 0).stack() if isinstance(
+        values, pd.DataFrame) else values.abs()[values.abs() > 0]
+    smallest = nonzero.min() if len(nonzero) else 1
+    return [(scale, unit) for scale, unit in MAC_UNITS if scale <= smallest][-1]
+
+
+def _shown(column: pd.Series | pd.DataFrame, kind: str) -> tuple:
+    """``column`` as ``kind`` reads (accuracy | fraction | macs | seconds | other) and the
+    suffix its header gets."""
+    if kind in ("accuracy", "fraction"):
+        return (100 * column).round(2), " (%)"
+    if kind == "macs":
+        scale, unit = _mac_unit(column)
+        return (column / scale).round(2), f" ({unit})"
+    if kind == "seconds":
+        return column.round(1), " (s)"
+    return column.round(4), ""
+
+
+def _kind(name: str, values: pd.Series) -> str | None:
+    """What a column holds, told by its name's ending; None for a column left as it is."""
+    if not pd.api.types.is_float_dtype(values) and not name.endswith("_macs"):
+        return None
+    for ending, kind in (("_accuracy", "accuracy"), ("_fraction", "fraction"),
+                         ("_macs", "macs"), ("_seconds", "seconds")):
+        if name.endswith(ending):
+            return kind
+    return "other"
+
+
+def readable(table: pd.DataFrame, kind: str | None = None) -> pd.DataFrame:
+    """A copy of ``table`` as a reader meets it in a notebook: accuracies and fractions of
+    the training set in % (two decimals), MACs in one unit named in the header (MACs,
+    kMACs, ... PMACs: 1 multiply-add = 1, FLOPs = 2 x MACs), seconds to a tenth, other
+    floats to four decimals (no float32 noise such as 0.98333335), underscores in headers
+    as spaces, and no column that holds nothing.
+
+    A column's kind is told by its name's ending (``_accuracy``, ``_fraction``, ``_macs``,
+    ``_seconds``); ``kind`` gives the whole table one kind, for a pivot whose columns are
+    labels (the unit of MACs then is the table's, and the columns' title says it, as
+    "label: accuracy (%)" or "selector: TMACs").
+    """
+    shown = table.dropna(axis="columns", how="all")
+    if kind is not None:
+        values, suffix = _shown(shown, kind)
+        what = f"{kind}{suffix}" if kind != "macs" else suffix.strip(" ()")
+        name = shown.columns.name
+        return values.rename_axis(columns=f"{name}: {what}" if name else what)
+    columns = {}
+    for name in shown.columns:
+        kind_of = _kind(str(name), shown[name])
+        if kind_of is None:
+            columns[str(name).replace("_", " ")] = shown[name]
+            continue
+        # "selector_accuracy" stays whole; "_fraction", "_macs", "_seconds" become the unit
+        stem = str(name) if kind_of in ("accuracy", "other") else str(name).removesuffix(
+            f"_{kind_of}")
+        values, suffix = _shown(shown[name], kind_of)
+        columns[f"{stem.replace('_', ' ')}{suffix}"] = values
+    return pd.DataFrame(columns, index=shown.index)
 
 
 def collect(results_dir: str | Path) -> pd.DataFrame:

@@ -4,11 +4,12 @@ records (tests/fakes.py), old records (schema 1) included."""
 import dataclasses
 import math
 
+import pandas as pd
 import pytest
 
 from fakes import (BUDGETS, TARGET_PARAMS, TRAIN_SIZE, as_schema1, fake_pruning_record,
                    fake_record, write_run)
-from pf.analysis.results import (COLUMNS, collect, collect_scores, mean_std, round_table,
+from pf.analysis.results import (COLUMNS, collect, collect_scores, mean_std, readable, round_table,
                                  run_table, summarize)
 from pf.experiments.config import ActiveLearningConfig
 from pf.experiments.methods import METHODS
@@ -174,3 +175,21 @@ def test_run_and_round_tables_show_one_run(tmp_path):
     assert rounds.target_accuracy.tolist() == pytest.approx([0.7, 0.8, 0.9])
     assert rounds.data_selection_macs.tolist() == [r.macs["data_selection"]
                                                    for r in record.rounds]
+
+
+def test_a_readable_table_shows_percent_units_and_no_noise_or_empty_columns():
+    table = pd.DataFrame({"labeled": [100, 300], "budget_fraction": [0.069589, 0.208768],
+                          "target_accuracy": [0.98333335, 0.9], "prune_ratio": [math.nan] * 2,
+                          "data_selection_macs": [0, 6_571_354_944],
+                          "pool_scoring_seconds": [0.04, 1.3725], "pearson": [0.812345678, 1.0]})
+    shown = readable(table)
+    assert list(shown.columns) == ["labeled", "budget (%)", "target accuracy (%)",
+                                   "data selection (GMACs)", "pool scoring (s)", "pearson"]
+    assert shown["target accuracy (%)"].tolist() == [98.33, 90.0]
+    assert shown["budget (%)"].tolist() == [6.96, 20.88]
+    assert shown["data selection (GMACs)"].tolist() == [0.0, 6.57]
+    assert shown["pool scoring (s)"].tolist() == [0.0, 1.4] and shown.pearson[0] == 0.8123
+    wide = pd.DataFrame({"AL baseline": [0, 3.2e12], "PruneFuse p=0.7": [0, 2.5e11]})
+    macs = readable(wide.rename_axis(columns="selector"), kind="macs")
+    assert macs.columns.name == "selector: GMACs"
+    assert macs["AL baseline"].tolist() == [0.0, 3200.0]
