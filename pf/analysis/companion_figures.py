@@ -30,7 +30,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from pf.analysis.plotting import (ACCURACY, PANEL_SIZE, Drawing, cell_table, footer,
+from pf.analysis.plotting import (ACCURACY, BUDGET, PANEL_SIZE, Drawing, cell_table, footer,
                                   mean_sd_lines, notebook_figure, palette, panel_grid,
                                   per_dataset, theme, write_table)
 from pf.analysis.results import mean_std, summarize
@@ -53,7 +53,7 @@ def _metrics_vs_budget(runs: pd.DataFrame) -> Drawing:
               if group.metric.nunique() > 1]
     if not groups:
         return "no runs of one method and target with two or more selection metrics"
-    runs = runs.assign(accuracy=runs.target_accuracy * 100,
+    runs = runs.assign(accuracy=runs.target_accuracy * 100, budget=runs.budget_fraction * 100,
                        shown=runs.metric.map(lambda metric: STRATEGIES[metric].label))
     metrics = sorted(runs.metric.unique())
     # A fixed colour per metric (its strategy's), the same in every panel and figure.
@@ -62,9 +62,9 @@ def _metrics_vs_budget(runs: pd.DataFrame) -> Drawing:
     fig, axes = panel_grid(len(groups))
     for ax, (arch, label) in zip(axes, groups):
         rows = runs[(runs.arch == arch) & (runs.label == label)]
-        mean_sd_lines(ax, rows, "labeled", "accuracy", "shown", palette=colors, marker="o",
+        mean_sd_lines(ax, rows, "budget", "accuracy", "shown", palette=colors, marker="o",
                       hue_order=[line for line in colors if line in set(rows.shown)])
-        ax.set(title=f"{arch} · {label}", xlabel="labeled samples (TOTAL)", ylabel=ACCURACY)
+        ax.set(title=f"{arch} · {label}", xlabel=BUDGET, ylabel=ACCURACY)
     used = stats.set_index(["arch", "label"]).loc[groups]
     footer(fig, runs, used.n, "Test split, final epoch; error bars: ± std over seeds. The "
                               "first budget is the same random draw for every metric of a seed.",

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
+from matplotlib.text import Text
 
 import pf.analysis.budget_figures as budget_figures
 import pf.analysis.prunefuse_figures as prunefuse_figures
@@ -338,6 +340,8 @@ def test_random_selection_is_drawn_as_the_floor_in_each_panel_of_its_target(tmp_
 
 def test_fig3_shows_selection_macs_beside_selection_seconds_per_ratio(tmp_path):
     table = collect(_paper_tree(tmp_path / "results"))
+    # PruneFuse's bars lower than the baseline's beside them, as measured seconds are
+    table.loc[table.method == "prunefuse", "data_selection_seconds"] *= 0.6
     figure = prunefuse_figures._selection_flops(table)
     ratios = 3  # p = 0.5, 0.6, 0.7: a row each
     assert len(figure.axes) == 2 * ratios
@@ -361,3 +365,69 @@ def test_fig3_shows_selection_macs_beside_selection_seconds_per_ratio(tmp_path):
     assert not any(box.overlaps(bar.get_window_extent(renderer)) for ax in figure.axes
                    for bars in ax.containers for bar in bars)
     assert [ax.get_legend() for ax in figure.axes] == [None] * (2 * ratios)
+    for ax in figure.axes:  # each ratio clear of every bar and error bar, inside its panel
+        marks = [bar.get_window_extent(renderer) for bars in ax.containers for bar in bars]
+        marks += [line.get_window_extent(renderer) for line in ax.lines]
+        for text in ax.texts:
+            box = text.get_window_extent(renderer)
+            assert not any(box.overlaps(mark) for mark in marks), text.get_text()
+            assert ax.get_window_extent(renderer).contains(box.x1, box.y1)
+
+
+def test_departures_from_the_recipe_get_a_panel_per_ratio_and_a_look_of_their_own(tmp_path):
+    results = tmp_path / "results"
+    write_run(results, "baseline", method="baseline")
+    write_run(results, "random", method="baseline", metric="random")
+    for ratio in (0.5, 0.7):
+        write_run(results, f"pf{ratio}", prune_ratio=ratio)
+        write_run(results, f"pf{ratio}_sync", prune_ratio=ratio, sync_every=1)
+    write_run(results, "pf0.5_nofusion", prune_ratio=0.5, fusion=False)
+    figure = budget_figures._accuracy_vs_budget(collect(results))
+    assert [ax.get_title().replace("\n", " · ") for ax in figure.axes] == [  # wrapped at " · "
+        "resnet56 · least confidence", "resnet56 · least confidence · p=0.5 variants",
+        "resnet56 · least confidence · p=0.7 variants"]
+    looks = {}
+    for ax in figure.axes:
+        handles, labels = ax.get_legend_handles_labels()
+        panel = {label: (to_hex(h.get_color()), tuple(h._unscaled_dash_pattern[1] or ()),
+                         h.get_marker())
+                 for h, label in zip(handles, labels)}
+        assert len(set(panel.values())) == len(panel), panel  # no two lines look alike
+        looks.update(panel)
+    main = figure.axes[0].get_legend_handles_labels()[1]
+    assert not any("(" in label for label in main) and "AL baseline · random" in main
+    assert looks["PruneFuse p=0.5 (T_sync=1)"] == looks["PruneFuse p=0.7 (T_sync=1)"]
+    recipe_colors = {looks[f"PruneFuse p={ratio}"][0] for ratio in (0.5, 0.7)}
+    departures = [look for label, look in looks.items() if "(" in label]
+    floor = looks["AL baseline · random"][1]
+    assert all(color not in recipe_colors and dashes != floor for color, dashes, _ in departures)
+
+
+def test_fig5_labels_cover_no_point_error_bar_or_other_label_and_stay_in_their_panel(tmp_path):
+    results = tmp_path / "results"
+    for seed, spread in enumerate((-0.001, 0.001)):  # two seeds: error bars to keep clear of
+        write_run(results, f"baseline{seed}", method="baseline", seed=seed,
+                  accuracies=(0.78, 0.86, 0.904 + spread))
+        write_run(results, f"svp{seed}", method="svp", seed=seed,
+                  accuracies=(0.77, 0.85, 0.905 + spread))
+        for ratio, final in ((0.3, 0.906), (0.4, 0.907), (0.5, 0.905), (0.7, 0.903)):
+            write_run(results, f"pf{ratio}_{seed}", prune_ratio=ratio, seed=seed,
+                      accuracies=(0.8, 0.88, final + spread))
+    figure = prunefuse_figures._prunefuse_vs_svp(collect(results))
+    renderer = figure.canvas.get_renderer()
+    [ax] = figure.axes
+    for text in ax.texts:
+        text.update_positions(renderer)
+    labels = [Text.get_window_extent(text, renderer) for text in ax.texts]  # not the leaders
+    assert len(labels) == 6
+    assert not any(a.overlaps(b) for i, a in enumerate(labels) for b in labels[i + 1:])
+    panel = ax.get_window_extent(renderer)
+    for box in labels:
+        assert panel.contains(box.x0, box.y0) and panel.contains(box.x1, box.y1)
+    for points, _, bars in (container.lines for container in ax.containers):
+        for x, y in ax.transData.transform(points.get_xydata()):
+            assert not any(box.contains(x, y) for box in labels)
+        for segment in (segment for bar in bars for segment in bar.get_segments()):
+            (x, low), (_, high) = ax.transData.transform(segment)
+            assert not any(box.x0 <= x <= box.x1 and box.y0 < high and low < box.y1
+                           for box in labels)
