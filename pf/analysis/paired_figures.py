@@ -28,15 +28,17 @@ from matplotlib.figure import Figure
 
 from pf.analysis.paired import (AREA, CONFIDENCE, UNDECIDED, arm_names, paired_differences,
                                 paired_summary, win_tie_loss as win_tie_loss_counts)
-from pf.analysis.plotting import (BUDGET, Drawing, footer, panel_grid, per_dataset,
-                                  write_table)
+from pf.analysis.plotting import (BUDGET, MAX_COLUMNS, PANEL_SIZE, Drawing, footer, panel_grid,
+                                  per_dataset, write_table)
 
 __all__ = ["paired_differences_figure", "win_tie_loss", "paired_table"]
 
 REFERENCE_STYLES = {"AL baseline": ("0.35", "o", -0.25), "random": ("tab:red", "s", 0.25)}
 DIFFERENCE = "accuracy difference (points)"
-CELL_SIZE = 0.75  # inches per arm in the win/tie/loss matrix
-LABEL_SPACE = 2.6  # inches the matrix's row labels take
+CELL_SIZE = 0.75  # inches per arm in the win/tie/loss matrix, where it fits ...
+MIN_CELL_SIZE = 0.4  # ... else smaller down to this (a "0/4/0" at 9 pt still fits)
+LABEL_SPACE = 3.2  # inches the matrix's row labels take
+MATRIX_WIDTH = MAX_COLUMNS * PANEL_SIZE[0]  # the figures' width: a notebook's, unscaled
 LABEL_WIDTH = 40  # characters per line of an arm's name (matrix axes, panel titles)
 
 
@@ -85,8 +87,10 @@ def _win_tie_loss(table: pd.DataFrame) -> Drawing:
         return "fewer than two arms to compare"
     archs = sorted(counts.arch.unique())
     arms = list(dict.fromkeys(counts.arm))
-    size = CELL_SIZE * len(arms)
-    fig = Figure(figsize=(size + LABEL_SPACE, (size + LABEL_SPACE / 2) * len(archs)))
+    # Columns are numbered as the rows, so that the matrix keeps to the figures' width.
+    cell = max(MIN_CELL_SIZE, min(CELL_SIZE, (MATRIX_WIDTH - LABEL_SPACE) / len(arms)))
+    size = cell * len(arms)
+    fig = Figure(figsize=(size + LABEL_SPACE, (size + 0.6) * len(archs)))
     FigureCanvasAgg(fig)
     for ax, arch in zip(fig.subplots(len(archs), 1, squeeze=False).ravel(), archs):
         mine = counts[counts.arch == arch]
@@ -104,12 +108,16 @@ def _win_tie_loss(table: pd.DataFrame) -> Drawing:
                     linecolor="white", ax=ax)
         ax.set(title=f"{arch}: row arm against column arm over {budgets} budgets",
                xlabel="", ylabel="")
-        ax.set_yticklabels([textwrap.fill(arm, LABEL_WIDTH) for arm in order])
-        ax.set_xticklabels([textwrap.fill(arm, LABEL_WIDTH) for arm in order])
-        ax.tick_params(axis="x", labelrotation=90)
+        numbers = [str(arms.index(arm) + 1) for arm in order]
+        ax.set_yticklabels([textwrap.fill(f"{number}  {arm}", LABEL_WIDTH)
+                            for number, arm in zip(numbers, order)])
+        ax.set_xticklabels(numbers)
+        ax.tick_params(axis="x", labelrotation=0)
+        ax.set_anchor("E")  # a square matrix's spare width goes to its row labels
         ax.grid(False)
     named = table.assign(arm=arm_names(table))
-    caption = ("Cells: wins/ties/losses of the row's arm over the budgets; a win needs the "
+    caption = ("Columns: the arms numbered as the rows. "
+               "Cells: wins/ties/losses of the row's arm over the budgets; a win needs the "
                f"paired {100 * CONFIDENCE:.0f} % t-interval over seeds above 0, a loss below "
                "0; colour: wins minus losses (blue: the row wins).")
     footer(fig, table, named.groupby(["arm", "labeled"]).seed.nunique(), caption,

@@ -7,6 +7,8 @@ import pytest
 from fakes import write_run
 from pf.analysis.paired import (AREA, arm_names, area_under_curve, compare, interval,
                                 paired_summary, win_tie_loss)
+from pf.analysis.paired_figures import _win_tie_loss
+from pf.analysis.plotting import MAX_COLUMNS, PANEL_SIZE
 from pf.analysis.results import collect
 
 FINAL = (0.90, 0.91, 0.93)  # the AL baseline's accuracy at the last budget, seeds 0..2
@@ -96,3 +98,24 @@ def test_compare_pairs_any_two_arms(tmp_path):
     # random is GAP under the baseline, PruneFuse LAST over it: -3.9, -4.2, -4.5
     assert (last.n, last["mean"], last.verdict) == (3, pytest.approx(-4.2), "worse")
     assert list(compared.budget) == [5000, 15000, 25000, AREA]
+
+
+def test_a_large_win_tie_loss_matrix_keeps_to_a_notebooks_width_and_shows_every_label(
+        tmp_path):
+    results = tmp_path / "results"
+    for seed in range(2):
+        write_run(results, f"base{seed}", method="baseline", seed=seed)
+        for ratio in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+            for sync in (0, 1):
+                write_run(results, f"pf{ratio}_{sync}_{seed}", prune_ratio=ratio,
+                          sync_every=sync, seed=seed, selector_start="warm")
+    figure = _win_tie_loss(collect(results))
+    assert figure.get_figwidth() <= MAX_COLUMNS * PANEL_SIZE[0] + 1e-9
+    figure.canvas.draw()  # where the square matrix really sits (its aspect applies on drawing)
+    renderer = figure.canvas.get_renderer()
+    [ax] = figure.axes
+    rows = ax.get_yticklabels()
+    assert len(rows) == 13 and rows[0].get_text().startswith("1  ")
+    assert [label.get_text() for label in ax.get_xticklabels()] == [
+        str(number) for number in range(1, 14)]
+    assert all(label.get_window_extent(renderer).x0 >= 0 for label in rows)
