@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from pf.experiments.record import available_cpus
+
 __all__ = ["NO_GPU", "visible_gpus", "available_cpus", "use_cpu_threads", "worker_environments",
            "packs",
            "run_local", "SlurmTask", "run_slurm"]
@@ -41,12 +43,6 @@ def visible_gpus() -> list[str]:
         return [str(i) for i in range(torch.cuda.device_count())]
     except Exception:  # noqa: BLE001 -- no usable CUDA means CPU workers
         return []
-
-
-def available_cpus() -> int:
-    """The cores this process may run on (a Slurm task's share), not the whole node's."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cpus or 1
 
 
 def use_cpu_threads(threads: int = 0) -> int:

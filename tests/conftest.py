@@ -13,7 +13,7 @@ from matplotlib.text import Text
 
 from pf.analysis.plotting import theme
 from pf.data import cifar10_jpeg_path, load_dataset
-from pf.experiments.record import SELECTED_FILE, read_record
+from pf.experiments.record import SELECTED_FILE, TIMING_FIELDS, read_record
 
 SHARED_CIFAR10 = cifar10_jpeg_path()  # the real CIFAR-10 (JPEG) beside the project, if any
 PROJECT = Path(__file__).resolve().parents[1]  # the checkout: tests/ sits in it
@@ -60,11 +60,11 @@ def text_sizes(figure) -> tuple[set, set]:
 
 def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
     """The run folder ``resumed`` holds what ``uninterrupted`` holds: every round but its
-    wall-clock (the only thing that differs between two runs of one config on one
-    machine), the networks, the config and the selections."""
+    timing (wall-clock and load: the only things that differ between two runs of one config
+    on one machine), the networks, the config and the selections."""
     first, second = read_record(resumed), read_record(uninterrupted)
-    rounds = [[{**round_, "seconds": None} for round_ in record.to_json()["rounds"]]
-              for record in (first, second)]
+    rounds = [[{**round_, **dict.fromkeys(TIMING_FIELDS)}
+               for round_ in record.to_json()["rounds"]] for record in (first, second)]
     assert rounds[0] == rounds[1]
     assert first.networks == second.networks and first.config == second.config
     assert ((resumed / SELECTED_FILE).read_text()

@@ -24,6 +24,7 @@ from pf.analysis.plotting import (ACCURACY, BUDGET, MAX_COLUMNS, Drawing, footer
                                   spread)
 from pf.analysis.results import summarize
 from pf.experiments.methods import BASELINE, METHODS, PRUNEFUSE, SVP
+from pf.experiments.record import OVERLOADED
 from pf.flops import UNIT
 from pf.select import STRATEGIES
 
@@ -107,9 +108,10 @@ def _selection_panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return panels
 
 
-def _cost_bars(ax, rows: pd.DataFrame, value: str, scale: float) -> None:
+def _cost_bars(ax, rows: pd.DataFrame, value: str, scale: float) -> bool:
     """One panel of Fig. 3: ``value`` × ``scale`` of the baseline and of PruneFuse per budget
-    (seaborn's ``barplot``: mean ± std over seeds), PruneFuse / baseline above its bar."""
+    (seaborn's ``barplot``: mean ± std over seeds), PruneFuse / baseline above each pair;
+    seconds of runs timed under load (``under_load``) hatched. Returns whether any were."""
     rows = rows.assign(shown=rows[value] * scale).sort_values("labeled")
     order, methods = list(rows.budget.unique()), (BASELINE, PRUNEFUSE)
     sns.barplot(data=rows, x="budget", y="shown", hue="who", order=order,
@@ -117,6 +119,14 @@ def _cost_bars(ax, rows: pd.DataFrame, value: str, scale: float) -> None:
                 palette={METHODS[method].title: METHODS[method].color for method in methods},
                 errorbar=sd_errorbar(rows, ["who", "budget"], "shown"), capsize=0.15,
                 err_kws={"linewidth": 1}, ax=ax)
+    hatched = False
+    if value.endswith("_seconds") and "under_load" in rows:
+        loaded = rows.groupby(["method", "budget"]).under_load.any()
+        for bars, method in zip(ax.containers, methods):
+            for bar, budget in zip(bars, order):
+                if loaded.get((method, budget), False):
+                    bar.set(hatch="///", edgecolor="white")
+                    hatched = True
     stats = rows.groupby(["method", "budget"]).shown.agg(["mean", "std"]).fillna(0)
     ours, theirs = stats.loc[PRUNEFUSE].reindex(order), stats.loc[BASELINE].reindex(order)
     # Centred over the budget's pair of bars, above both bars and their error bars: a ratio
@@ -128,6 +138,7 @@ def _cost_bars(ax, rows: pd.DataFrame, value: str, scale: float) -> None:
         ax.annotate(f"{mean / base:.2f}×", (middle, height), xytext=(0, 2),
                     textcoords="offset points", ha="center", va="bottom")
     ax.set_ylim(top=ax.get_ylim()[1] * RATIO_HEADROOM)
+    return hatched
 
 
 def _selection_flops(runs: pd.DataFrame) -> Drawing:
@@ -144,15 +155,20 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
     # A row per p, its MACs beside its seconds; MACs alone (a protocol) in rows of three.
     fig, axes = panel_grid(len(costs) * len(panels),
                            columns=len(costs) if len(costs) > 1 else MAX_COLUMNS)
+    hatched = False
     for index, (title, rows) in enumerate(panels):
         for ax, (value, ylabel, scaled) in zip(axes[index * len(costs):], costs):
-            _cost_bars(ax, rows, value, 10.0**-exponent if scaled else 1.0)
+            hatched |= _cost_bars(ax, rows, value, 10.0**-exponent if scaled else 1.0)
             ax.set(title=title, xlabel=BUDGET,
                    ylabel=ylabel.format(scale=f"$10^{{{exponent}}}$ " if exponent else ""))
     used = pd.concat([rows for _, rows in panels])
     wall_clock = ""
     if len(costs) > 1:
         wall_clock = f" Wall-clock on {', '.join(sorted(used.device.unique()))}."
+    if hatched:
+        wall_clock += (f" Hatched: seconds timed under load (above {OVERLOADED:g} runnable "
+                       "threads per core, or named in the sweep's under_load.json), so "
+                       "inflated; their MACs are not.")
     counts = pd.concat([summarize(rows, ["who", "labeled"], "data_selection_macs").n
                         for _, rows in panels])
     footer(fig, used, counts,

@@ -16,13 +16,15 @@ mean, std and seed count per group, and ``mean_std`` the text the tables print (
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from pf.experiments.methods import METHODS
-from pf.experiments.record import METRICS_FILE, RunRecord, read_record
+from pf.experiments.record import (METRICS_FILE, OVERLOADED, UNDER_LOAD_FILE, RunRecord,
+                                   read_record)
 
 __all__ = ["COLUMNS", "SCORE_COLUMNS", "run_table", "round_table", "readable", "collect",
            "collect_scores", "summarize", "mean_std"]
@@ -42,7 +44,7 @@ COLUMNS = [  # collect()'s columns, in order; its docstring says what each holds
     "train_size", "test_size", "budget_fraction", "target_accuracy", "selector_accuracy",
     "epochs", "curve", "curve_epochs",
     *(f"{phase}_macs" for phase in TABLE_PHASES), *(f"{phase}_seconds" for phase in TABLE_PHASES),
-    "device", "git_commit",
+    "cpu_load", "under_load", "device", "git_commit",
 ]
 NAN = float("nan")
 # The settings a method reads, shown in their columns (NaN where the run's method does not).
@@ -84,6 +86,7 @@ def _rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
             "curve_epochs": list(target.curve_epochs),
             **{f"{phase}_macs": step.macs[phase] for phase in TABLE_PHASES},
             **{f"{phase}_seconds": step.seconds[phase] for phase in TABLE_PHASES},
+            "cpu_load": NAN if step.cpu_load is None else step.cpu_load,
             "device": environment["device_name"], "git_commit": environment["git_commit"],
         })
     return rows
@@ -96,7 +99,7 @@ def run_table(record: RunRecord | str | Path) -> pd.DataFrame:
     """
     if not isinstance(record, RunRecord):
         record = read_record(record)
-    return pd.DataFrame(_rows(record, ".", ""), columns=COLUMNS)
+    return _mark_load(pd.DataFrame(_rows(record, ".", ""), columns=COLUMNS), set())
 
 
 def round_table(record: RunRecord | str | Path) -> pd.DataFrame:
@@ -206,9 +209,31 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
       counted from 1: every epoch, or every ``eval_every``-th and the last);
     - ``{data_selection,selector_training,pool_scoring,target_training}_macs`` (MACs,
       1 multiply-add = 1) and the matching ``*_seconds``;
+    - ``cpu_load`` (the round's, ``pf.experiments.record.cpu_load``; NaN in older records)
+      and ``under_load``: whether any round of the run was timed with the machine above
+      ``OVERLOADED``, or its sweep's ``under_load.json`` names it (its seconds are then
+      inflated; its MACs are not);
     - ``device`` (the hardware's name) and ``git_commit``.
     """
-    return pd.DataFrame(_walk(results_dir, _rows), columns=COLUMNS)
+    table = pd.DataFrame(_walk(results_dir, _rows), columns=COLUMNS)
+    return _mark_load(table, _listed_under_load(Path(results_dir), table.sweep.unique()))
+
+
+def _listed_under_load(root: Path, sweeps) -> set[str]:
+    """The ``run_dir``s (relative to ``root``) that their sweep's ``UNDER_LOAD_FILE`` names."""
+    listed = set()
+    for sweep in sweeps:
+        path = root / sweep / UNDER_LOAD_FILE
+        if path.is_file():
+            runs = json.loads(path.read_text())["runs"]
+            listed |= {f"{sweep}/{run}" if sweep else run for run in runs}
+    return listed
+
+
+def _mark_load(table: pd.DataFrame, listed: set[str]) -> pd.DataFrame:
+    """``table`` with ``under_load`` filled in per run (see ``collect``)."""
+    loaded = table.cpu_load.gt(OVERLOADED).groupby(table.run_dir).transform("any")
+    return table.assign(under_load=loaded.astype(bool) | table.run_dir.isin(listed))
 
 
 def _walk(results_dir: str | Path, rows_of) -> list[dict]:

@@ -27,7 +27,7 @@ from pf.experiments.config import ActiveLearningConfig, ConfigError
 from pf.experiments.ledger import Forwards, Work, charge_selection, round_macs
 from pf.experiments.methods import METHODS, Round, plan_rounds
 from pf.experiments.record import (NetworkRecord, RoundRecord, SelectorRecord, TargetRecord,
-                                   channel_map_file)
+                                   channel_map_file, cpu_load)
 from pf.data import Dataset
 from pf.flops import classifier_macs, forward_macs, parameter_count
 from pf.fuse import fuse
@@ -359,4 +359,4 @@ def _round_record(run: _Run, state: RoundState, step: Round, selector_result: Fi
             test_accuracy=target_result.test_accuracy, curve=target_result.curve,
             curve_epochs=target_result.curve_epochs, train_loss=target_result.train_loss),
         macs={**round_macs(run.forwards, work), "data_selection": state.spent["macs"]},
-        seconds=seconds)
+        seconds=seconds, cpu_load=cpu_load())

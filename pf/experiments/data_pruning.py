@@ -29,7 +29,7 @@ from pf.experiments.checkpoint import Checkpoint
 from pf.experiments.config import ConfigError, DataPruningConfig, check_sizes
 from pf.experiments.reference_cache import load_reference, save_reference
 from pf.experiments.record import (RANDOM_LABEL, NetworkRecord, RoundRecord, ScoresRecord,
-                                   TargetRecord, scoring_label)
+                                   TargetRecord, cpu_load, scoring_label)
 from pf.extrapolate import EXTRAPOLATORS, pearson, spearman
 from pf.flops import forward_macs, parameter_count, training_macs
 from pf.models import build_model
@@ -331,7 +331,7 @@ def _round_record(index: int, fraction: float, selection: str, kept: int, label:
         target=TargetRecord(arch=arch, init="scratch", kd=False,
                             test_accuracy=result.test_accuracy, curve=result.curve,
                             curve_epochs=result.curve_epochs, train_loss=result.train_loss),
-        macs=macs, seconds=seconds)
+        macs=macs, seconds=seconds, cpu_load=cpu_load())
 
 
 def _kept_set(config: DataPruningConfig, dataset: Dataset, scoring: dict, selection: str,

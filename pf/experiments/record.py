@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,9 @@ from pf.flops import UNIT
 __all__ = ["SCHEMA_VERSION", "METRICS_FILE", "SELECTED_FILE", "SCORES_FILE", "PARAMS_FILE",
            "ERROR_FILE", "CHECKPOINT_FILE", "NOTEBOOK_FILE", "ACCURACY", "SCHEMA1_RECIPE",
            "RANDOM_LABEL", "SCORE_TITLES", "RecordError", "NetworkRecord", "SelectorRecord",
-           "TargetRecord", "RoundRecord", "ScoresRecord", "DatasetRecord", "RunRecord",
-           "channel_map_file", "scoring_label", "read_record", "environment"]
+           "TargetRecord", "RoundRecord", "TIMING_FIELDS", "OVERLOADED", "UNDER_LOAD_FILE",
+           "ScoresRecord", "DatasetRecord", "RunRecord", "channel_map_file", "scoring_label",
+           "read_record", "available_cpus", "cpu_load", "environment"]
 
 SCHEMA_VERSION = 2  # 2: typed record, labels stored per round; 1: before (upgraded on reading)
 METRICS_FILE = "metrics.json"
@@ -54,6 +56,9 @@ PARAMS_FILE = "params.json"
 ERROR_FILE = "error.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 NOTEBOOK_FILE = "notebook.ipynb"
+# In a sweep's folder: runs known to have been timed under load, for records from before
+# rounds kept their cpu_load ({"note": why, "runs": [run folders]}).
+UNDER_LOAD_FILE = "under_load.json"
 ACCURACY = "test split, final epoch, fraction in [0, 1]"  # what every accuracy in a record is
 # The PruneFuse recipe every schema-1 run was labelled against: its departures from these
 # are named in its label. Settings added later ran, before they existed, as these say.
@@ -120,7 +125,8 @@ class RoundRecord:
     """One round: ``labeled`` (TOTAL labeled count), ``added`` (labeled this round),
     ``label`` (the name it goes by in legends and tables), the selector (None when the
     round had none) and target, MACs and seconds per phase (``data_selection``: all that
-    chose this labeled set). A data-pruning round also has ``removed_fraction`` (of the
+    chose this labeled set), and ``cpu_load`` (``cpu_load()`` at its end; None in records
+    from before it was kept). A data-pruning round also has ``removed_fraction`` (of the
     training set) and ``selection`` (score | moderate | ccs | random)."""
 
     round: int
@@ -133,6 +139,14 @@ class RoundRecord:
     seconds: dict[str, float]
     removed_fraction: float | None = None
     selection: str | None = None
+    cpu_load: float | None = None
+
+
+# What differs between two runs of one config on one machine: when and beside what they ran.
+TIMING_FIELDS = ("seconds", "cpu_load")
+# A round whose cpu_load (runnable threads per core) exceeds this was timed under load: its
+# seconds say more about what ran beside it than about the method.
+OVERLOADED = 1.25
 
 
 @dataclass
@@ -328,6 +342,21 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def available_cpus() -> int:
+    """The cores this process may run on (a Slurm task's share), not the whole node's."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cpus or 1
+
+
+def cpu_load() -> float | None:
+    """The machine's 1-minute load average (runnable threads) per core this process may
+    use, rounded to 0.01; None where the platform keeps none. Two one-thread runs on two
+    cores read about 1.0; above ``OVERLOADED``, something beside them took their time."""
+    if not hasattr(os, "getloadavg"):
+        return None
+    return round(os.getloadavg()[0] / available_cpus(), 2)
 
 
 def environment(device) -> dict:

@@ -357,6 +357,7 @@ def test_fig3_shows_selection_macs_beside_selection_seconds_per_ratio(tmp_path):
     assert [text.get_text() for text in seconds[0].texts][-1] == (
         f"{last_seconds / baseline[-1].get_height():.2f}×")
     assert "Wall-clock on Test CPU" in figure.texts[-1].get_text()
+    assert "Hatched" not in figure.texts[-1].get_text()
     renderer = figure.canvas.get_renderer()
     [key] = figure.legends  # one legend, the same two colours in every panel, covering no bar
     box = key.get_window_extent(renderer)
@@ -431,3 +432,16 @@ def test_fig5_labels_cover_no_point_error_bar_or_other_label_and_stay_in_their_p
             (x, low), (_, high) = ax.transData.transform(segment)
             assert not any(box.x0 <= x <= box.x1 and box.y0 < high and low < box.y1
                            for box in labels)
+
+
+def test_fig3_hatches_the_seconds_of_runs_timed_under_load_and_says_so(tmp_path):
+    table = collect(_paper_tree(tmp_path / "results"))
+    table["under_load"] = (table.method == "prunefuse") & (table.prune_ratio == 0.5)
+    figure = prunefuse_figures._selection_flops(table)
+    macs, seconds = figure.axes[0], figure.axes[1]  # p = 0.5
+    baseline, pruned = seconds.containers
+    assert all(bar.get_hatch() for bar in pruned) and not any(bar.get_hatch() for bar in baseline)
+    assert not any(bar.get_hatch() for bars in macs.containers for bar in bars)
+    assert not any(bar.get_hatch() for ax in figure.axes[2:] for bars in ax.containers
+                   for bar in bars)  # p = 0.6 and 0.7: timed without load
+    assert "Hatched: seconds timed under load" in " ".join(figure.texts[-1].get_text().split())

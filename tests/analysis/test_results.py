@@ -13,7 +13,8 @@ from pf.analysis.results import (COLUMNS, collect, collect_scores, mean_std, rea
                                  run_table, summarize)
 from pf.experiments.config import ActiveLearningConfig
 from pf.experiments.methods import METHODS
-from pf.experiments.record import SCHEMA_VERSION, RecordError, RunRecord, read_record
+from pf.experiments.record import (OVERLOADED, SCHEMA_VERSION, UNDER_LOAD_FILE, RecordError,
+                                   RunRecord, cpu_load, read_record)
 from pf.storage import write_json
 
 
@@ -193,3 +194,20 @@ def test_a_readable_table_shows_percent_units_and_no_noise_or_empty_columns():
     macs = readable(wide.rename_axis(columns="selector"), kind="macs")
     assert macs.columns.name == "selector: GMACs"
     assert macs["AL baseline"].tolist() == [0.0, 3200.0]
+
+
+def test_a_run_is_under_load_when_a_round_was_or_its_sweep_says_so(tmp_path):
+    loaded = fake_record(seed=0)
+    loaded.rounds[1].cpu_load = OVERLOADED + 0.5  # e.g. a benchmark beside it
+    loaded.write(tmp_path / "sweep" / "loaded")
+    fake_record(seed=1).write(tmp_path / "sweep" / "named")
+    fake_record(seed=2).write(tmp_path / "sweep" / "quiet")
+    write_json(tmp_path / "sweep" / UNDER_LOAD_FILE, {"note": "shared the cores",
+                                                      "runs": ["named"]})
+    for root, prefix in ((tmp_path, "sweep/"), (tmp_path / "sweep", "")):
+        runs = collect(root).groupby("run_dir").under_load.agg(["all", "any"])
+        assert runs["all"].equals(runs["any"])  # a run is under load in all its rows or none
+        assert runs["any"].to_dict() == {f"{prefix}loaded": True, f"{prefix}named": True,
+                                         f"{prefix}quiet": False}
+    assert run_table(loaded).under_load.all() and not run_table(fake_record()).under_load.any()
+    assert cpu_load() is None or cpu_load() >= 0
