@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.text import Text
-from matplotlib.transforms import Bbox
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
+from pf.analysis.point_labels import clear_labels, label_point
 from pf.analysis.plotting import (ACCURACY, BUDGET, MAX_COLUMNS, Drawing, footer, mean_sd_lines,
                                   palette, panel_grid, per_dataset, ratio_color, sd_errorbar,
                                   spread)
@@ -38,19 +37,6 @@ LABEL_DECADES = 0.3  # Fig. 5: about the width of a point's label, in decades of
 MIN_SPAN_IMAGES = 10  # Fig. 5's y-axis spans at least this many test images ...
 MIN_SPAN = 2.0  # ... or this many percentage points where the test-set size is unknown
 MAX_IMAGE_TICKS = 40  # Fig. 5 marks single test images on its y-axis up to this many
-# Where a Fig. 5 label may sit: (dx, dy) points from its point, and its alignment; those on
-# the side _label_sides chose first (beside the point, straight over it, a line further
-# out), then the other side's; last, further out still, joined to its point by a line.
-LABEL_SPOTS = {True: ((5, 4, "left", "bottom"), (-5, 4, "right", "bottom"),
-                      (0, 8, "center", "bottom"), (5, 14, "left", "bottom"),
-                      (-5, 14, "right", "bottom")),
-               False: ((5, -4, "left", "top"), (-5, -4, "right", "top"),
-                       (0, -8, "center", "top"), (5, -14, "left", "top"),
-                       (-5, -14, "right", "top"))}
-LEADER_SPOTS = tuple((dx, dy, ha, "bottom" if dy > 0 else "top")
-                     for dy in (26, -26, 40, -40) for dx, ha in ((12, "left"), (-12, "right")))
-LEADER = dict(arrowstyle="-", color="0.5", linewidth=0.6, shrinkA=1, shrinkB=4)
-LABEL_SEARCH = 20000  # placements Fig. 5 tries before it settles for the greedy one
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,93 +281,6 @@ def _label_sides(stats: pd.DataFrame) -> list[tuple[str, float, float, bool]]:
             for index, label in enumerate(stats.label)]
 
 
-def _mark_boxes(ax, renderer) -> list[Bbox]:
-    """Display boxes of every point, error-bar cap and error bar an axes draws (matplotlib's
-    ``errorbar`` containers), a box per mark, not one around a whole line."""
-    boxes = []
-    pixels = ax.figure.dpi / 72  # per point
-    for container in ax.containers:
-        points, caps, bars = container.lines
-        for line in (points, *caps):
-            half = line.get_markersize() * pixels / 2
-            boxes += [Bbox([[x - half, y - half], [x + half, y + half]])
-                      for x, y in line.get_transform().transform(line.get_xydata())]
-        for collection in bars:
-            for segment in collection.get_segments():
-                (x0, y0), (x1, y1) = ax.transData.transform(segment)
-                boxes.append(Bbox([[min(x0, x1) - 1, min(y0, y1)], [max(x0, x1) + 1,
-                                                                    max(y0, y1)]]))
-    return boxes
-
-
-def _put(label, spot: tuple) -> None:
-    """Move an annotation to ``spot`` (dx, dy, horizontal and vertical alignment); its
-    leader line shows only from the ``LEADER_SPOTS``."""
-    label.xyann = spot[:2]
-    label.set(ha=spot[2], va=spot[3])
-    label.arrow_patch.set_visible(spot in LEADER_SPOTS)
-
-
-def _clear_combination(options: list[list]) -> list:
-    """One (spot, box) per label from its ``options`` (in preference order) such that no two
-    boxes overlap, the first such combination in preference order, most constrained labels
-    first; None for a label without options. After ``LABEL_SEARCH`` tries, each label
-    takes its first option clear of those before it (None where there is none)."""
-    order = sorted(range(len(options)), key=lambda index: len(options[index]))
-    chosen, tries = [None] * len(options), 0
-
-    def place(position: int) -> bool:
-        nonlocal tries
-        if position == len(order):
-            return True
-        index = order[position]
-        if not options[index]:
-            return place(position + 1)
-        for option in options[index]:
-            tries += 1
-            if tries > LABEL_SEARCH:
-                return False
-            if not any(other and option[1].overlaps(other[1]) for other in chosen):
-                chosen[index] = option
-                if place(position + 1):
-                    return True
-                chosen[index] = None
-        return False
-
-    if place(0):
-        return chosen
-    chosen = [None] * len(options)
-    for index in order:
-        chosen[index] = next((option for option in options[index] if not any(
-            other and option[1].overlaps(other[1]) for other in chosen)), None)
-    return chosen
-
-
-def _clear_labels(ax) -> None:
-    """Move ``ax``'s point labels to spots of ``LABEL_SPOTS`` (or ``LEADER_SPOTS``) where none
-    covers a point, an error-bar cap, an error bar or another label, inside the panel
-    (``_clear_combination``);
-    a label without such a spot keeps the one ``_label_sides`` chose. Runs once the
-    figure is laid out: the spots are in points, the marks in data coordinates."""
-    renderer = ax.figure.canvas.get_renderer()
-    marks, panel = _mark_boxes(ax, renderer), ax.get_window_extent(renderer)
-    labels = list(ax.texts)
-    sides = [label.xyann[1] > 0 for label in labels]  # above: the side _label_sides chose
-    options = []
-    for label, above in zip(labels, sides):
-        fits = []
-        for spot in (*LABEL_SPOTS[above], *LABEL_SPOTS[not above], *LEADER_SPOTS):
-            _put(label, spot)
-            label.update_positions(renderer)
-            box = Text.get_window_extent(label, renderer)  # the text's, not its leader's
-            if (panel.contains(box.x0, box.y0) and panel.contains(box.x1, box.y1)
-                    and not any(box.overlaps(mark) for mark in marks)):
-                fits.append((spot, box))
-        options.append(fits)
-    for label, above, option in zip(labels, sides, _clear_combination(options)):
-        _put(label, option[0] if option else LABEL_SPOTS[above][0])
-
-
 def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
     # Fig. 5 compares selectors; ablations of the target's training belong to Fig. 4.
     runs = _the_2024_method(runs[(runs.method != PRUNEFUSE) | (runs.fusion & runs.kd)])
@@ -408,10 +307,7 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
                         yerr=spread(points, 100), color=METHODS[method].color,
                         label=METHODS[method].title)
         for label, x, y, above in _label_sides(stats):
-            _put(ax.annotate(label.removeprefix("PruneFuse ").removeprefix("SVP "), (x, y),
-                             xytext=LABEL_SPOTS[above][0][:2], textcoords="offset points",
-                             arrowprops=LEADER),
-                 LABEL_SPOTS[above][0])
+            label_point(ax, label.removeprefix("PruneFuse ").removeprefix("SVP "), (x, y), above)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(subs=(1, 3)))
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 10k, 30k, 100k
@@ -430,8 +326,8 @@ def _prunefuse_vs_svp(runs: pd.DataFrame) -> Drawing:
     footer(fig, runs, counts, "Test split, final epoch; error bars: ± std over seeds; "
                               "PruneFuse points are labelled with p, SVP points with the proxy."
                               + scale)
-    for ax in axes:
-        _clear_labels(ax)
+    for ax in axes:  # once laid out: the spots are in points, the marks in data coordinates
+        clear_labels(ax)
     return fig
 
 
