@@ -6,7 +6,7 @@ READY := $(VENV)/.installed
 # The exact, tested environment; pyproject.toml keeps the ranges a library user installs from.
 LOCK := requirements.lock
 
-.PHONY: setup notebook-filter lock demo companion test test-fast bench gpu-bundle gpu-check clean
+.PHONY: setup notebook-git lock demo companion test test-fast bench gpu-bundle gpu-check clean
 
 # The environment is (re)built whenever pyproject.toml or the lock changes: the locked
 # packages first, then pf itself without resolving anything again.
@@ -15,16 +15,21 @@ $(READY): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
-	$(MAKE) --no-print-directory notebook-filter
+	$(MAKE) --no-print-directory notebook-git
 	touch $(READY)
 
 # Notebooks are committed without outputs: git strips them as it reads a notebook
-# (.gitattributes names the filter), so JupyterLab's autosave never dirties the tree.
-# Configured here, not with nbstripout --install, which would not keep the cell ids.
-notebook-filter:
+# (.gitattributes names the filter), and the Jupyter server of .venv refreshes git's index
+# after each save (pf.notebook_saves), so JupyterLab's saves never dirty `git status`.
+# Configured here, not with nbstripout --install, which would not keep the cell ids. The
+# hook goes in the server's settings file: its .d folder is read for extension switches only.
+JUPYTER_HOOK := $(VENV)/etc/jupyter/jupyter_server_config.json
+notebook-git:
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 	  git config filter.nbstripout.clean "'$(abspath $(BIN))/python' -m nbstripout --keep-id"; \
 	  git config filter.nbstripout.smudge cat; \
+	  mkdir -p $(dir $(JUPYTER_HOOK)); \
+	  echo '{"ContentsManager": {"post_save_hook": "pf.notebook_saves.refresh_git_index"}}' > $(JUPYTER_HOOK); \
 	fi
 
 lock:  ## rewrite requirements.lock from a fresh install of pyproject.toml's ranges

@@ -54,38 +54,6 @@ def test_committed_notebooks_are_what_the_git_filter_makes_of_them():
         assert stripped.stdout == path.read_text(), path.name
 
 
-def _git(folder: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                          check=True).stdout
-
-
-def test_outputs_jupyterlab_saves_never_reach_git(tmp_path):
-    """The notebook filter as make setup configures it in this checkout, in a scratch
-    repository: a notebook saved with outputs is committed without them, and outputs saved
-    into a committed notebook leave the tree clean."""
-    clean = subprocess.run(["git", "-C", str(PROJECT), "config", "filter.nbstripout.clean"],
-                           capture_output=True, text=True).stdout.strip()
-    if not clean:
-        pytest.skip("no notebook filter configured in this checkout (make setup configures it)")
-    _git(tmp_path, "init", "-q")
-    _git(tmp_path, "config", "filter.nbstripout.clean", clean)
-    _git(tmp_path, "config", "filter.nbstripout.smudge", "cat")
-    shutil.copy(PROJECT / ".gitattributes", tmp_path)
-    (tmp_path / "notebooks").mkdir()
-    saved = tmp_path / "notebooks" / "quickstart.ipynb"
-    committed = (NOTEBOOKS / "quickstart.ipynb").read_text()
-    notebook = nbformat.reads(committed, as_version=4)
-    code = next(cell for cell in notebook.cells if cell.cell_type == "code")
-    code.execution_count = 1
-    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="explored\n")]
-    nbformat.write(notebook, saved)
-    _git(tmp_path, "add", ".")
-    assert _git(tmp_path, "show", ":notebooks/quickstart.ipynb") == committed
-    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notebooks")
-    nbformat.write(notebook, saved)  # JupyterLab's autosave after another run
-    assert _git(tmp_path, "status", "--porcelain") == ""
-
-
 def test_prunefuse_notebook_matches_pf_run(tmp_path):
     notebook = _execute("prunefuse.ipynb", tmp_path, **SMOKE, out_dir="nb")
     from_notebook = read_record(tmp_path / "nb")

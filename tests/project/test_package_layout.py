@@ -23,7 +23,7 @@ STAGES = (
                     "pf.coresets"}),
     ("experiments", "pf.experiments."),
     ("analysis", "pf.analysis."),
-    ("operation", {"pf.executors", "pf.sweep", "pf.cli", "pf.__main__"}),
+    ("operation", {"pf.executors", "pf.sweep", "pf.cli", "pf.__main__", "pf.notebook_saves"}),
 )
 
 
