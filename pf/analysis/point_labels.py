@@ -103,13 +103,13 @@ def _clear_combination(options: list[list]) -> list:
 def clear_labels(ax) -> None:
     """Move ``ax``'s point labels to spots of ``LABEL_SPOTS`` (or ``LEADER_SPOTS``) where none
     covers a point, an error-bar cap, an error bar or another label, inside the panel
-    (``_clear_combination``);
-    a label without such a spot keeps the one ``_label_sides`` chose. Runs once the
-    figure is laid out: the spots are in points, the marks in data coordinates."""
+    (``_clear_combination``); a label without such a spot stays where ``label_point`` put
+    it. Runs once the figure is laid out: the spots are in points, the marks in data
+    coordinates."""
     renderer = ax.figure.canvas.get_renderer()
     marks, panel = _mark_boxes(ax, renderer), ax.get_window_extent(renderer)
     labels = list(ax.texts)
-    sides = [label.xyann[1] > 0 for label in labels]  # above: the side _label_sides chose
+    sides = [label.xyann[1] > 0 for label in labels]  # above: the side label_point was given
     options = []
     for label, above in zip(labels, sides):
         fits = []
