@@ -29,7 +29,7 @@ LEADER = dict(arrowstyle="-", color="0.5", linewidth=0.6, shrinkA=1, shrinkB=4)
 LABEL_SEARCH = 20000  # placements tried before settling for the greedy one
 
 
-def _mark_boxes(ax, renderer) -> list[Bbox]:
+def _mark_boxes(ax) -> list[Bbox]:
     """Display boxes of every point, error-bar cap and error bar an axes draws (matplotlib's
     ``errorbar`` containers), a box per mark, not one around a whole line."""
     boxes = []
@@ -65,6 +65,11 @@ def label_point(ax, text: str, xy: tuple[float, float], above: bool):
     return label
 
 
+def _clear_of(option: tuple, chosen: list) -> bool:
+    """Whether ``option``'s box overlaps none of the boxes already ``chosen``."""
+    return not any(other and option[1].overlaps(other[1]) for other in chosen)
+
+
 def _clear_combination(options: list[list]) -> list:
     """One (spot, box) per label from its ``options`` (in preference order) such that no two
     boxes overlap, the first such combination in preference order, most constrained labels
@@ -84,7 +89,7 @@ def _clear_combination(options: list[list]) -> list:
             tries += 1
             if tries > LABEL_SEARCH:
                 return False
-            if not any(other and option[1].overlaps(other[1]) for other in chosen):
+            if _clear_of(option, chosen):
                 chosen[index] = option
                 if place(position + 1):
                     return True
@@ -95,8 +100,8 @@ def _clear_combination(options: list[list]) -> list:
         return chosen
     chosen = [None] * len(options)
     for index in order:
-        chosen[index] = next((option for option in options[index] if not any(
-            other and option[1].overlaps(other[1]) for other in chosen)), None)
+        chosen[index] = next((option for option in options[index]
+                              if _clear_of(option, chosen)), None)
     return chosen
 
 
@@ -107,7 +112,7 @@ def clear_labels(ax) -> None:
     it. Runs once the figure is laid out: the spots are in points, the marks in data
     coordinates."""
     renderer = ax.figure.canvas.get_renderer()
-    marks, panel = _mark_boxes(ax, renderer), ax.get_window_extent(renderer)
+    marks, panel = _mark_boxes(ax), ax.get_window_extent(renderer)
     labels = list(ax.texts)
     sides = [label.xyann[1] > 0 for label in labels]  # above: the side label_point was given
     options = []
