@@ -3,6 +3,7 @@ with a private data directory unless stated."""
 
 import importlib
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,12 @@ from pf.experiments.record import SELECTED_FILE, TIMING_FIELDS, read_record
 SHARED_CIFAR10 = cifar10_jpeg_path()  # the real CIFAR-10 (JPEG) beside the project, if any
 PROJECT = Path(__file__).resolve().parents[1]  # the checkout: tests/ sits in it
 BENCHMARKS = PROJECT / "benchmarks"
+
+
+def git(folder, *args: str) -> str:
+    """Run git in ``folder`` (a scratch repository of a test); its standard output."""
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                          check=True).stdout
 
 
 def load_benchmark(name: str):

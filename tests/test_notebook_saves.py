@@ -12,15 +12,10 @@ import nbformat
 import pytest
 from jupyter_server.serverapp import ServerApp
 
-from conftest import PROJECT
+from conftest import PROJECT, git
 from pf.notebook_saves import refresh_git_index
 
 NOTEBOOK = "notebooks/quickstart.ipynb"
-
-
-def _git(folder, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                          check=True).stdout
 
 
 def _configured_filter() -> str:
@@ -35,15 +30,15 @@ def _configured_filter() -> str:
 def checkout(tmp_path):
     """A scratch repository holding the committed quickstart notebook, checked out as a clone
     has it (git's index records the stripped file's size), with this checkout's filter."""
-    _git(tmp_path, "init", "-q")
-    _git(tmp_path, "config", "filter.nbstripout.clean", _configured_filter())
-    _git(tmp_path, "config", "filter.nbstripout.smudge", "cat")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "config", "filter.nbstripout.clean", _configured_filter())
+    git(tmp_path, "config", "filter.nbstripout.smudge", "cat")
     for name in (".gitattributes", ".gitignore"):  # the filter; JupyterLab's checkpoints
         shutil.copy(PROJECT / name, tmp_path)
     (tmp_path / "notebooks").mkdir()
     shutil.copy(PROJECT / NOTEBOOK, tmp_path / NOTEBOOK)
-    _git(tmp_path, "add", ".")
-    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notebooks")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notebooks")
     return tmp_path
 
 
@@ -73,12 +68,12 @@ def test_saved_outputs_leave_git_status_clean_and_edits_still_show(checkout):
 
     _save(contents_manager, _run_first_cell)
     assert "explored" in (checkout / NOTEBOOK).read_text()  # the user keeps the outputs
-    assert _git(checkout, "status", "--porcelain") == ""
+    assert git(checkout, "status", "--porcelain") == ""
 
     _save(contents_manager, _edit_parameters)
-    assert _git(checkout, "status", "--porcelain") == f" M {NOTEBOOK}\n"
-    _git(checkout, "add", NOTEBOOK)
-    staged = _git(checkout, "show", f":{NOTEBOOK}")
+    assert git(checkout, "status", "--porcelain") == f" M {NOTEBOOK}\n"
+    git(checkout, "add", NOTEBOOK)
+    staged = git(checkout, "show", f":{NOTEBOOK}")
     assert "seed = 7" in staged and "explored" not in staged
 
 

@@ -1,18 +1,14 @@
 """pf.provenance: which code and libraries made a run, and the warning before a dirty run."""
 
 import json
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from conftest import git
 from pf import provenance
-
-
-def _git(root, *args):
-    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
 
 
 def _notebook(code: str, output: str = "") -> str:
@@ -28,9 +24,9 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "pf" / "step.py").write_text("x = 1\n")
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "run.ipynb").write_text(_notebook("print(1)"))
-    _git(tmp_path, "init", "-q")
-    _git(tmp_path, "add", ".")
-    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
     monkeypatch.setattr(provenance, "_project_root", lambda: tmp_path)
     return tmp_path
 

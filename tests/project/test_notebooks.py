@@ -12,7 +12,7 @@ import nbformat
 import papermill
 import pytest
 
-from conftest import PROJECT
+from conftest import PROJECT, git
 from pf.experiments.config import make_config
 from pf.paths import project_path
 from fakes import extrapolation_tree, write_run
@@ -182,11 +182,6 @@ COMPUTE_OVERRIDES = {
 }
 
 
-def _git(project: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(project), *args], check=True, capture_output=True,
-                          text=True).stdout
-
-
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Path:
     """What a fresh clone holds of the project, minus the package (pf is imported from
@@ -198,8 +193,8 @@ def clone(tmp_path_factory) -> Path:
     for name in ("notebooks", "results"):
         shutil.copytree(PROJECT / name, clone / name,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    _git(clone, "init", "-q")
-    _git(clone, "add", "-A")
+    git(clone, "init", "-q")
+    git(clone, "add", "-A")
     return clone
 
 
@@ -209,11 +204,11 @@ def test_every_notebook_runs_from_notebooks_with_its_defaults(clone, tmp_path, n
     project's results/ and runs/, and nothing may land in the tracked tree (a stray file
     there would also stamp every later run +dirty)."""
     assert name in DEFAULT_OUTPUTS, f"{name}: list what its defaults write in DEFAULT_OUTPUTS"
-    before = _git(clone, "status", "--porcelain", "--untracked-files=all")
+    before = git(clone, "status", "--porcelain", "--untracked-files=all")
     papermill.execute_notebook(str(clone / "notebooks" / name), str(tmp_path / name),
                                parameters=COMPUTE_OVERRIDES.get(name, {}), kernel_name="python3",
                                cwd=str(clone / "notebooks"), progress_bar=False)
-    assert _git(clone, "status", "--porcelain", "--untracked-files=all") == before
+    assert git(clone, "status", "--porcelain", "--untracked-files=all") == before
     for output in DEFAULT_OUTPUTS[name]:
         assert (clone / output).stat().st_size > 0, output
 
