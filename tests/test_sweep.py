@@ -139,6 +139,16 @@ grid:
     assert stamps == [(Path(run.run_dir) / "metrics.json").stat().st_mtime_ns for run in runs[:2]]
 
 
+def _kill_with_descendants(pid: int) -> None:
+    """SIGKILL a process and every process under it at once, as a crash of the machine
+    would. Its process group is not enough: jupyter_client starts each kernel in a session
+    of its own, and a kernel whose parent died lives on until its parent poller notices
+    (up to a second), long enough to finish a smoke run's last rounds."""
+    process = psutil.Process(pid)
+    for each in [*process.children(recursive=True), process]:
+        each.send_signal(signal.SIGKILL)
+
+
 def test_a_killed_sweep_restarts_and_finishes_every_run_exactly_once(tmp_path):
     path = _sweep_file(tmp_path, """
 parameters: {lr_schedule: [[1, 0.05]]}
@@ -154,7 +164,7 @@ grid:
     deadline = time.monotonic() + 240
     while not first.exists() and time.monotonic() < deadline and sweep.poll() is None:
         time.sleep(0.2)
-    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and the kernel of the run under way
+    _kill_with_descendants(sweep.pid)  # the sweep and the kernel of the run under way
     sweep.wait()
     assert first.exists() and run_status(runs[0]) == "done"
     assert run_status(runs[-1]) != "done"
@@ -205,7 +215,7 @@ def test_a_sweep_killed_in_a_run_resumes_it_after_its_last_round(tmp_path):
     if sweep.poll() is not None:  # it ended on its own before the kill: say how
         pytest.fail(f"the sweep ended (status {sweep.returncode}) after {done} rounds: "
                     f"{log.read_text()[-2000:]}")
-    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and the run's kernel
+    _kill_with_descendants(sweep.pid)
     sweep.wait()
     assert done >= 2 and run_status(run) == "pending"
 
