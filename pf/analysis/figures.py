@@ -6,7 +6,8 @@ reads every run under the results folder (``pf.analysis.results.collect`` and
 ``collect_scores``) and writes the paper's figures and main table
 (``pf.analysis.budget_figures``: accuracy against budget and the main table;
 ``pf.analysis.paired_figures``: paired differences to the AL baseline and to random
-selection, their table and the pairwise win/tie/loss matrix;
+selection, their table and the pairwise win/tie/loss matrix; ``pf.analysis.claims``: the
+paper's four claims, each test with its verdict;
 ``pf.analysis.prunefuse_figures``: Figs. 3 to 5, the T_sync figure) and the companion
 methods' (``pf.analysis.companion_figures``: accuracy per
 selection metric, score-extrapolation correlations, accuracy against the data-pruning
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from pf.analysis.budget_figures import accuracy_vs_budget, main_table
+from pf.analysis.claims import claims_table
 from pf.analysis.companion_figures import (accuracy_vs_prune_rate, correlation_table, pruning_table,
                                            score_correlation, selection_metrics_vs_budget)
 from pf.analysis.prunefuse_figures import (fig3_selection_flops, fig4_fused_vs_scratch,
@@ -81,6 +83,7 @@ FIGURES: dict[str, FigureKind] = {kind.name: kind for kind in (
     FigureKind("paired_differences", "learning", paired_differences_figure),
     FigureKind("paired_table", "learning", paired_table),
     FigureKind("win_tie_loss", "learning", win_tie_loss),
+    FigureKind("claims", "learning", claims_table),
     FigureKind("fig3_selection_flops", "learning", fig3_selection_flops),
     FigureKind("fig4_fused_vs_scratch", "learning", fig4_fused_vs_scratch, ("budget",)),
     FigureKind("fig5_prunefuse_vs_svp", "learning", fig5_prunefuse_vs_svp),

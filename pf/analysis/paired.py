@@ -20,8 +20,9 @@ from scipy import stats
 from pf.experiments.methods import BASELINE
 from pf.select import LEAST_CONFIDENCE, STRATEGIES
 
-__all__ = ["CONFIDENCE", "AREA", "UNDECIDED", "arm_names", "area_under_curve", "interval",
-           "paired_differences", "paired_summary", "compare", "win_tie_loss"]
+__all__ = ["CONFIDENCE", "AREA", "BETTER", "WORSE", "UNDECIDED", "GROUP", "arm_names",
+           "area_under_curve", "interval", "interval_text", "paired_differences",
+           "paired_summary", "compare", "win_tie_loss"]
 
 CONFIDENCE = 0.95  # two-sided, of every paired interval
 # Below this spread (points) paired differences count as all equal: float32 accuracies
@@ -96,6 +97,15 @@ def interval(differences) -> dict:
     verdict = (UNDECIDED if spread < NO_SPREAD else BETTER if low > 0 else WORSE if high < 0
                else UNDECIDED)
     return {"n": n, "mean": mean, "low": low, "high": high, "verdict": verdict}
+
+
+def interval_text(result) -> str:
+    """An ``interval`` (a dict, or a row of ``compare`` or ``paired_summary``) as a table
+    cell: "+1.23 [-0.40, +2.90] (n=3)", bold when it decides, "+1.23 (n=1)" without one."""
+    if math.isnan(result["low"]):
+        return f"{result['mean']:+.2f} (n={result['n']})"
+    text = f"{result['mean']:+.2f} [{result['low']:+.2f}, {result['high']:+.2f}] (n={result['n']})"
+    return text if result["verdict"] == UNDECIDED else f"**{text}**"
 
 
 def _per_seed(table: pd.DataFrame) -> pd.DataFrame:

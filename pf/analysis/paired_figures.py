@@ -16,7 +16,6 @@ Each returns the files it wrote or a one-line reason (see ``pf.analysis.plotting
 
 from __future__ import annotations
 
-import math
 import textwrap
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pf.analysis.paired import (AREA, CONFIDENCE, UNDECIDED, arm_names, paired_differences,
+from pf.analysis.paired import (AREA, CONFIDENCE, arm_names, interval_text, paired_differences,
                                 paired_summary, win_tie_loss as win_tie_loss_counts)
 from pf.analysis.plotting import (BUDGET, MAX_COLUMNS, PANEL_SIZE, Drawing, footer, panel_grid,
                                   per_dataset, write_table)
@@ -130,14 +129,6 @@ def win_tie_loss(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     return per_dataset(table, "win_tie_loss", out_dir, _win_tie_loss)
 
 
-def _cell(row) -> str:
-    """'+1.23 [-0.40, +2.90] (n=3)', bold when the interval excludes 0."""
-    if math.isnan(row.low):
-        return f"{row['mean']:+.2f} (n={row.n})"
-    text = f"{row['mean']:+.2f} [{row.low:+.2f}, {row.high:+.2f}] (n={row.n})"
-    return text if row.verdict == UNDECIDED else f"**{text}**"
-
-
 def paired_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     """``paired_table.csv`` and ``.md``: each arm minus each reference, per budget and for
     the area under the accuracy-budget curve, mean and interval in points."""
@@ -146,7 +137,7 @@ def paired_table(table: pd.DataFrame, out_dir: str | Path) -> list[Path] | str:
     summary = paired_summary(table)
     if summary.empty:
         return "paired_table not written: no arm to compare with a reference"
-    summary = summary.assign(cell=summary.apply(_cell, axis=1), column=summary.budget.map(
+    summary = summary.assign(cell=summary.apply(interval_text, axis=1), column=summary.budget.map(
         lambda budget: "area" if budget == AREA else str(budget)))
     order = [str(b) for b in sorted(b for b in summary.budget.unique() if b != AREA)] + ["area"]
     wide = summary.pivot_table(index=["dataset", "arch", "arm", "reference"], columns="column",

@@ -82,7 +82,7 @@ def test_make_figures_keeps_data_pruning_out_of_the_active_learning_figures(tmp_
     root = extrapolation_tree(tmp_path / "results")
     made = make_figures(root, tmp_path / "figures")
     for name in ("accuracy_vs_budget", "main_table", "selection_metrics_vs_budget",
-                 "paired_differences", "paired_table", "win_tie_loss"):
+                 "paired_differences", "paired_table", "win_tie_loss", "claims"):
         assert isinstance(made[name], str) and "no runs" in made[name], name
     for name in ("score_correlation", "score_correlation_table", "accuracy_vs_prune_rate",
                  "pruning_table"):

@@ -25,7 +25,7 @@ from pf.analysis.results import collect, mean_std
 FIGURES = ("accuracy_vs_budget", "fig3_selection_flops", "fig4_fused_vs_scratch",
            "fig5_prunefuse_vs_svp", "tsync_accuracy_and_cost", "paired_differences",
            "win_tie_loss")
-TABLES = ("main_table", "paired_table")
+TABLES = ("main_table", "paired_table", "claims")
 COMPANION = ("selection_metrics_vs_budget", "score_correlation", "score_correlation_table",
              "accuracy_vs_prune_rate", "pruning_table")  # tests/analysis/test_companion_figures.py
 BASELINE_FINAL = (0.90, 0.91, 0.93)  # the baseline's accuracy at 50 %, seeds 0..2
