@@ -75,3 +75,33 @@ def test_absolute_paths_are_found_in_tables_too():
     assert ABSOLUTE_IN_TEXT.search("| digits | /work/shared/data/x.tar.gz |")
     assert ABSOLUTE_IN_TEXT.search('dataset,"/home/me/cifar"')
     assert not ABSOLUTE_IN_TEXT.search("| MACs / s | 10 % / 30 % | notebooks/prunefuse.ipynb |")
+
+
+# The README's reading of the paper's four claims, a column per study: every interval and
+# cost ratio it quotes must be one its study's claims table (pf figures) holds.
+CLAIM_COLUMNS = {1: "cifar10_cpu", 2: "converged"}
+QUOTED = re.compile(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]|\b\d\.\d{3}x")
+
+
+def _claims_rows(readme: str) -> list[list[str]]:
+    section = readme.split("### The paper's four claims, in both regimes", 1)[1]
+    section = section.split("\n#", 1)[0]
+    return [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines() if re.match(r"\| \d\. ", line)]
+
+
+def test_the_readme_quotes_the_claims_tables_of_its_studies():
+    rows = _claims_rows((PROJECT / "README.md").read_text())
+    assert [row[0][:2] for row in rows] == ["1.", "2.", "3.", "4."]
+    for column, sweep in CLAIM_COLUMNS.items():
+        table = (RESULTS / sweep / "figures" / "claims.md").read_text()
+        for row in rows:
+            missing = [quote for quote in QUOTED.findall(row[column]) if quote not in table]
+            assert not missing, f"{sweep}, claim {row[0][:2]}: not in its claims.md: {missing}"
+
+
+def test_a_quote_the_claims_table_lacks_would_be_found():
+    rows = _claims_rows("### The paper's four claims, in both regimes\n\n| claim | a | b |\n"
+                        "| 1. x | area +2.11 [-3.98, +8.20] at 0.253x | |\n## next\n| 2. y | |")
+    assert rows == [["1. x", "area +2.11 [-3.98, +8.20] at 0.253x", ""]]
+    assert QUOTED.findall(rows[0][1]) == ["+2.11 [-3.98, +8.20]", "0.253x"]
