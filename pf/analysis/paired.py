@@ -4,7 +4,8 @@ Methods of one seed share their initial set and initial target weights, so the d
 two methods' accuracies at one seed and budget cancels what that seed's draw did to both.
 ``arm_names`` and ``area_under_curve`` prepare the runs; ``paired_differences``,
 ``paired_summary`` (mean and ``CONFIDENCE`` interval over the seeds, with a verdict),
-``compare`` and ``win_tie_loss`` compare them. Pass runs of one sweep only.
+``compare`` and ``win_tie_loss`` compare them; ``interval_text`` writes an interval as a
+table cell. Pass runs of one sweep only.
 
 Why it works this way: docs/internals.md, "pf.analysis.paired".
 """
