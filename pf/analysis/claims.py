@@ -99,12 +99,13 @@ def _cost_test(runs: pd.DataFrame, claim: int, test: str, arm: str, other: str, 
     """``arm``'s mean ``column`` (spent on data selection up to each budget) over
     ``other``'s, per budget where ``other`` spent any; judged against ``expected`` at the
     last budget (None: shown, not judged). None where ``other`` never spent any."""
-    means = runs[runs.arm.isin([arm, other])].groupby(["arm", "labeled"])[column].mean()
+    pair = runs[runs.arm.isin([arm, other])]
+    means = pair.groupby(["arm", "labeled"])[column].mean()
     ratios = (means[arm] / means[other].where(means[other] > 0)).dropna().sort_index()
     if ratios.empty:
         return None
     cells = {str(budget): f"{ratio:.3f}x" for budget, ratio in ratios.items()}
-    if column.endswith("seconds") and runs[runs.arm.isin([arm, other])].under_load.any():
+    if column.endswith("seconds") and pair.under_load.any():
         test += " (timed under load)"  # pf.analysis.results.collect: seconds to distrust
     if expected is None:
         verdict = NOT_JUDGED
