@@ -94,6 +94,13 @@ def _selection_panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return panels
 
 
+def _under_load_note(marked: str) -> str:
+    """The caption's sentence for the seconds a figure marks (``marked``: how) as timed
+    under load (``pf.analysis.results.collect``'s ``under_load``)."""
+    return (f" {marked}: seconds timed under load (above {OVERLOADED:g} runnable threads per "
+            "core, or named in the sweep's under_load.json), so inflated; their MACs are not.")
+
+
 def _cost_bars(ax, rows: pd.DataFrame, value: str, scale: float) -> bool:
     """One panel of Fig. 3: ``value`` × ``scale`` of the baseline and of PruneFuse per budget
     (seaborn's ``barplot``: mean ± std over seeds), PruneFuse / baseline above each pair;
@@ -152,9 +159,7 @@ def _selection_flops(runs: pd.DataFrame) -> Drawing:
     if len(costs) > 1:
         wall_clock = f" Wall-clock on {', '.join(sorted(used.device.unique()))}."
     if hatched:
-        wall_clock += (f" Hatched: seconds timed under load (above {OVERLOADED:g} runnable "
-                       "threads per core, or named in the sweep's under_load.json), so "
-                       "inflated; their MACs are not.")
+        wall_clock += _under_load_note("Hatched")
     counts = pd.concat([summarize(rows, ["who", "labeled"], "data_selection_macs").n
                         for _, rows in panels])
     footer(fig, used, counts,
@@ -348,6 +353,21 @@ SYNC_PANELS = (("target_accuracy", 100, ACCURACY, False),
                ("data_selection_seconds", 1, "data-selection wall-clock (s)", True))
 
 
+def _ring_under_load(ax, rows: pd.DataFrame, value: str) -> bool:
+    """Ring each point of the T_sync figure's ``value`` panel (a line per ``line``, means
+    over seeds) whose seconds include a run timed under load; returns whether any was."""
+    if not value.endswith("_seconds") or "under_load" not in rows:
+        return False
+    points = rows.groupby(["line", "sync_every"]).agg(mean=(value, "mean"),
+                                                       loaded=("under_load", "any"))
+    loaded = points[points.loaded].reset_index()
+    if loaded.empty:
+        return False
+    ax.scatter(loaded.sync_every, loaded["mean"], s=160, facecolors="none", edgecolors="0.2",
+               linewidths=1.2, zorder=4, clip_on=False)  # a ring at the edge stays whole
+    return True
+
+
 def _sync_accuracy_and_cost(runs: pd.DataFrame) -> Drawing:
     ratios = sorted(runs.prune_ratio.dropna().unique())
     # Fused, distilled targets with selectors retrained from their start: T_sync alone varies.
@@ -364,7 +384,7 @@ def _sync_accuracy_and_cost(runs: pd.DataFrame) -> Drawing:
         return "no PruneFuse runs that differ in sync_every (T_sync) for one target and metric"
     colors = {f"PruneFuse p={ratio:g}": ratio_color(ratio, ratios) for ratio in ratios}
     fig, axes = panel_grid(len(SYNC_PANELS) * len(groups))
-    counts = []
+    counts, ringed, baseline_loaded = [], False, False
     for index, (title, last, baseline) in enumerate(groups):
         last = last.assign(line=[f"PruneFuse p={ratio:g}" for ratio in last.prune_ratio])
         panels = axes[index * len(SYNC_PANELS):(index + 1) * len(SYNC_PANELS)]
@@ -373,6 +393,7 @@ def _sync_accuracy_and_cost(runs: pd.DataFrame) -> Drawing:
                           "line", hue_order=[line for line in colors if line in set(last.line)],
                           palette=colors, marker="o")
             counts += list(summarize(last, ["line", "sync_every"], value).n)
+            ringed |= _ring_under_load(ax, last, value)
             if not baseline.empty:
                 base = summarize(baseline, "method", value)
                 ax.axhline(base["mean"].iloc[0] * scale, color=METHODS[BASELINE].color,
@@ -382,9 +403,15 @@ def _sync_accuracy_and_cost(runs: pd.DataFrame) -> Drawing:
                    xlabel="T_sync (sync_every; 0 = never)", ylabel=ylabel)
             if log:
                 ax.set_yscale("log")
+        baseline_loaded |= "under_load" in baseline and bool(baseline.under_load.any())
     devices = ", ".join(sorted(pruned.device.unique()))
+    wall_clock = f" Wall-clock on {devices}."
+    if ringed:
+        wall_clock += _under_load_note("Ringed")
+    if baseline_loaded:
+        wall_clock += " The AL baseline's seconds (dotted) were timed under load."
     footer(fig, pruned, counts, f"Last budget; test split, final epoch; error bars: ± std over "
-                                f"seeds. Unit: {UNIT}. Wall-clock on {devices}.")
+                                f"seeds. Unit: {UNIT}.{wall_clock}")
     return fig
 
 
@@ -392,5 +419,6 @@ def tsync_accuracy_and_cost(table: pd.DataFrame, out_dir: str | Path) -> list[Pa
     """The extended paper's trade-off: at the last budget, PruneFuse's final target accuracy,
     its data-selection MACs and seconds against T_sync (``sync_every``, 0 = never), a line
     per p (fused, distilled targets; selectors started from their initialisation), the AL
-    baseline dotted; one row of panels per (target arch, metric) with several T_sync."""
+    baseline dotted, the seconds of runs timed under load ringed; one row of panels per
+    (target arch, metric) with several T_sync."""
     return per_dataset(table, "tsync_accuracy_and_cost", out_dir, _sync_accuracy_and_cost)

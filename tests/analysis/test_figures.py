@@ -237,6 +237,30 @@ def test_tsync_figure_plots_accuracy_and_selection_cost_against_t_sync(tmp_path)
     assert isinstance(fig5_prunefuse_vs_svp(table, tmp_path / "figures"), list)
 
 
+def test_tsync_figure_rings_the_seconds_of_runs_timed_under_load_and_says_so(tmp_path):
+    results = tmp_path / "results"
+    write_run(results, "baseline", method="baseline")
+    write_run(results, "pf_s0", accuracies=(0.8, 0.9, 0.93))
+    for seed in (0, 1):
+        write_run(results, f"pf_sync1_s{seed}", sync_every=1, seed=seed)
+    table = collect(results)
+    caption = " ".join(prunefuse_figures._sync_accuracy_and_cost(table).texts[-1]
+                       .get_text().split())
+    assert "under load" not in caption
+    # One seed of T_sync = 1 under load marks its mean; the AL baseline's line is named.
+    table.loc[table.run_dir.isin(["pf_sync1_s1", "baseline"]), "under_load"] = True
+    figure = prunefuse_figures._sync_accuracy_and_cost(table)
+    accuracy, macs, seconds = figure.axes
+    assert not accuracy.collections and not macs.collections
+    [rings] = seconds.collections
+    last = table[(table.labeled == table.labeled.max()) & (table.sync_every == 1)
+                 & (table.method == "prunefuse")]
+    assert rings.get_offsets().tolist() == [[1, last.data_selection_seconds.mean()]]
+    caption = " ".join(figure.texts[-1].get_text().split())
+    assert "Ringed: seconds timed under load" in caption
+    assert "The AL baseline's seconds (dotted) were timed under load." in caption
+
+
 def test_one_legend_for_all_panels_goes_below_them_or_beside_a_single_one():
     """A label drawn in several panels is one entry; the legend covers no panel: below the
     panels when short, beside a single panel, which keeps its size, when longer."""
