@@ -12,15 +12,13 @@ from pf.sweep import load_sweep, run_status
 RESULTS = PROJECT / "results"
 SWEEPS = sorted(path for path in (PROJECT / "notebooks" / "sweeps").glob("*.yaml")
                 if (RESULTS / path.stem).is_dir())
-# Studies that run over several sessions: their finished runs are committed as they land
-# (docs/studies.md, "Converged CIFAR-10"); the rest are still to run.
-IN_PROGRESS = {"converged"}
 # A path from the root of some machine, at the start of a table cell or a quoted value.
 ABSOLUTE_IN_TEXT = re.compile(r"""(^|[\s,|("'=:])/[\w.-]+/[\w.-]+""")
 
 
 def test_every_committed_sweep_is_checked():
-    assert {path.stem for path in SWEEPS} >= {"demo", "cifar10_cpu", "norms", "score_extrapolation"}
+    assert {path.stem for path in SWEEPS} >= {"demo", "cifar10_cpu", "converged", "norms",
+                                             "score_extrapolation"}
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda path: path.stem)
@@ -30,10 +28,7 @@ def test_every_committed_run_is_recognised_as_done(sweep):
     assert folders <= {run.run_id for run in runs}  # no run that the sweep no longer has
     committed = [run for run in runs if run.run_id in folders]
     assert {run.run_id: run_status(run) for run in committed} == dict.fromkeys(folders, "done")
-    if sweep.stem in IN_PROGRESS:
-        assert committed, f"{sweep.stem}: in progress, but none of its runs is committed"
-    else:
-        assert folders == {run.run_id for run in runs}  # a finished study has every run
+    assert folders == {run.run_id for run in runs}  # every study is finished: it has every run
 
 
 def _strings(value):
