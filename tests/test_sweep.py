@@ -179,11 +179,15 @@ grid:
     assert run_dirs == sorted(run.run_id for run in runs)
 
 
-# One run whose networks carry over from round to round (a warm selector, a sync at round
-# 2, fusion into the synced selector's source), in enough rounds to stop it midway.
+# One run whose networks carry over from round to round (a warm selector, a sync every
+# second round, fusion into the synced selector's source), in enough rounds to stop it
+# midway: the six after the second leave the tests seconds, not a few hundred
+# milliseconds, to stop it between rounds, on a fast CPU (a Zen 5 ran four rounds' smoke
+# run in about a second) beside other work too.
 CARRYING_RUN = """
-parameters: {method: prunefuse, budgets: [64, 128, 192, 256], lr_schedule: [[2, 0.05]],
-             sync_every: 2, selector_start: warm, fuse_into: source}
+parameters: {method: prunefuse, budgets: [64, 128, 192, 256, 320, 384, 448, 512],
+             lr_schedule: [[2, 0.05]], sync_every: 2, selector_start: warm,
+             fuse_into: source}
 """
 
 
