@@ -78,6 +78,17 @@ def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
             == (uninterrupted / SELECTED_FILE).read_text())
 
 
+def freezing(checkpoint: Path, rounds: int) -> dict[str, str]:
+    """Environment variables under which the run saving ``checkpoint``, in a child process
+    tree, freezes right after saving round ``rounds`` (tests/freeze_after_round): a test
+    that polls the checkpoint (``wait_for_rounds``) then stops the run at that round on a
+    CPU of any speed and load. A run that continued from a checkpoint does not freeze."""
+    path = [str(PROJECT / "tests" / "freeze_after_round"), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(filter(None, path)),
+            "PF_TEST_FREEZE_CHECKPOINT": str(checkpoint),
+            "PF_TEST_FREEZE_AFTER_ROUND": str(rounds)}
+
+
 def wait_for_rounds(checkpoint: Path, rounds: int, running) -> int:
     """Poll a run's ``checkpoint`` until it says ``rounds`` rounds are done, or
     ``running()`` turns false, or 4 minutes pass; return how many it says are done."""

@@ -15,22 +15,22 @@ from pf.experiments.checkpoint import Checkpoint
 from pf.experiments.config import make_config
 from pf.experiments.record import CHECKPOINT_FILE, read_record
 from pf.experiments.run import run_experiment
-from conftest import assert_same_run, wait_for_rounds
+from conftest import assert_same_run, freezing, wait_for_rounds
 
 PF = str(Path(sys.executable).with_name("pf"))
 # Six rounds whose networks carry over: a warm selector, syncs at rounds 2 and 4 (pruned
-# from the previous round's trained target) and fusion into that target. The rounds after
-# the kill leave slack: on a loaded machine the poll that sees round 2 may come late.
+# from the previous round's trained target) and fusion into that target.
 CARRYING = ["method=prunefuse", "budgets=[64,128,192,256,320,384]", "lr_schedule=[[2,0.05]]",
             "sync_every=2", "selector_start=warm", "fuse_into=source"]
 
 
 def _kill_after_round(command: list[str], checkpoint: Path, rounds: int) -> int:
-    """Start ``command`` in a session of its own and SIGKILL all of it once ``checkpoint``
-    says ``rounds`` rounds are done; return how many the checkpoint holds after the kill
-    (on a loaded machine the run may have saved more before the kill lands)."""
+    """Start ``command`` in a session of its own, frozen once it saved round ``rounds``
+    (``conftest.freezing``), and SIGKILL all of it there; return how many rounds the
+    checkpoint holds after the kill."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
+                               start_new_session=True,
+                               env={**os.environ, **freezing(checkpoint, rounds)})
     wait_for_rounds(checkpoint, rounds, lambda: process.poll() is None)
     assert process.poll() is None, f"finished before the kill: {process.stderr.read()[-500:]}"
     os.killpg(process.pid, signal.SIGKILL)
@@ -52,7 +52,7 @@ def test_a_run_killed_after_its_second_round_resumes_and_ends_as_if_never_stoppe
     assert not (whole / CHECKPOINT_FILE).exists()  # deleted once the run finished
 
     rounds_done = _kill_after_round([*run, "--out", str(killed)], killed / CHECKPOINT_FILE, 2)
-    assert 2 <= rounds_done < 6 and not (killed / "metrics.json").exists()
+    assert rounds_done == 2 and not (killed / "metrics.json").exists()
     resumed = subprocess.run([*run, "--out", str(killed), "--keep-checkpoint"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
