@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_precision import preset_data, torch_threads, train_once  # noqa: E402  (a sibling)
 
-from pf.experiments.record import environment  # noqa: E402
+from pf.experiments.record import environment, hardware_name  # noqa: E402
 
 
 def stretched(schedule, factor: int):
@@ -61,11 +61,11 @@ def main(argv=None) -> list[dict]:
             row = {"preset": args.preset, "factor": factor, "epochs": schedule.epochs,
                    "lr_schedule": [list(piece) for piece in schedule.segments],
                    "lr_shape": schedule.shape, "labels": args.labels, "threads": args.threads,
-                   "cpu": env["device_name"], "torch": env["torch"], **run}
+                   "cpu": hardware_name(env), "torch": env["torch"], **run}
             print(f"{config.arch} {config.dataset} {args.labels} labels seed {args.seed}: "
                   f"{schedule.epochs} epochs ({schedule.shape} {row['lr_schedule']}) -> "
                   f"{100 * run['test_accuracy']:.2f} % in {run['seconds']:.0f} s "
-                  f"({run['images_per_second']:.0f} images/s, {env['device_name']})", flush=True)
+                  f"({run['images_per_second']:.0f} images/s, {hardware_name(env)})", flush=True)
             rows.append(row)
             if args.json:
                 with args.json.open("a") as out:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from pf.layout import exact, place
 from pf.models import build_model
 from pf.prune import prune_at_init
-from pf.experiments.record import environment
+from pf.experiments.record import environment, hardware_name
 
 CPU = torch.device("cpu")
 # name: (memory format, oneDNN on); pf's choice first, the unsafe reference last.
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     variants = [name for name in VARIANTS if args.unsafe or name != "channels_last"]
     rows = []
-    cpu = environment(CPU)["device_name"]
+    cpu = hardware_name(environment(CPU))
     print(f"{cpu}, torch {torch.__version__}, {args.arch}, median of {args.rounds} "
           f"interleaved rounds of {args.steps} steps")
     print("| input | p | threads | " + " | ".join(f"{name} ms/step" for name in variants)

@@ -29,7 +29,7 @@ import torch
 from pf.experiments.config import make_config
 from pf.data import load_dataset
 from pf.models import build_model
-from pf.experiments.record import environment
+from pf.experiments.record import environment, hardware_name
 from pf.train import fit
 
 PRECISIONS = ("fp32", "bf16")
@@ -108,7 +108,7 @@ def main(argv=None) -> dict:
     env = environment(torch.device("cpu"))
     print(f"# preset {args.preset}: {config.arch}, {config.dataset}, {args.labels} labels, "
           f"{config.schedule().epochs} epochs, batch {config.batch_size}; "
-          f"{env['device_name']}, {args.threads} thread(s), torch {env['torch']}")
+          f"{hardware_name(env)}, {args.threads} thread(s), torch {env['torch']}")
     print("| precision | test accuracy (%) | n | images/s | x fp32 |")
     print("|---|---:|---:|---:|---:|")
     for row in rows:

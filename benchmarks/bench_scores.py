@@ -37,7 +37,7 @@ import torch
 
 from bench_train import load_benchmark_data
 from pf.models import build_model
-from pf.experiments.record import environment
+from pf.experiments.record import environment, hardware_name
 from pf.scores import DynamicsRecorder, dynamic_uncertainty, el2n, forgetting_counts, tdds
 from pf.train import Schedule, fit, resolve_device
 
@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
 
     env = environment(device)
     print(f"# {args.arch}, batch {args.batch_size}, {host.name}, {args.train_images} images x "
-          f"{args.epochs} epochs, median of {args.rounds} rounds; {env['device_name']}, "
+          f"{args.epochs} epochs, median of {args.rounds} rounds; {hardware_name(env)}, "
           f"{env['cpu_threads']} threads, torch {env['torch']}")
     print("| recorder | seconds (median) | x no recorder |")
     print("|---|---:|---:|")

@@ -40,7 +40,7 @@ from torchvision import transforms
 
 from pf.data import Dataset, Split, cifar10_jpeg_path, load_dataset
 from pf.models import build_model
-from pf.experiments.record import environment
+from pf.experiments.record import environment, hardware_name
 from pf.train import Schedule, fit, predict, resolve_device
 
 VARIANT_OPTIONS = ("compile", "graphs", "bf16")  # what a variant's name may turn on
@@ -236,7 +236,7 @@ def main(argv=None) -> dict:
     print(f"# {args.arch}, batch {args.batch_size}, {host.name}, {args.train_images} images x "
           f"{args.epochs} epochs (+{args.test_images} test images per epoch), "
           f"median of {args.rounds} interleaved rounds, "
-          f"{args.pool_images} pool images; {env['device_name']}, {env['cpu_threads']} threads, "
+          f"{args.pool_images} pool images; {hardware_name(env)}, {env['cpu_threads']} threads, "
           f"torch {env['torch']}")
     print("| phase | variant | images/s | x reference |")
     print("|---|---|---:|---:|")

@@ -19,7 +19,7 @@ import sys
 
 from pf.data import DatasetNotFound
 from pf.experiments.config import PRESETS, ConfigError, make_config, parse_assignment
-from pf.experiments.record import METRICS_FILE
+from pf.experiments.record import METRICS_FILE, hardware_name
 
 __all__ = ["main"]
 
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(_summary(record))
     print(f"wrote {out}/{METRICS_FILE} ({record.seconds_total:.0f} s on "
-          f"{record.environment['device_name']})")
+          f"{hardware_name(record.environment)})")
     return 0
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT
+from pf.experiments.record import cpu_identity
 from pf.prune import load_channel_map
 
 pytestmark = pytest.mark.slow  # runs pf in subprocesses
@@ -57,6 +58,7 @@ def test_smoke_run_of_each_method_writes_the_metrics_contract(tmp_path, method):
     assert metrics["networks"]["target"]["forward_macs"] > 0
     env = metrics["environment"]
     assert env["device"] == "cpu" and env["torch"] and env["git_commit"]
+    assert env["cpu"] == cpu_identity() and env["device_name"] == env["cpu"]["name"]
     selected = json.loads((out / metrics["selected_file"]).read_text())
     labeled = [i for added in selected["added"] for i in added]
     assert selected["budgets"] == budgets and len(set(labeled)) == len(labeled) == budgets[-1]

@@ -24,7 +24,7 @@ import pandas as pd
 
 from pf.experiments.methods import METHODS
 from pf.experiments.record import (METRICS_FILE, OVERLOADED, UNDER_LOAD_FILE, RunRecord,
-                                   read_record)
+                                   hardware_name, read_record)
 
 __all__ = ["COLUMNS", "SCORE_COLUMNS", "run_table", "round_table", "readable", "collect",
            "collect_scores", "summarize", "mean_std"]
@@ -87,7 +87,7 @@ def _rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
             **{f"{phase}_macs": step.macs[phase] for phase in TABLE_PHASES},
             **{f"{phase}_seconds": step.seconds[phase] for phase in TABLE_PHASES},
             "cpu_load": NAN if step.cpu_load is None else step.cpu_load,
-            "device": environment["device_name"], "git_commit": environment["git_commit"],
+            "device": hardware_name(environment), "git_commit": environment["git_commit"],
         })
     return rows
 
@@ -213,7 +213,7 @@ def collect(results_dir: str | Path) -> pd.DataFrame:
       and ``under_load``: whether any round of the run was timed with the machine above
       ``OVERLOADED``, or its sweep's ``under_load.json`` names it (its seconds are then
       inflated; its MACs are not);
-    - ``device`` (the hardware's name) and ``git_commit``.
+    - ``device`` (the hardware, as ``hardware_name`` names it) and ``git_commit``.
     """
     table = pd.DataFrame(_walk(results_dir, _rows), columns=COLUMNS)
     return _mark_load(table, _listed_under_load(Path(results_dir), table.sweep.unique()))
@@ -279,7 +279,7 @@ def _score_rows(record: RunRecord, run_dir: str, sweep: str) -> list[dict]:
             "score", "source", "extrapolation", "knn_k", "knn_weighting", "scored", "train_size",
             "pearson", "spearman", "pearson_scored", "spearman_scored", "scoring_test_accuracy",
             "reference_test_accuracy")},
-        "device": environment["device_name"], "git_commit": environment["git_commit"],
+        "device": hardware_name(environment), "git_commit": environment["git_commit"],
     }]
 
 

@@ -46,7 +46,8 @@ __all__ = ["SCHEMA_VERSION", "METRICS_FILE", "SELECTED_FILE", "SCORES_FILE", "PA
            "RANDOM_LABEL", "SCORE_TITLES", "RecordError", "NetworkRecord", "SelectorRecord",
            "TargetRecord", "RoundRecord", "TIMING_FIELDS", "OVERLOADED", "UNDER_LOAD_FILE",
            "ScoresRecord", "DatasetRecord", "RunRecord", "channel_map_file", "scoring_label",
-           "read_record", "available_cpus", "cpu_load", "environment"]
+           "read_record", "CPU_FEATURES", "cpu_identity", "hardware_name", "available_cpus",
+           "cpu_load", "environment"]
 
 SCHEMA_VERSION = 2  # 2: typed record, labels stored per round; 1: before (upgraded on reading)
 METRICS_FILE = "metrics.json"
@@ -334,14 +335,52 @@ def read_record(run_dir: str | Path) -> RunRecord:
         raise RecordError(f"{path}: {error}") from None
 
 
-def _cpu_name() -> str:
+# The CPU features that decide which kernels torch runs (bf16 and AMX matmuls among them).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def _cpuinfo(path: Path) -> dict[str, str]:
+    """The fields of the first processor in ``path`` (/proc/cpuinfo's format); empty where
+    it cannot be read."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = path.read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return {}
+    first = text.split("\n\n", 1)[0]
+    return {key.strip(): value.strip() for key, _, value in
+            (line.partition(":") for line in first.splitlines()) if key.strip()}
+
+
+def cpu_identity(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
+    """What tells CPUs apart beyond their name, which a virtual machine often shortens (a
+    KVM guest reads "AMD EPYC" on a Zen 4 and a Zen 5 alike): its ``name``; ``vendor``,
+    ``family``, ``model`` and ``stepping`` from ``cpuinfo`` (None where the platform has
+    none); which of ``CPU_FEATURES`` it has; and ``isa``, the vector instructions torch's
+    CPU kernels chose here ("AVX512", "AVX2", ...). Seconds of two runs compare only where
+    these agree."""
+    import torch
+
+    fields = _cpuinfo(Path(cpuinfo))
+
+    def number(key: str) -> int | None:
+        return int(fields[key]) if fields.get(key, "").isdigit() else None
+
+    flags = set(fields.get("flags", "").split())
+    return {"name": fields.get("model name") or platform.processor() or platform.machine(),
+            "vendor": fields.get("vendor_id"), "family": number("cpu family"),
+            "model": number("model"), "stepping": number("stepping"),
+            "features": [feature for feature in CPU_FEATURES if feature in flags],
+            "isa": torch.backends.cpu.get_cpu_capability()}
+
+
+def hardware_name(environment: dict) -> str:
+    """A run's device as its record names it: the GPU, or the CPU with its family and model
+    where recorded ("AMD EPYC (family 26, model 2)"; records before ``cpu_identity`` hold
+    the name alone)."""
+    cpu = environment.get("cpu") or {}
+    if environment["device"].startswith("cuda") or cpu.get("family") is None:
+        return environment["device_name"]
+    return f"{environment['device_name']} (family {cpu['family']}, model {cpu['model']})"
 
 
 def available_cpus() -> int:
@@ -364,12 +403,14 @@ def environment(device) -> dict:
 
     ``git_commit`` ends in "+dirty" when the files that compute results differ from the
     commit (``pf.provenance``), which ``git_dirty`` and ``dirty_files`` say too; ``lock``
-    is the environment lock's identity and whether the installed packages match it.
+    is the environment lock's identity and whether the installed packages match it;
+    ``device_name`` is the GPU's or the CPU's name, ``cpu`` the host CPU (``cpu_identity``).
     """
     import torch
     import torchvision
 
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    cpu = cpu_identity()
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu["name"]
     code = provenance.code_state()
     return {
         "pf": pf.__version__,
@@ -382,6 +423,7 @@ def environment(device) -> dict:
         "torchvision": torchvision.__version__,
         "device": str(device),
         "device_name": hardware,
+        "cpu": cpu,
         "cpu_threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }
