@@ -65,7 +65,7 @@ def main(argv=None) -> list[dict]:
             print(f"{config.arch} {config.dataset} {args.labels} labels seed {args.seed}: "
                   f"{schedule.epochs} epochs ({schedule.shape} {row['lr_schedule']}) -> "
                   f"{100 * run['test_accuracy']:.2f} % in {run['seconds']:.0f} s "
-                  f"({run['images_per_second']:.0f} images/s, {hardware_name(env)})", flush=True)
+                  f"({run['images_per_second']:.0f} images/s, {row['cpu']})", flush=True)
             rows.append(row)
             if args.json:
                 with args.json.open("a") as out:

@@ -374,11 +374,11 @@ def cpu_identity(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
 
 
 def hardware_name(environment: dict) -> str:
-    """A run's device as its record names it: the GPU, or the CPU with its family and model
-    where recorded ("AMD EPYC (family 26, model 2)"; records before ``cpu_identity`` hold
-    the name alone)."""
+    """A run's device as its record names it: an accelerator (a GPU) by its name, the CPU
+    with its family and model where recorded ("AMD EPYC (family 26, model 2)"; records
+    before ``cpu_identity`` hold the name alone)."""
     cpu = environment.get("cpu") or {}
-    if environment["device"].startswith("cuda") or cpu.get("family") is None:
+    if environment["device"] != "cpu" or cpu.get("family") is None:  # the host CPU is not it
         return environment["device_name"]
     return f"{environment['device_name']} (family {cpu['family']}, model {cpu['model']})"
 
